@@ -1,0 +1,45 @@
+# Quick start: `make lab` (set up and open the course) and `make test` (set up and run every test).
+PYTHON ?= python3
+VENV ?= .venv
+CONSTRAINTS ?=
+JOBS ?= 2
+LAB_ARGS ?=
+RESULTS_DIR ?= build/results
+
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+DEPS_STAMP := $(VENV)/.course-deps
+ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+.PHONY: setup lab test release results clean-venv
+
+# Installs once per change of pyproject.toml; reuses an existing environment otherwise.
+$(DEPS_STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) -e '.[notebooks,dev]'
+	touch $@
+
+# The editable install must point at this checkout (a cached venv may have served another).
+setup: $(DEPS_STAMP)
+	@test "$$(cat $(VENV)/.course-src 2>/dev/null)" = "$(CURDIR)" || \
+	  { $(PY) -m pip install --quiet --no-deps -e . && echo "$(CURDIR)" > $(VENV)/.course-src; }
+
+lab: setup
+	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+
+test: setup
+	COURSE_FAST=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax tests solutions
+
+release: setup
+	for a in $(ASSIGNMENTS); do $(BIN)/nbgrader generate_assignment "$$a" --force || exit 1; done
+
+results: setup
+	mkdir -p $(RESULTS_DIR) build/executed
+	for nb in solutions/*/*.ipynb; do \
+	  COURSE_RESULTS_DIR="$(abspath $(RESULTS_DIR))" $(BIN)/jupyter nbconvert --to notebook --execute \
+	    --ExecutePreprocessor.timeout=3600 --output-dir build/executed "$$nb" || exit 1; done
+	$(PY) -m course_lib.results $(RESULTS_DIR) | tee build/results.md
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,13 @@
+"""course_lib: the small library the course's notebooks import.
+
+- ``settings``: fast mode, data and cache folders, seeds, device
+- ``data``: CIFAR-10, MNIST, Fashion-MNIST, image folders and archives, splits
+- ``checks``: public checks that give students immediate feedback
+- ``plots``: training curves, image grids, confusion matrices
+- ``notebook``: the set-up and summary cells; ``results``: recorded numbers
+"""
+from course_lib.notebook import setup_notebook
+from course_lib.settings import fast_or_full, get_device, is_fast, seed_everything
+
+__all__ = ["setup_notebook", "fast_or_full", "get_device", "is_fast", "seed_everything"]
+__version__ = "0.1.0"

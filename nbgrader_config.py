@@ -1,0 +1,15 @@
+"""nbgrader settings for the course: solutions/ is nbgrader's source, notebooks/ its release."""
+import os
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.course_id = "dl-images"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+# SQLite by default; point NBGRADER_DB_URL at PostgreSQL (postgresql://user@host/gradebook) for a class.
+c.CourseDirectory.db_url = os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db"))
+# Full mode trains for up to ten minutes in one cell.
+c.ExecutePreprocessor.timeout = 1800
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

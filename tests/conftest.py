@@ -1,0 +1,26 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def isolated_dirs(tmp_path, monkeypatch):
+    """Empty data and cache folders and no downloads, so tests never touch a user's files."""
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COURSE_DOWNLOAD", "0")
+    return tmp_path
+
+
+def real_data_dir() -> Path:
+    """``COURSE_DATA_DIR`` for tests on real data: required in CI, else skipped with a reason."""
+    value = os.environ.get("COURSE_DATA_DIR")
+    if value and Path(value).is_dir():
+        return Path(value)
+    if os.environ.get("CI"):
+        pytest.fail("CI must set COURSE_DATA_DIR to the real data (../shared/data)")
+    pytest.skip("set COURSE_DATA_DIR to run tests on real data")
