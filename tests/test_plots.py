@@ -1,0 +1,30 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from course_lib.plots import plot_confusion_matrix, plot_history, show_images
+
+
+def test_history_plot_has_train_and_validation_curves():
+    fig = plot_history({"train_loss": [2, 1], "val_loss": [2.1, 1.2], "train_acc": [0.3, 0.5], "val_acc": [0.3, 0.4]})
+    loss, acc = fig.axes
+    assert [line.get_label() for line in loss.lines] == ["train", "validation"]
+    np.testing.assert_array_equal(acc.lines[1].get_ydata(), [0.3, 0.4])
+    plt.close(fig)
+
+
+def test_image_grid_accepts_channels_first_and_names_classes():
+    fig = show_images(np.random.rand(5, 3, 8, 8), labels=[0, 1, 0, 1, 1], class_names=["cat", "dog"], ncols=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(fig.axes) == 8 and titles == ["cat", "dog", "cat", "dog", "dog"]
+    assert fig.axes[0].images[0].get_array().shape == (8, 8, 3)
+    plt.close(fig)
+
+
+def test_confusion_matrix_rows_are_fractions():
+    fig = plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
+    shown = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, [[0.5, 0.5], [0, 1]])
+    plt.close(fig)
