@@ -11,6 +11,7 @@ BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.course-deps
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup lab test release results clean-venv
 
