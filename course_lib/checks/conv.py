@@ -1,0 +1,498 @@
+"""Checks for notebook 02 (convolution by hand): output sizes, convolutions, linear layers,
+global average pooling and parameter counts, plus the single-thread benchmark.
+
+References come from torch (``F.conv2d``, ``nn.Linear``, parameter counts of ``nn.Conv2d`` and
+``nn.Linear``) and from small hand-computed cases. When a result is wrong, the check also
+computes what the usual mistakes would have returned (a flipped kernel, padding on one side,
+a missing bias, ...) and names the one that matches.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib.checks import call, expect, expect_shape, passed
+
+__all__ = [
+    "check_conv_output_size", "check_conv2d_naive", "check_conv2d_fast", "check_linear",
+    "check_global_avg_pool", "check_count_params_mlp", "check_count_params_conv",
+    "scaled_error", "tolerance", "conv_reference", "torch_mlp_params", "torch_conv_params",
+    "one_thread", "best_time", "benchmark_conv2d",
+]
+
+FORMULA = "H_out = ⌊(H − KH + 2P)/S⌋ + 1"
+
+
+def scaled_error(actual, expected) -> float:
+    """max |actual − expected| / max |expected|: the error relative to the output's scale.
+
+    Unlike an entry-by-entry relative error it does not blow up on outputs that happen to
+    be close to zero (sums of products of either sign often are).
+    """
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    if actual.size == 0:
+        return 0.0
+    return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-30))
+
+
+def tolerance(*arrays) -> float:
+    """1e-10 when every input is float64, else 1e-5 (float32 keeps about 7 digits)."""
+    return 1e-10 if all(np.asarray(a).dtype == np.float64 for a in arrays if a is not None) else 1e-5
+
+
+def _name_mistake(actual, candidates, tol: float):
+    """The hint of the first candidate (result of a known mistake) that ``actual`` reproduces."""
+    for wrong, hint in candidates:
+        if wrong is not None and np.shape(wrong) == np.shape(actual) and scaled_error(actual, wrong) <= tol:
+            return hint
+    return None
+
+
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter, unless it starts with code (``stride=2 ...``, ``w's ...``)."""
+    first = text.split(" ", 1)[0]
+    return text[0].upper() + text[1:] if first.isalpha() and first.islower() else text
+
+
+def _call(fn, *args, hint: str = "", **kwargs):
+    """``call`` plus a hint appended when the student's code crashes (not when it is a stub)."""
+    try:
+        return call(fn, *args, **kwargs)
+    except AssertionError as err:
+        if not hint or "not implemented" in str(err):
+            raise
+        raise AssertionError(f"{err} Hint: {hint}") from err.__cause__
+
+
+def _int_result(result, what: str) -> int:
+    expect(isinstance(result, (int, np.integer)) and not isinstance(result, bool),
+           f"{what} should return an int, got {result!r} ({type(result).__name__})"
+           + (" — use // (floor division) instead of /." if isinstance(result, float) else "."))
+    return int(result)
+
+
+# ---------------------------------------------------------------- output size
+
+_SIZE_CASES = [  # n, kernel, padding, stride, answer (worked by hand)
+    (32, 5, 0, 1, 28), (28, 5, 2, 1, 28), (32, 3, 1, 1, 32), (32, 3, 1, 2, 16),
+    (8, 3, 0, 2, 3), (7, 3, 0, 2, 3), (5, 5, 0, 1, 1), (227, 11, 0, 4, 55), (10, 4, 3, 3, 5),
+]
+
+
+def _size_mistakes(n, k, p, s):
+    return [
+        ((n - k + 2 * p) // s, "count the positions: the first window sits at 0, then one every S pixels, so add 1."),
+        ((n - k + p) // s + 1, "padding adds P pixels on *both* sides, so the padded size is W + 2P."),
+        (n - k + 2 * p + 1, "the stride is missing: the window moves S pixels at a time, divide by S."),
+        (-(-(n - k + 2 * p) // s) + 1,
+         "round down (floor), not up: a window that would stick out past the edge is not used."),
+        ((n - k + 2 * p + 1) // s, "only (W − K + 2P) is divided by S; the + 1 comes after the division."),
+        ((n - k) // s + 1 + 2 * p, "the padding belongs inside the division: (W − K + 2P)/S."),
+        ((n + k + 2 * p) // s + 1, "the kernel size is subtracted, not added: W − K + 2P."),
+    ]
+
+
+def check_conv_output_size(conv_output_size) -> None:
+    """``conv_output_size(n, kernel_size, padding=0, stride=1)`` on worked examples."""
+    for index, (n, k, p, s, answer) in enumerate(_SIZE_CASES):
+        if index == 0:  # the text's first example, with the default padding and stride
+            what = f"conv_output_size({n}, {k})"
+            result = _int_result(call(conv_output_size, n, k), what)
+        else:
+            what = f"conv_output_size({n}, {k}, padding={p}, stride={s})"
+            result = _int_result(call(conv_output_size, n, k, padding=p, stride=s), what)
+        if result != answer:
+            hint = next((h for wrong, h in _size_mistakes(n, k, p, s) if wrong == result and wrong != answer), None)
+            raise AssertionError(f"{what} returned {result}, expected {answer} (a worked example in the text). "
+                                 + _sentence(hint or f"Check the formula {FORMULA}."))
+    passed("conv_output_size", f"{len(_SIZE_CASES)} worked examples")
+
+
+# ---------------------------------------------------------------- convolution
+
+def conv_reference(x, w, b=None, stride=1, padding=0, mode="zeros"):
+    """torch's ``conv2d`` in float64 on NumPy arrays (``mode``: how the border is padded)."""
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if padding and mode != "zeros":
+        xt, padding = F.pad(xt, (padding,) * 4, mode=mode), 0
+    wt = torch.as_tensor(np.ascontiguousarray(w, dtype=np.float64))
+    bt = None if b is None else torch.as_tensor(np.asarray(b, dtype=np.float64))
+    return F.conv2d(xt, wt, bt, stride=stride, padding=padding).numpy()
+
+
+def _conv_shape_mistakes(x, w, stride, padding):
+    (n, c, h, width), (f, _, kh, kw) = x.shape, w.shape
+
+    def size(a, k, p, s):
+        return (a - k + 2 * p) // s + 1
+
+    ho, wo = size(h, kh, padding, stride), size(width, kw, padding, stride)
+    return [
+        ((n, f, size(h, kh, 0, stride), size(width, kw, 0, stride)),
+         f"padding={padding} was ignored: add P zeros on every side of the image before sliding the kernel."),
+        ((n, f, size(h, kh, padding, 1), size(width, kw, padding, 1)),
+         f"stride={stride} was ignored: the window moves S pixels at a time, so {FORMULA}."),
+        ((n, f, (h + padding - kh) // stride + 1, (width + padding - kw) // stride + 1),
+         "the image was padded on one side only: P zeros go on every side (top, bottom, left and right)."),
+        ((n, f, size(h, kw, padding, stride), size(width, kh, padding, stride)),
+         "KH and KW are mixed up: w has torch's layout (F, C, KH, KW), KH rows by KW columns."),
+        ((n, f, ho - 1, wo - 1), f"one window position is missing on each axis: {FORMULA} (don't forget the + 1)."),
+        ((f, n, ho, wo), "the axes are (F, N, ...): return (N, F, H_out, W_out), images first."),
+        ((n, ho, wo, f), "the output is channels-last: return (N, F, H_out, W_out) like torch."),
+        ((n, c, ho, wo), "one map per *input* channel: each of the F filters sums over all C input channels "
+                         "and gives one output map, so the result has F channels."),
+    ]
+
+
+def _conv_value_mistakes(x, w, b, stride, padding):
+    c, (kh, kw) = x.shape[1], w.shape[2:]
+    ho, wo = (x.shape[2] - kh + 2 * padding) // stride + 1, (x.shape[3] - kw + 2 * padding) // stride + 1
+    flip = w[:, :, ::-1, ::-1]
+    mistakes = [
+        (conv_reference(x, flip, b, stride, padding),
+         "the kernel is flipped: that is the textbook convolution. Deep-learning frameworks compute "
+         "cross-correlation, out[i, j] = Σ x[i·S + u, j·S + v] · w[u, v], without flipping w."),
+    ]
+    if b is not None:
+        no_bias = conv_reference(x, w, None, stride, padding)
+        mistakes.append((no_bias, "the bias is missing: add b[f] to every pixel of output map f."))
+        for times in sorted({c, kh * kw, c * kh * kw} - {1}):
+            mistakes.append((no_bias + times * b[None, :, None, None],
+                             f"the bias was added {times} times per output pixel: add b[f] once, after the sum."))
+    if stride > 1:
+        mistakes.append((conv_reference(x, w, b, 1, padding)[:, :, :ho, :wo],
+                         f"stride={stride} is ignored when placing the windows: window (i, j) starts at row i·S "
+                         "and column j·S, not at (i, j)."))
+    if padding:
+        for sides, pads in (("top/left", (2 * padding, 0) * 2), ("bottom/right", (0, 2 * padding) * 2)):
+            one_side = F.pad(torch.as_tensor(np.asarray(x, dtype=np.float64)), pads).numpy()
+            mistakes.append((conv_reference(one_side, w, b, stride, 0),
+                             f"the image was padded on one side only ({sides}, 2P zeros): "
+                             "put P zeros on every side instead."))
+        for mode, how in (("replicate", "repeating the edge pixels"), ("reflect", "reflection")):
+            if padding < min(x.shape[2:]):  # reflection needs an image larger than the padding
+                mistakes.append((conv_reference(x, w, b, stride, padding, mode=mode),
+                                 f"the border was padded by {how}: pad with zeros (np.pad's default mode)."))
+    if w.shape[0] == w.shape[1]:
+        mistakes.append((conv_reference(x, w.transpose(1, 0, 2, 3), b, stride, padding),
+                         "w's first two axes are swapped: w[f, c] is the kernel of filter f on input channel c."))
+    if kh == kw:
+        mistakes.append((conv_reference(x, w.transpose(0, 1, 3, 2), b, stride, padding),
+                         "the kernel is transposed: w[f, c, u, v] multiplies the pixel u rows down and "
+                         "v columns right of the window's corner."))
+    return mistakes
+
+
+def _compare_conv(fn, name, x, w, b=None, stride=1, padding=0, use_defaults=False) -> None:
+    """Call the student's conv on one case and compare with torch, naming a recognised mistake."""
+    case = f"x {x.shape}, w {w.shape}, {'no bias' if b is None else 'bias'}, stride={stride}, padding={padding}"
+    if x.dtype == np.float32:
+        case += ", float32"
+    hint = ("x is (N, C, H, W) and w is (F, C, KH, KW), torch's layout; each filter w[f] is (C, KH, KW) "
+            "and covers a window x_pad[n, :, i·S:i·S + KH, j·S:j·S + KW].")
+    if use_defaults:
+        out = _call(fn, x, w, hint=hint)
+    else:
+        out = _call(fn, x, w, b, stride=stride, padding=padding, hint=hint)
+    expected = conv_reference(x, w, b, stride, padding)
+    got_shape = getattr(out, "shape", None)
+    if got_shape is not None and tuple(got_shape) != expected.shape:
+        hint = next((h for shape, h in _conv_shape_mistakes(x, w, stride, padding)
+                     if shape == tuple(got_shape) and shape != expected.shape), None)
+        raise AssertionError(f"{name} ({case}) returned shape {tuple(got_shape)}, expected {expected.shape}. "
+                             + _sentence(hint or f"(N, F, H_out, W_out) with {FORMULA}."))
+    expect_shape(out, expected.shape, f"{name}'s output ({case})")
+    out = np.asarray(out, dtype=np.float64)
+    expect(np.all(np.isfinite(out)), f"{name} ({case}) returned NaN or inf: is the output array initialised "
+           "(np.zeros, not np.empty)?")
+    tol = tolerance(x, w, b)
+    err = scaled_error(out, expected)
+    if err > tol:
+        hint = _name_mistake(out, _conv_value_mistakes(x, w, b, stride, padding), max(tol, 1e-5) * 10)
+        raise AssertionError(f"{name} ({case}) differs from torch's conv2d (relative error {err:.1e}, "
+                             f"allowed {tol:.0e}). " + _sentence(hint or "Compare your loops with the formula "
+                             "out[n, f, i, j] = b[f] + Σ_c Σ_u Σ_v x_pad[n, c, i·S + u, j·S + v] · w[f, c, u, v]."))
+
+
+def _conv_cases(rng):
+    """Small cases, from one channel without bias to strides, padding and float32 together."""
+    def r(*shape):
+        return rng.standard_normal(shape)
+
+    return [  # x, w, b, stride, padding, call with defaults
+        (r(1, 1, 4, 5), r(1, 1, 2, 3), None, 1, 0, True),
+        (r(2, 3, 5, 6), r(4, 3, 3, 3), r(4), 1, 0, False),
+        (r(2, 2, 5, 5), r(3, 2, 3, 3), r(3), 1, 1, False),
+        (r(2, 3, 7, 8), r(2, 3, 3, 2), r(2), 2, 0, False),
+        (r(1, 3, 6, 7), r(3, 3, 3, 3), r(3), 2, 1, False),
+        (r(2, 2, 9, 8), r(3, 2, 2, 3), r(3), 3, 2, False),
+        (r(2, 3, 6, 7).astype(np.float32), r(2, 3, 3, 2).astype(np.float32), r(2).astype(np.float32), 2, 1, False),
+    ]
+
+
+def _check_conv(fn, name: str) -> int:
+    cases = _conv_cases(np.random.default_rng(2))
+    for x, w, b, stride, padding, use_defaults in cases:
+        _compare_conv(fn, name, x, w, b, stride, padding, use_defaults)
+    return len(cases)
+
+
+def check_conv2d_naive(conv2d_naive) -> None:
+    """``conv2d_naive(x, w, b=None, stride=1, padding=0)`` against torch on small cases."""
+    n = _check_conv(conv2d_naive, "conv2d_naive")
+    passed("conv2d_naive", f"equal to torch's conv2d on {n} cases")
+
+
+def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.5) -> None:
+    """As :func:`check_conv2d_naive`, then a CIFAR-sized batch that must take under ``max_seconds``."""
+    n = _check_conv(conv2d_fast, "conv2d_fast")
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((16, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)), rng.standard_normal(16)
+    start = time.perf_counter()
+    out = call(conv2d_fast, x, w, b, stride=1, padding=1)
+    seconds = time.perf_counter() - start
+    expect(seconds <= max_seconds,
+           f"conv2d_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed {max_seconds} s): "
+           "it is not vectorised. Python loops over images, filters or output pixels are what make conv2d_naive "
+           "slow; build all windows at once (sliding_window_view, or im2col) and contract them with einsum, "
+           "tensordot or a matrix product.")
+    expect_shape(out, (16, 16, 32, 32), "conv2d_fast's output on 16 images")
+    err = scaled_error(out, conv_reference(x, w, b, 1, 1))
+    expect(err <= 1e-10, f"conv2d_fast is off on 16 images 3×32×32 with 16 filters (relative error {err:.1e}).")
+    passed("conv2d_fast", f"equal to torch's conv2d on {n + 1} cases; 16 CIFAR-sized images in {1000 * seconds:.0f} ms")
+
+
+# ---------------------------------------------------------------- linear layer and pooling
+
+def _torch_linear(x, weight, bias):
+    layer = nn.Linear(weight.shape[1], weight.shape[0], dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(np.asarray(weight, dtype=np.float64)))
+        layer.bias.copy_(torch.as_tensor(np.asarray(bias, dtype=np.float64)))
+        return layer(torch.as_tensor(np.asarray(x, dtype=np.float64))).numpy()
+
+
+def check_linear(linear) -> None:
+    """``linear(x, weight, bias)`` with torch.nn.Linear's layout against ``nn.Linear``."""
+    rng = np.random.default_rng(4)
+    layout = ("torch.nn.Linear stores weight as (out_features, in_features), "
+              "so the layer computes x @ weight.T + bias.")
+    cases = [
+        (rng.standard_normal((3, 4)), rng.standard_normal((4, 4)), rng.standard_normal(4)),
+        (rng.standard_normal((5, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2)),
+        (rng.standard_normal((1, 7)).astype(np.float32), rng.standard_normal((3, 7)).astype(np.float32),
+         rng.standard_normal(3).astype(np.float32)),
+    ]
+    for x, weight, bias in cases:
+        case = f"x {x.shape}, weight {weight.shape}, bias {bias.shape}" + (", float32" if x.dtype == np.float32 else "")
+        out = _call(linear, x, weight, bias, hint=layout)
+        expected = _torch_linear(x, weight, bias)
+        got_shape = getattr(out, "shape", None)
+        if got_shape is not None and tuple(got_shape) == expected.shape[::-1] != expected.shape:
+            raise AssertionError(f"linear ({case}) returned shape {tuple(got_shape)}, expected {expected.shape} "
+                                 f"(N, out_features): one row per example. {layout}")
+        expect_shape(out, expected.shape, f"linear's output ({case})")
+        tol = tolerance(x, weight, bias)
+        err = scaled_error(out, expected)
+        if err > tol:
+            mistakes = [(x @ weight + bias, f"weight was not transposed. {layout}"),
+                        (x @ weight.T, "the bias is missing: add it to every row."),
+                        (x @ weight, f"weight was not transposed and the bias is missing. {layout}")]
+            hint = _name_mistake(out, mistakes, 1e-4)
+            raise AssertionError(f"linear ({case}) differs from torch.nn.Linear (relative error {err:.1e}, "
+                                 f"allowed {tol:.0e}). " + _sentence(hint or layout))
+    passed("linear", f"equal to torch.nn.Linear on {len(cases)} cases")
+
+
+def check_global_avg_pool(global_avg_pool) -> None:
+    """``global_avg_pool(x)``: (N, C, H, W) → (N, C), against ``F.adaptive_avg_pool2d(x, 1)``."""
+    rng = np.random.default_rng(5)
+    cases = [rng.standard_normal((4, 4, 4, 4)), rng.standard_normal((2, 3, 5, 7)),
+             (100 * rng.standard_normal((3, 5, 6, 6))).astype(np.float32)]
+    for x in cases:
+        case = f"x {x.shape}" + (", float32" if x.dtype == np.float32 else "")
+        out = call(global_avg_pool, x)
+        n, c, h, w = x.shape
+        expected = F.adaptive_avg_pool2d(torch.as_tensor(x.astype(np.float64)), 1).flatten(1).numpy()
+        got_shape = getattr(out, "shape", None)
+        if got_shape is not None and tuple(got_shape) == (n, c, 1, 1):
+            raise AssertionError(f"global_avg_pool ({case}) returned shape {(n, c, 1, 1)}: return (N, C), without "
+                                 "the two axes of size 1 (no keepdims), so that a linear layer can take it.")
+        if got_shape is not None and tuple(got_shape) == (n,):
+            raise AssertionError(f"global_avg_pool ({case}) returned shape {(n,)}: it averaged the channels too. "
+                                 "Keep one number per channel: average over H and W only.")
+        expect_shape(out, (n, c), f"global_avg_pool's output ({case}); pool over H and W (axes 2 and 3)")
+        tol = tolerance(x)
+        err = scaled_error(out, expected)
+        if err > tol:
+            mistakes = [(x.mean(axis=axes), f"it averaged over axes {axes}: the spatial axes of (N, C, H, W) are "
+                         "2 and 3 (H and W).") for axes in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3))]
+            mistakes += [(x.sum(axis=(2, 3)), f"it summed instead of averaging (too large by a factor H·W = {h * w})."),
+                         (x.max(axis=(2, 3)), "that is global *max* pooling; average the H·W values instead.")]
+            hint = _name_mistake(out, mistakes, 1e-4)
+            raise AssertionError(f"global_avg_pool ({case}) is off (relative error {err:.1e}, allowed {tol:.0e}). "
+                                 + _sentence(hint or "Average each (image, channel) map over its H·W pixels."))
+    passed("global_avg_pool", f"equal to torch's adaptive_avg_pool2d(x, 1) on {len(cases)} cases")
+
+
+# ---------------------------------------------------------------- parameter counts
+
+def torch_mlp_params(d_in: int, hidden_sizes, d_out: int) -> int:
+    """``sum(p.numel())`` of the Linear layers of an MLP d_in → hidden sizes → d_out (built on the meta device)."""
+    sizes = [d_in, *hidden_sizes, d_out]
+    layers = [nn.Linear(a, b, device="meta") for a, b in zip(sizes[:-1], sizes[1:])]
+    return sum(p.numel() for layer in layers for p in layer.parameters())
+
+
+def torch_conv_params(in_channels: int, out_channels: int, kernel_size, bias: bool = True) -> int:
+    """``sum(p.numel())`` of ``nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)``."""
+    layer = nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias, device="meta")
+    return sum(p.numel() for p in layer.parameters())
+
+
+def _mlp_mistakes(d_in, hidden, d_out):
+    sizes = [d_in, *hidden, d_out]
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    weights = sum(a * b for a, b in pairs)
+    between = sum(a * b for a, b in pairs[1:-1])
+    return [
+        (weights, "these are the weights only: every Linear layer also has one bias per output unit."),
+        (weights + sum(hidden), f"the output layer's {d_out} biases are missing."),
+        (weights + sum(sizes[:-1]), "a layer has one bias per *output* unit, not per input."),
+        (sum(a * b + b for a, b in pairs[:-1]), f"the last layer (H_K → D_out = {d_out}) is missing."),
+        (sum(a * b + b for a, b in pairs[1:]), f"the first layer (D_in = {d_in} → H_1) is missing."),
+        (weights - between + sum(sizes[1:]), "the weights between consecutive hidden layers (H_k · H_k+1) "
+                                             "are missing."),
+    ]
+
+
+def check_count_params_mlp(count_params_mlp) -> None:
+    """``count_params_mlp(d_in, hidden_sizes, d_out)`` against torch Linear layers."""
+    cases = [(20, [8, 6], 4), (3072, [512], 10), (784, (256, 128, 64), 10), (10, [], 3)]
+    for d_in, hidden, d_out in cases:
+        what = f"count_params_mlp({d_in}, {hidden!r}, {d_out})"
+        result = _int_result(call(count_params_mlp, d_in, hidden, d_out), what)
+        expected = torch_mlp_params(d_in, hidden, d_out)
+        if result != expected:
+            hint = next((h for wrong, h in _mlp_mistakes(d_in, hidden, d_out) if wrong == result != expected), None)
+            if not hidden:
+                hint = hint or "with no hidden layers the MLP is a single Linear layer D_in → D_out."
+            raise AssertionError(f"{what} returned {result:,}, but the matching torch Linear layers have {expected:,} "
+                                 "parameters. "
+                                 + _sentence(hint or "Count D_in·H_1 + Σ H_k·H_k+1 + H_K·D_out, plus every bias."))
+    passed("count_params_mlp", f"equal to torch's count on {len(cases)} MLPs")
+
+
+def check_count_params_conv(count_params_conv) -> None:
+    """``count_params_conv(in_channels, out_channels, kernel_size, bias=True)`` against ``nn.Conv2d``."""
+    # the first case tells the usual mistakes apart (no two of them give the same wrong count)
+    cases = [(3, 8, 5, True), (3, 16, 3, True), (1, 6, 5, True), (3, 64, (5, 3), True), (64, 128, 3, False),
+             (16, 32, (1, 7), True)]
+    for c_in, c_out, k, bias in cases:
+        what = f"count_params_conv({c_in}, {c_out}, {k!r}, bias={bias})"
+        result = _int_result(call(count_params_conv, c_in, c_out, k, bias=bias), what)
+        expected = torch_conv_params(c_in, c_out, k, bias)
+        if result != expected:
+            kh, kw = (k, k) if isinstance(k, int) else k
+            weights = c_in * kh * kw * c_out
+            mistakes = [
+                (weights, f"the biases are missing: a conv layer has one bias per filter ({c_out})."),
+                (weights + c_out, "bias=False means the layer has no biases."),
+                (kh * kw * c_out + c_out * bias, f"each filter spans all {c_in} input channels: C_in·K_h·K_w weights."),
+                (c_in * kh * c_out + c_out * bias,
+                 f"a kernel_size of {k!r} means a {kh}×{kw} kernel: K_h·K_w weights per channel."),
+                (weights + c_in * bias, "one bias per *output* channel (filter), not per input channel."),
+                (weights + c_out * kh * kw * bias, "one bias per filter, not one per kernel weight."),
+            ]
+            hint = next((h for wrong, h in mistakes if wrong == result != expected), None)
+            raise AssertionError(f"{what} returned {result:,}, but nn.Conv2d has {expected:,} parameters. "
+                                 + _sentence(hint or "Count C_in·K_h·K_w·C_out weights plus C_out biases (if bias)."))
+    passed("count_params_conv", f"equal to nn.Conv2d's count on {len(cases)} layers")
+
+
+# ---------------------------------------------------------------- benchmark
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch and NumPy's BLAS on one CPU thread inside the block (threadpoolctl if installed)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without it NumPy may use several BLAS threads; set OPENBLAS_NUM_THREADS=1 instead
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(limits=1)
+    try:
+        with limits:
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _settle_allocator() -> None:
+    """Free one large block first, so that malloc reuses memory during the timings.
+
+    glibc's malloc gives blocks over 128 KiB back to the operating system when they are freed,
+    so each call pays for fresh pages, until a large block has been freed once: then it raises
+    that threshold and reuses memory, as any long-running program finds it. Without this,
+    torch's time here changes about fivefold depending on what ran before it.
+    """
+    block = np.ones(2**24 // 8)  # 16 MiB: below glibc's 32 MiB cap on that threshold
+    del block
+
+
+def best_time(fn, repeats: int) -> float:
+    """Shortest wall time of ``repeats`` calls of ``fn()`` after one warm-up call (as timeit advises)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def benchmark_conv2d(conv2d_naive, conv2d_fast, x, w, b=None, stride=1, padding=1,
+                     naive_images: int | None = None, repeats: int = 5) -> dict:
+    """Time ``conv2d_naive``, ``conv2d_fast`` and torch's ``conv2d`` on one CPU thread.
+
+    - x (N, C, H, W), w (F, C, KH, KW), b (F,): NumPy arrays (float32 is what torch uses by default).
+    - naive_images: time conv2d_naive once on the first ``naive_images`` images only and scale
+      the time up to all N (it is slow); None runs it on all of them.
+
+    Checks that the two outputs equal torch's, prints a table and returns
+    ``{"naive_seconds", "fast_seconds", "torch_seconds", "fast_vs_torch"}``.
+    """
+    n = len(x)
+    subset = n if naive_images is None else min(naive_images, n)
+    xt, wt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(w))
+    bt = None if b is None else torch.from_numpy(np.ascontiguousarray(b))
+    _settle_allocator()
+    with one_thread(), torch.no_grad():
+        reference = F.conv2d(xt, wt, bt, stride=stride, padding=padding).numpy()
+        torch_seconds = best_time(lambda: F.conv2d(xt, wt, bt, stride=stride, padding=padding), repeats)
+        fast_seconds = best_time(lambda: conv2d_fast(x, w, b, stride=stride, padding=padding), repeats)
+        start = time.perf_counter()
+        naive_out = conv2d_naive(x[:subset], w, b, stride=stride, padding=padding)
+        naive_seconds = (time.perf_counter() - start) * n / subset
+    tol = tolerance(x, w, b)
+    for name, out in (("conv2d_fast", conv2d_fast(x, w, b, stride=stride, padding=padding)),
+                      ("conv2d_naive", naive_out)):
+        err = scaled_error(out, reference[:len(out)])
+        expect(err <= tol, f"{name} differs from torch's conv2d in the benchmark (relative error {err:.1e})")
+    result = {"naive_seconds": naive_seconds, "fast_seconds": fast_seconds, "torch_seconds": torch_seconds,
+              "fast_vs_torch": fast_seconds / torch_seconds}
+    print(f"{n} images {tuple(x.shape[1:])}, {w.shape[0]} filters {w.shape[2]}×{w.shape[3]}, stride {stride}, "
+          f"padding {padding}, {x.dtype}, one CPU thread (best of {repeats}):")
+    note = "" if subset == n else f"   (timed on {subset} images, × {n / subset:g})"
+    rows = (("conv2d_naive", "naive_seconds"), ("conv2d_fast", "fast_seconds"), ("torch conv2d", "torch_seconds"))
+    for label, key in rows:
+        print(f"  {label:<13} {result[key] * 1000:10.1f} ms   {result[key] / torch_seconds:8.1f} × torch"
+              + (note if key == "naive_seconds" else ""))
+    return result

@@ -1,0 +1,213 @@
+"""Seeing convolutions: classic kernels, a grid of feature maps and an ipywidgets explorer.
+
+- :data:`PRESET_KERNELS`: identity, blurs, edge detectors and sharpening, as 2-D arrays
+- :func:`grayscale`: images of any course layout → (N, 1, H, W) floats in [0, 1]
+- :func:`show_feature_maps`: maps (N, F, H, W) as a grid, one row per image, one column per filter
+- :func:`conv_explorer`: pick an image, a kernel, the stride and the padding and see the output
+  map of *your* convolution and its shape. It renders its first output when it is built and
+  never waits for input, so notebooks that show it also run headless (nbval, nbconvert).
+"""
+from __future__ import annotations
+
+import html
+import io
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from course_lib.plots import _displayable
+
+__all__ = ["PRESET_KERNELS", "grayscale", "show_feature_maps", "conv_explorer", "ConvExplorer"]
+
+_GAUSS = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0
+PRESET_KERNELS = {
+    "identity 3×3": np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=float),
+    "box blur 3×3": np.full((3, 3), 1 / 9),
+    "box blur 5×5": np.full((5, 5), 1 / 25),
+    "Gaussian blur 5×5": _GAUSS,
+    "Sobel x (vertical edges)": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float),
+    "Sobel y (horizontal edges)": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=float),
+    "Laplacian (edges, any direction)": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=float),
+    "sharpen 3×3": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=float),
+}
+_RANDOM = {"random 3×3": 3, "random 5×5": 5, "random 7×7": 7}
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def grayscale(images) -> np.ndarray:
+    """(N, H, W), (N, H, W, 3) or (N, C, H, W) images, uint8 or float → (N, 1, H, W) float64.
+
+    uint8 images are scaled to [0, 1]; colour becomes luminance (0.299 R + 0.587 G + 0.114 B).
+    """
+    x = np.asarray(images)
+    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
+        return (x @ _LUMA)[:, None]
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        return x if x.shape[1] == 1 else np.einsum("nchw,c->nhw", x, _LUMA)[:, None]
+    raise ValueError(f"expected images (N, H, W), (N, H, W, 3) or (N, C, H, W), got shape {x.shape}")
+
+
+def show_feature_maps(maps, row_names=None, col_names=None, inputs=None, scale: float = 1.25, title: str | None = None):
+    """Feature maps as a grid: one row per image, one column per filter (each map scaled to its range).
+
+    - maps: (N, F, H, W) array or tensor
+    - row_names, col_names: N and F labels (images and filters)
+    - inputs: optional N images (any layout :func:`course_lib.plots.show_images` takes) for a first column
+    Returns the figure.
+    """
+    maps = np.asarray(maps.detach().cpu() if hasattr(maps, "detach") else maps)
+    n, f = maps.shape[:2]
+    if inputs is not None:
+        inputs = np.asarray(inputs)
+        if inputs.ndim == 4 and inputs.shape[1] in (1, 3) and inputs.shape[-1] not in (1, 3):
+            inputs = inputs.transpose(0, 2, 3, 1)
+    extra = inputs is not None
+    fig, axes = plt.subplots(n, f + extra, figsize=(scale * (f + extra), scale * n), squeeze=False)
+    for i in range(n):
+        if extra:
+            image = inputs[i].squeeze()
+            axes[i, 0].imshow(_displayable(image), cmap="gray" if image.ndim == 2 else None)
+        for j in range(f):
+            axes[i, j + extra].imshow(_displayable(maps[i, j]), cmap="gray")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if extra:
+        axes[0, 0].set_title("input", fontsize=8)
+    for j, name in enumerate(col_names or []):
+        axes[0, j + extra].set_title(str(name), fontsize=8)
+    for i, name in enumerate(row_names or []):
+        axes[i, 0].set_ylabel(str(name), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _png(image: np.ndarray, zoom: int) -> bytes:
+    """A 2-D array as a grayscale PNG, scaled to its range and enlarged ``zoom`` times (nearest pixel)."""
+    from PIL import Image
+
+    pixels = np.round(255 * _displayable(image.astype(np.float64))).astype(np.uint8)
+    pixels = np.kron(pixels, np.ones((zoom, zoom), dtype=np.uint8))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+class ConvExplorer:
+    """The widget that :func:`conv_explorer` returns; shown by putting it last in a cell.
+
+    Attributes a test or a curious student can read after any change of a control:
+    ``output`` (the last output map, (H_out, W_out), or None after an error), ``output_shape``
+    (the full (1, 1, H_out, W_out)), ``kernel_values`` and ``message`` (the line under the images).
+    """
+
+    def __init__(self, conv, images, names=None, kernels=None, display_size: int = 192):
+        import ipywidgets as w
+
+        self.conv = conv
+        if isinstance(images, (list, tuple)):  # single images, possibly of different sizes
+            self.images = [grayscale(np.asarray(image)[None])[0] for image in images]
+        else:
+            self.images = list(grayscale(images))
+        self.names = list(names) if names is not None else [f"image {i}" for i in range(len(self.images))]
+        if len(self.names) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.names)} names")
+        self.kernels = {**(PRESET_KERNELS if kernels is None else kernels)}
+        self.zoom = max(1, display_size // max(max(image.shape[1:]) for image in self.images))
+        self.output = self.output_shape = self.kernel_values = None
+        self.message = ""
+
+        style = {"description_width": "initial"}
+        self.image = w.Dropdown(options=[(name, i) for i, name in enumerate(self.names)], value=0,
+                                description="image", style=style)
+        first = "Sobel x (vertical edges)" if "Sobel x (vertical edges)" in self.kernels else next(iter(self.kernels))
+        self.kernel = w.Dropdown(options=[*self.kernels, *_RANDOM], value=first, description="kernel", style=style)
+        self.seed = w.IntSlider(value=0, min=0, max=99, description="seed (random kernels)", style=style)
+        self.stride = w.IntSlider(value=1, min=1, max=4, description="stride S", style=style)
+        self.padding = w.IntSlider(value=1, min=0, max=4, description="padding P", style=style)
+        self.input_view = w.Image(format="png")
+        self.output_view = w.Image(format="png")
+        self.kernel_view = w.HTML()
+        self.info = w.HTML()
+        self.controls = [self.image, self.kernel, self.seed, self.stride, self.padding]
+        for control in self.controls:
+            control.observe(self._changed, names="value")
+        titled = lambda title, view: w.VBox([w.HTML(f"<b>{title}</b>"), view])  # noqa: E731
+        self.widget = w.VBox([
+            w.HBox([w.VBox(self.controls[:3]), w.VBox(self.controls[3:])]),
+            w.HBox([titled("input (grayscale)", self.input_view), titled("kernel", self.kernel_view),
+                    titled("output map (black = lowest, white = highest)", self.output_view)]),
+            self.info,
+        ])
+        self.update()  # the first picture, drawn now: nothing waits for a click
+
+    def current_kernel(self) -> np.ndarray:
+        """The selected kernel as a (KH, KW) array (random ones drawn from a normal, seeded)."""
+        name = self.kernel.value
+        if name in _RANDOM:
+            size = _RANDOM[name]
+            return np.random.default_rng(self.seed.value).standard_normal((size, size)) / size
+        return np.asarray(self.kernels[name], dtype=np.float64)
+
+    def _changed(self, change) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Run the convolution for the current controls and redraw; errors become a message."""
+        x = self.images[self.image.value][None]  # (1, 1, H, W)
+        kernel = self.current_kernel()
+        stride, padding = self.stride.value, self.padding.value
+        self.kernel_values = kernel
+        self.input_view.value = _png(x[0, 0], self.zoom)
+        self.kernel_view.value = _kernel_table(kernel)
+        (h, width), (kh, kw) = x.shape[2:], kernel.shape
+        sizes = [(h - kh + 2 * padding) // stride + 1, (width - kw + 2 * padding) // stride + 1]
+        formula = f"⌊({h} − {kh} + 2·{padding})/{stride}⌋ + 1 = {sizes[0]}"
+        if (h, kh) != (width, kw):
+            formula += f" rows, ⌊({width} − {kw} + 2·{padding})/{stride}⌋ + 1 = {sizes[1]} columns"
+        try:
+            if min(sizes) < 1:
+                raise ValueError(f"a {kh}×{kw} kernel does not fit in the padded {h + 2 * padding}×"
+                                 f"{width + 2 * padding} image")
+            out = np.asarray(self.conv(x, kernel[None, None], None, stride=stride, padding=padding))
+            if out.ndim != 4 or out.shape[:2] != (1, 1):
+                raise ValueError(f"expected an output of shape (1, 1, H_out, W_out), got {out.shape}")
+        except Exception as err:  # a student's bug must not break the widget
+            self.output = self.output_shape = None
+            self.output_view.value = b""
+            self.message = f"{getattr(self.conv, '__name__', 'conv')} failed: {type(err).__name__}: {err}"
+            self.info.value = f"<span style='color:#b00'>{html.escape(self.message)}</span>"
+            return
+        self.output, self.output_shape = out[0, 0], tuple(out.shape)
+        self.output_view.value = _png(self.output, self.zoom)
+        self.message = (f"input {x.shape} · kernel {kh}×{kw} · stride {stride} · padding {padding} → "
+                        f"output {self.output_shape}; {formula}")
+        self.info.value = html.escape(self.message)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _kernel_table(kernel: np.ndarray) -> str:
+    cells = "".join("<tr>" + "".join(f"<td style='padding:0 4px;text-align:right'>{v:.2f}</td>" for v in row)
+                    + "</tr>" for row in kernel[:7, :7])
+    return f"<table style='font-family:monospace;font-size:11px'>{cells}</table>"
+
+
+def conv_explorer(conv, images, names=None, kernels=None, display_size: int = 192) -> ConvExplorer:
+    """An interactive explorer of ``conv`` on ``images``; put it last in a cell to show it.
+
+    - conv: your ``conv2d(x, w, b=None, stride=1, padding=0)`` (NumPy, torch's layout); it is
+      called with x (1, 1, H, W) and w (1, 1, KH, KW)
+    - images: (N, H, W), (N, H, W, 3) or (N, C, H, W), or a list of single images (H, W) or
+      (H, W, 3) of different sizes; shown in grayscale
+    - names: one label per image for the menu
+    - kernels: name → 2-D array, replacing :data:`PRESET_KERNELS` (random kernels are always offered)
+    - display_size: about how many screen pixels the input image spans
+    """
+    return ConvExplorer(conv, images, names, kernels, display_size)

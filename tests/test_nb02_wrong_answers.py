@@ -1,0 +1,320 @@
+"""Notebook 02 (convolution): the test cells reject plausible wrong answers with a message that
+names the mistake, and accept valid alternatives (loops or vectorised, float32 or float64)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from notebook_cells import cell_source, run_test_cell
+
+NB = "02_convolution"
+FUNCTIONS = ["conv_output_size", "conv2d_naive", "conv2d_fast", "linear", "global_avg_pool",
+             "count_params_mlp", "count_params_conv"]
+
+
+def rejects(grade_id: str, match: str, **functions) -> None:
+    with pytest.raises(AssertionError, match=match):
+        run_test_cell(NB, grade_id, **functions)
+
+
+def solution(name: str):
+    """The solution notebook's own function ``name``."""
+    namespace = {"np": np}
+    exec(cell_source(NB, name), namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_stub_fails(name):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    stub.__name__ = name
+    rejects(f"test_{name}", "not implemented yet", **{name: stub})
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_solution_passes(name):
+    run_test_cell(NB, f"test_{name}", **{name: solution(name)})
+
+
+# ---------------------------------------------------------------- conv_output_size
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + 2 * padding) // stride, "add 1"),
+    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + padding) // stride + 1, "both"),
+    (lambda n, kernel_size, padding=0, stride=1: n - kernel_size + 2 * padding + 1, "stride is missing"),
+    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + 2 * padding) / stride + 1, r"int.*//"),
+    (lambda n, kernel_size, padding=0, stride=1: math.ceil((n - kernel_size + 2 * padding) / stride) + 1,
+     "Round down"),
+], ids=["no_plus_one", "padding_once", "stride_ignored", "true_division", "ceil"])
+def test_conv_output_size_rejects(wrong, match):
+    rejects("test_conv_output_size", match, conv_output_size=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda n, kernel_size, padding=0, stride=1: len(range(0, n + 2 * padding - kernel_size + 1, stride)),
+    lambda n, kernel_size, padding=0, stride=1: int(np.floor((n - kernel_size + 2 * padding) / stride)) + 1,
+], ids=["count_positions", "floor"])
+def test_conv_output_size_accepts(valid):
+    run_test_cell(NB, "test_conv_output_size", conv_output_size=valid)
+
+
+# ---------------------------------------------------------------- conv2d_naive (loops)
+
+def naive_variant(flip=False, pad="both", stride_in_windows=True, stride_in_size=True, bias="once",
+                  accumulate=None, channels_last=False):
+    """A loop convolution, correct with the defaults; each argument plants one mistake."""
+    def conv2d_naive(x, w, b=None, stride=1, padding=0):
+        N, C, H, W = x.shape
+        F, _, KH, KW = w.shape
+        pads = {"both": (padding, padding), "before": (2 * padding, 0), "after_only": (0, padding)}[pad]
+        x_pad = np.pad(x, ((0, 0), (0, 0), pads, pads))
+        s = stride if stride_in_size else 1
+        H_out, W_out = (x_pad.shape[2] - KH) // s + 1, (x_pad.shape[3] - KW) // s + 1
+        step = stride if stride_in_windows else 1
+        kernels = w[:, :, ::-1, ::-1] if flip else w
+        out = np.zeros((N, F, H_out, W_out), dtype=accumulate or np.result_type(x, w))
+        for n in range(N):
+            for f in range(F):
+                for i in range(H_out):
+                    for j in range(W_out):
+                        for c in range(C):
+                            window = x_pad[n, c, i * step:i * step + KH, j * step:j * step + KW]
+                            out[n, f, i, j] += np.sum(window * kernels[f, c])
+                            if b is not None and bias == "per_channel":
+                                out[n, f, i, j] += b[f]
+                if b is not None and bias == "once":
+                    out[n, f] += b[f]
+        return out.transpose(0, 2, 3, 1) if channels_last else out
+    return conv2d_naive
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"flip": True}, "kernel is flipped"),
+    ({"pad": "before"}, "padded on one side only"),
+    ({"pad": "after_only"}, "padded on one side only"),
+    ({"stride_in_windows": False}, "stride=2 is ignored when placing the windows"),
+    ({"stride_in_size": False, "stride_in_windows": False}, "stride=2 was ignored"),
+    ({"bias": "none"}, "bias is missing"),
+    ({"bias": "per_channel"}, "bias was added 3 times"),
+    ({"channels_last": True}, "channels-last"),
+], ids=["flipped", "one_side_2p", "one_side_p", "stride_windows", "stride_ignored", "no_bias", "bias_per_channel",
+        "channels_last"])
+def test_conv2d_naive_rejects(options, match):
+    rejects("test_conv2d_naive", match, conv2d_naive=naive_variant(**options))
+
+
+def test_conv2d_naive_rejects_swapped_kernel_axes():
+    def conv2d_naive(x, w, b=None, stride=1, padding=0):  # takes KH for the width and KW for the height
+        return naive_variant()(x, w.transpose(0, 1, 3, 2), b, stride, padding)
+
+    rejects("test_conv2d_naive", "KH and KW are mixed up", conv2d_naive=conv2d_naive)
+
+
+@pytest.mark.parametrize("valid", [naive_variant(), naive_variant(accumulate=np.float64)],
+                         ids=["loops_over_channels_too", "float64_accumulator"])
+def test_conv2d_naive_accepts_loops(valid):
+    run_test_cell(NB, "test_conv2d_naive", conv2d_naive=valid)
+
+
+def test_conv2d_naive_accepts_vectorised():
+    run_test_cell(NB, "test_conv2d_naive", conv2d_naive=im2col_conv)
+
+
+# ---------------------------------------------------------------- conv2d_fast (vectorised)
+
+def windows_of(x, w, stride, padding, pads=None):
+    pads = pads or (padding, padding)
+    x_pad = np.pad(x, ((0, 0), (0, 0), pads, pads))
+    return sliding_window_view(x_pad, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def fast_flipped(x, w, b=None, stride=1, padding=0):
+    out = np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding), w[:, :, ::-1, ::-1], optimize=True)
+    return out if b is None else out + b[None, :, None, None]
+
+
+def fast_no_stride(x, w, b=None, stride=1, padding=0):
+    out = np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, 1, padding), w, optimize=True)
+    return out if b is None else out + b[None, :, None, None]
+
+
+def fast_one_side(x, w, b=None, stride=1, padding=0):
+    out = np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding, pads=(2 * padding, 0)), w, optimize=True)
+    return out if b is None else out + b[None, :, None, None]
+
+
+def fast_no_bias(x, w, b=None, stride=1, padding=0):
+    return np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding), w, optimize=True)
+
+
+def fast_bias_last_axis(x, w, b=None, stride=1, padding=0):
+    out = np.einsum("nchwuv,fcuv->nhwf", windows_of(x, w, stride, padding), w, optimize=True)
+    return out if b is None else out + b
+
+
+def fast_edge_padding(x, w, b=None, stride=1, padding=0):
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), mode="edge")
+    windows = sliding_window_view(x_pad, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
+    out = np.einsum("nchwuv,fcuv->nfhw", windows, w, optimize=True)
+    return out if b is None else out + b[None, :, None, None]
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (fast_flipped, "kernel is flipped"),
+    (fast_no_stride, "stride=2 was ignored"),
+    (fast_one_side, "padded on one side only"),
+    (fast_no_bias, "bias is missing"),
+    (fast_bias_last_axis, "channels-last"),
+    (fast_edge_padding, "repeating the edge pixels"),
+    (None, "not vectorised"),  # the solution's conv2d_naive: loops
+], ids=["flipped", "stride_ignored", "one_side", "no_bias", "channels_last", "edge_padding", "loops"])
+def test_conv2d_fast_rejects(wrong, match):
+    wrong = wrong or solution("conv2d_naive")
+    rejects("test_conv2d_fast", match, conv2d_fast=wrong)
+
+
+def im2col_conv(x, w, b=None, stride=1, padding=0):
+    """CS231n-style im2col with fancy indexing, then one matrix product."""
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    H_out, W_out = (H - KH + 2 * padding) // stride + 1, (W - KW + 2 * padding) // stride + 1
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    rows = (np.arange(H_out) * stride)[:, None, None, None] + np.arange(KH)[None, None, :, None]
+    cols = (np.arange(W_out) * stride)[None, :, None, None] + np.arange(KW)[None, None, None, :]
+    patches = x_pad[:, :, rows, cols]                      # (N, C, H_out, W_out, KH, KW)
+    columns = patches.transpose(0, 2, 3, 1, 4, 5).reshape(N * H_out * W_out, C * KH * KW)
+    out = (columns @ w.reshape(F, -1).T).reshape(N, H_out, W_out, F).transpose(0, 3, 1, 2)
+    return out if b is None else out + b[None, :, None, None]
+
+
+def kernel_offset_loops(x, w, b=None, stride=1, padding=0):
+    """Loops over the KH·KW kernel offsets only, each a product over all images and channels."""
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    H_out, W_out = (H - KH + 2 * padding) // stride + 1, (W - KW + 2 * padding) // stride + 1
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out = np.zeros((N, F, H_out, W_out), dtype=np.result_type(x, w))
+    for u in range(KH):
+        for v in range(KW):
+            shifted = x_pad[:, :, u:u + stride * (H_out - 1) + 1:stride, v:v + stride * (W_out - 1) + 1:stride]
+            out += np.einsum("nchw,fc->nfhw", shifted, w[:, :, u, v])
+    return out if b is None else out + b[None, :, None, None]
+
+
+def float64_tensordot(x, w, b=None, stride=1, padding=0):
+    """Computes in float64 whatever the input dtype, with tensordot instead of einsum."""
+    x, w = np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64)
+    out = np.tensordot(windows_of(x, w, stride, padding), w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+    return out if b is None else out + np.asarray(b, dtype=np.float64)[None, :, None, None]
+
+
+@pytest.mark.parametrize("valid", [im2col_conv, kernel_offset_loops, float64_tensordot],
+                         ids=["im2col", "kernel_offset_loops", "float64_tensordot"])
+def test_conv2d_fast_accepts(valid):
+    run_test_cell(NB, "test_conv2d_fast", conv2d_fast=valid)
+
+
+# ---------------------------------------------------------------- linear
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda x, weight, bias: x @ weight + bias, "not transposed"),
+    (lambda x, weight, bias: x @ weight.T, "bias is missing"),
+    (lambda x, weight, bias: weight @ x.T + bias[:, None], "one row per example"),
+], ids=["untransposed", "no_bias", "outputs_first"])
+def test_linear_rejects(wrong, match):
+    rejects("test_linear", match, linear=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda x, weight, bias: np.einsum("ni,oi->no", x, weight) + bias,
+    lambda x, weight, bias: (weight @ x.T).T + bias,
+    lambda x, weight, bias: np.asarray(x, np.float64) @ np.asarray(weight, np.float64).T + bias,
+], ids=["einsum", "transpose_after", "float64"])
+def test_linear_accepts(valid):
+    run_test_cell(NB, "test_linear", linear=valid)
+
+
+# ---------------------------------------------------------------- global_avg_pool
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda x: x.mean(axis=(1, 2)), r"averaged over axes \(1, 2\)"),
+    (lambda x: x.sum(axis=(2, 3)), "summed instead of averaging"),
+    (lambda x: x.mean(axis=(2, 3), keepdims=True), "no keepdims"),
+    (lambda x: x.max(axis=(2, 3)), r"\*max\* pooling"),
+    (lambda x: x.reshape(len(x), -1).mean(axis=1), "averaged the channels too"),
+], ids=["wrong_axes", "sum", "keepdims", "max", "all_axes"])
+def test_global_avg_pool_rejects(wrong, match):
+    rejects("test_global_avg_pool", match, global_avg_pool=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda x: x.reshape(x.shape[0], x.shape[1], -1).mean(axis=-1),
+    lambda x: x.mean(axis=3).mean(axis=2),
+    lambda x: x.astype(np.float64).sum(axis=(2, 3)) / (x.shape[2] * x.shape[3]),
+], ids=["reshape", "twice", "float64_sum"])
+def test_global_avg_pool_accepts(valid):
+    run_test_cell(NB, "test_global_avg_pool", global_avg_pool=valid)
+
+
+# ---------------------------------------------------------------- count_params_mlp
+
+def layer_sizes(d_in, hidden_sizes, d_out):
+    sizes = [d_in, *hidden_sizes, d_out]
+    return list(zip(sizes[:-1], sizes[1:]))
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda d_in, hidden, d_out: sum(a * b for a, b in layer_sizes(d_in, hidden, d_out)), "weights only"),
+    (lambda d_in, hidden, d_out: sum(a * b + b for a, b in layer_sizes(d_in, hidden, d_out)[:-1]), "last layer"),
+    (lambda d_in, hidden, d_out: sum(a * b + a for a, b in layer_sizes(d_in, hidden, d_out)), r"per \*output\* unit"),
+    (lambda d_in, hidden, d_out: sum(a * b + b for a, b in layer_sizes(d_in, hidden, d_out)[1:]), "first layer"),
+], ids=["no_biases", "no_output_layer", "biases_per_input", "no_input_layer"])
+def test_count_params_mlp_rejects(wrong, match):
+    rejects("test_count_params_mlp", match, count_params_mlp=wrong)
+
+
+def mlp_loop(d_in, hidden_sizes, d_out):
+    total, previous = 0, d_in
+    for size in [*hidden_sizes, d_out]:
+        total += previous * size + size
+        previous = size
+    return total
+
+
+@pytest.mark.parametrize("valid", [
+    mlp_loop,
+    lambda d_in, hidden, d_out: np.int64(sum((a + 1) * b for a, b in layer_sizes(d_in, hidden, d_out))),
+], ids=["loop", "numpy_int"])
+def test_count_params_mlp_accepts(valid):
+    run_test_cell(NB, "test_count_params_mlp", count_params_mlp=valid)
+
+
+# ---------------------------------------------------------------- count_params_conv
+
+def kernel_area(kernel_size):
+    return kernel_size ** 2 if isinstance(kernel_size, int) else math.prod(kernel_size)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out, "biases are missing"),
+    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out + c_out, "bias=False"),
+    (lambda c_in, c_out, k, bias=True: kernel_area(k) * c_out + c_out * bias, r"all \d+ input channels"),
+    (lambda c_in, c_out, k, bias=True: c_in * (k if isinstance(k, int) else math.prod(k)) * c_out + c_out * bias,
+     r"means a \d×\d kernel"),
+    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out + c_in * bias, r"per \*output\* channel"),
+], ids=["no_bias", "bias_flag_ignored", "no_input_channels", "kernel_not_squared", "bias_per_input"])
+def test_count_params_conv_rejects(wrong, match):
+    rejects("test_count_params_conv", match, count_params_conv=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda c_in, c_out, k, bias=True: int(np.prod(np.broadcast_to(k, 2))) * c_in * c_out + (c_out if bias else 0),
+    lambda c_in, c_out, k, bias=True: np.int64((c_in * kernel_area(k) + bias) * c_out),
+], ids=["broadcast_kernel", "numpy_int"])
+def test_count_params_conv_accepts(valid):
+    run_test_cell(NB, "test_count_params_conv", count_params_conv=valid)
