@@ -48,8 +48,8 @@ def table(folder) -> str:
     for path in sorted(Path(folder).glob("*.json")):
         numbers = json.loads(path.read_text())
         cells = ", ".join(f"{name} {format_value(name, value)}" for name, value in sorted(numbers.items()) if name != "seconds")
-        rows.append(f"| {path.stem} | {numbers.get('test_accuracy', float('nan')) * 100:.1f}% | "
-                    f"{numbers['seconds']:.0f} | {cells} |")
+        accuracy = format_value("test_accuracy", numbers["test_accuracy"]) if "test_accuracy" in numbers else "—"
+        rows.append(f"| {path.stem} | {accuracy} | {numbers['seconds']:.0f} | {cells} |")
     header = "| notebook | test accuracy | seconds | all results |\n|---|---|---|---|"
     return "\n".join([header, *rows])
 

@@ -30,3 +30,5 @@ def test_finish_records_seconds_and_shows_promises(tmp_path, monkeypatch, capsys
     saved = json.loads((tmp_path / "03_demo.json").read_text())
     assert saved == numbers and saved["seconds"] >= 0 and saved["test_accuracy"] == 0.9
     assert "| 03_demo | 90.0% |" in table(tmp_path)
+    write_results("02_no_classifier", {"seconds": 5.0, "speedup": 2.5})
+    assert "| 02_no_classifier | — | 5 | speedup 2.5 |" in table(tmp_path)
