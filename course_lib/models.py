@@ -1,0 +1,326 @@
+"""Small image classifiers used across the course, from an MLP to a fast CIFAR-10 ConvNet.
+
+Every model takes ``in_channels`` and ``num_classes`` (MLPs also ``image_size``), so the same
+class works on CIFAR-10 (3x32x32, 10 classes), MNIST (1x28x28) and two-class problems. Inputs are
+float tensors of shape (N, C, H, W); outputs are logits of shape (N, num_classes).
+
+Parameter counts in the docstrings are for the default arguments (3x32x32 input, 10 classes);
+``tests/test_models.py`` checks them.
+
+| model          | idea                                                    | parameters |
+|----------------|---------------------------------------------------------|-----------:|
+| ``MLP1``       | flatten, one hidden layer                               |  1,578,506 |
+| ``MLP2``       | flatten, two hidden layers                              |  1,707,274 |
+| ``PlainCNN``   | 3, 4 or 5 conv layers, no normalisation                 |     94,538 |
+| ``SimpleCNN``  | two conv layers and a two-layer classifier              |    151,882 |
+| ``DeepCNN``    | six conv layers with batch norm and dropout             |    288,746 |
+| ``ResNetSmall``| residual blocks, global average pooling                 |    175,258 |
+| ``TwoBranchNet``| pooled-input MLP branch + conv branch, logits summed   |     33,140 |
+| ``FastCIFARNet``| airbench-style, ~17.5M multiply-adds per image         |    144,592 |
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = [
+    "MLP1", "MLP2", "PlainCNN", "SimpleCNN", "DeepCNN", "ResNetSmall", "TwoBranchNet",
+    "FastCIFARNet", "count_params", "count_macs",
+]
+
+
+def _num_pixels(image_size) -> int:
+    """32 -> 1024, (28, 28) -> 784."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return height * width
+
+
+class MLP1(nn.Module):
+    """Flatten, one hidden ReLU layer, linear classifier.
+
+    Input (N, C, H, W), output (N, num_classes).
+    Defaults (3x32x32, hidden 512, 10 classes): 1,578,506 parameters.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size=32, hidden: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(),                                                # (N, C*H*W)
+            nn.Linear(in_channels * _num_pixels(image_size), hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MLP2(nn.Module):
+    """Flatten, two hidden ReLU layers, linear classifier.
+
+    Input (N, C, H, W), output (N, num_classes).
+    Defaults (3x32x32, hidden (512, 256), 10 classes): 1,707,274 parameters.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size=32, hidden=(512, 256)):
+        super().__init__()
+        h1, h2 = hidden
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels * _num_pixels(image_size), h1),
+            nn.ReLU(),
+            nn.Linear(h1, h2),
+            nn.ReLU(),
+            nn.Linear(h2, num_classes),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class PlainCNN(nn.Module):
+    """A plain stack of ``depth`` 3x3 conv + ReLU layers, then global average pooling.
+
+    Channels grow as width, 2*width, 4*width, 4*width, 4*width; the first three layers are each
+    followed by 2x2 max pooling (32 -> 16 -> 8 -> 4; 28 -> 14 -> 7 -> 3). No normalisation and no
+    shortcuts, so it shows what depth alone does.
+
+    Input (N, C, H, W), output (N, num_classes).
+    Defaults (3x32x32, depth 3, width 32, 10 classes): 94,538 parameters (depth 4: 242,122; depth 5: 389,706).
+    """
+
+    def __init__(self, depth: int = 3, in_channels: int = 3, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        if depth not in (3, 4, 5):
+            raise ValueError(f"PlainCNN depth must be 3, 4 or 5, got {depth}")
+        channels = [width, 2 * width, 4 * width, 4 * width, 4 * width][:depth]
+        layers, c_in = [], in_channels
+        for i, c_out in enumerate(channels):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
+            if i < 3:
+                layers.append(nn.MaxPool2d(2))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class SimpleCNN(nn.Module):
+    """Two conv + ReLU + max-pool blocks, then a two-layer classifier on a 4x4 feature map.
+
+    (N, C, 32, 32) -> conv 32 -> (N, 32, 16, 16) -> conv 64 -> (N, 64, 8, 8)
+    -> adaptive average pool -> (N, 64, 4, 4) -> linear 128 -> linear num_classes.
+    The adaptive pool makes any input size of at least 4x4 after pooling work (28x28 too).
+
+    Input (N, C, H, W), output (N, num_classes).
+    Defaults (3x32x32, 10 classes): 151,882 parameters.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 conv (no bias: batch norm has one) + batch norm + ReLU; keeps H and W."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class DeepCNN(nn.Module):
+    """VGG-style: three blocks of two conv-BN-ReLU layers, max pooling and dropout.
+
+    (N, C, 32, 32) -> (N, w, 16, 16) -> (N, 2w, 8, 8) -> (N, 4w, 4, 4) -> global average pool
+    -> dropout -> linear.
+
+    Input (N, C, H, W), output (N, num_classes).
+    Defaults (3x32x32, width 32, 10 classes): 288,746 parameters.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 32, dropout: float = 0.25):
+        super().__init__()
+        blocks, c_in = [], in_channels
+        for c_out in (width, 2 * width, 4 * width):
+            blocks += [conv_bn_relu(c_in, c_out), conv_bn_relu(c_out, c_out), nn.MaxPool2d(2), nn.Dropout(dropout)]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class ResidualBlock(nn.Module):
+    """out = ReLU(F(x) + shortcut(x)), F = conv-BN-ReLU-conv-BN.
+
+    Input (N, c_in, H, W), output (N, c_out, H/stride, W/stride). The shortcut is the identity,
+    or a 1x1 conv + BN when the shape changes.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.residual(x) + self.shortcut(x))
+
+
+class ResNetSmall(nn.Module):
+    """A CIFAR ResNet (He et al., 2016): a conv stem, three stages of residual blocks, global average pooling.
+
+    Stages have widths (16, 32, 64) and halve H and W at the start of the 2nd and 3rd:
+    (N, C, 32, 32) -> (N, 16, 32, 32) -> (N, 32, 16, 16) -> (N, 64, 8, 8) -> (N, 64) -> (N, num_classes).
+    ``blocks_per_stage=3`` gives the classic ResNet-20.
+
+    Input (N, C, H, W), output (N, num_classes).
+    Defaults (3x32x32, 2 blocks per stage, 10 classes): 175,258 parameters.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, widths=(16, 32, 64), blocks_per_stage: int = 2):
+        super().__init__()
+        self.stem = conv_bn_relu(in_channels, widths[0])
+        blocks, c_in = [], widths[0]
+        for stage, c_out in enumerate(widths):
+            for i in range(blocks_per_stage):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(ResidualBlock(c_in, c_out, stride))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+class TwoBranchNet(nn.Module):
+    """Two models in one: an MLP on a pooled copy of the input plus a small ConvNet; logits summed.
+
+    MLP branch:  (N, C, H, W) -> average pool to 8x8 -> (N, C*64) -> linear 64 -> ReLU -> linear.
+    Conv branch: (N, C, H, W) -> two conv-BN-ReLU + max-pool blocks (32, 64) -> global average pool -> linear.
+    Output: mlp(x) + conv(x), shape (N, num_classes). The forward pass is not a single chain, which
+    is why this cannot be an ``nn.Sequential``.
+
+    Defaults (3x32x32, 10 classes): 33,140 parameters.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden: int = 64):
+        super().__init__()
+        self.mlp_branch = nn.Sequential(
+            nn.AdaptiveAvgPool2d(8), nn.Flatten(),
+            nn.Linear(in_channels * 64, hidden), nn.ReLU(), nn.Linear(hidden, num_classes),
+        )
+        self.conv_branch = nn.Sequential(
+            conv_bn_relu(in_channels, 32), nn.MaxPool2d(2),
+            conv_bn_relu(32, 64), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+        )
+
+    def forward(self, x):
+        return self.mlp_branch(x) + self.conv_branch(x)
+
+
+class FastCIFARNet(nn.Module):
+    """A small, fast CIFAR-10 ConvNet in the spirit of airbench (Jordan, 2024).
+
+    stem:   3x3 conv -> BN -> GELU                      (N, 16, 32, 32)
+    block:  3x3 conv -> 2x2 max pool -> BN -> GELU -> 3x3 conv -> BN -> GELU, three times:
+            (N, 32, 16, 16) -> (N, 64, 8, 8) -> (N, 64, 4, 4)
+    head:   global max pool -> linear (no bias) -> times ``logit_scale``   (N, num_classes)
+
+    Pooling right after the first conv of a block makes the second conv 4x cheaper. The batch
+    norms learn only a shift (their scale stays 1), as in airbench. ``widths`` = (stem, block 1,
+    block 2, block 3).
+
+    Input (N, C, H, W), output (N, num_classes).
+    Defaults (3x32x32, widths (16, 32, 64, 64), 10 classes): 144,592 parameters and about
+    17.5M multiply-adds per image.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, widths=(16, 32, 64, 64),
+                 logit_scale: float = 1 / 8):
+        super().__init__()
+        stem, *block_widths = widths
+        layers = [nn.Conv2d(in_channels, stem, 3, padding=1, bias=False), _shift_only_bn(stem), nn.GELU()]
+        c_in = stem
+        for c_out in block_widths:
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), _shift_only_bn(c_out), nn.GELU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), _shift_only_bn(c_out), nn.GELU(),
+            ]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes, bias=False))
+        self.logit_scale = logit_scale
+
+    def forward(self, x):
+        return self.head(self.features(x)) * self.logit_scale
+
+
+def _shift_only_bn(channels: int) -> nn.BatchNorm2d:
+    """Batch norm whose scale is fixed at 1 (only the shift is learned); fast running statistics."""
+    bn = nn.BatchNorm2d(channels, momentum=0.4, eps=1e-12)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (elements, not tensors); ``trainable_only`` skips frozen ones."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_macs(model: nn.Module, input_shape=(3, 32, 32)) -> int:
+    """Multiply-adds of one forward pass for one input of shape (C, H, W).
+
+    Counts ``nn.Conv2d`` and ``nn.Linear`` layers only (they dominate); runs one forward pass
+    with hooks, on a zero input, in eval mode.
+    """
+    total = 0
+
+    def conv_hook(layer, inputs, output):
+        nonlocal total
+        kernel = math.prod(layer.kernel_size) * layer.in_channels // layer.groups
+        total += output[0].numel() * kernel
+
+    def linear_hook(layer, inputs, output):
+        nonlocal total
+        total += output[0].numel() * layer.in_features
+
+    hooks = []
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d):
+            hooks.append(layer.register_forward_hook(conv_hook))
+        elif isinstance(layer, nn.Linear):
+            hooks.append(layer.register_forward_hook(linear_hook))
+    was_training = model.training
+    param = next(model.parameters())
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return total
