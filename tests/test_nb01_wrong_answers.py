@@ -1,0 +1,457 @@
+"""Notebook 01 (NumPy MLP): every test cell rejects plausible wrong implementations with a message
+naming the mistake, accepts valid alternatives, and passes the solution's own functions."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from notebook_cells import cell_source, run_test_cell
+
+NB = "01_numpy_mlp"
+FUNCTIONS = ["one_hot", "relu", "relu_backward", "sigmoid", "softmax", "cross_entropy", "mlp_forward",
+             "mlp_backward", "sgd_step", "step_lr", "iterations_per_epoch"]
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict:
+    """The solution notebook's own functions, executed from its solution cells in order."""
+    namespace = {"np": np}
+    for name in FUNCTIONS:
+        exec(compile(cell_source(NB, name), f"<{NB} {name}>", "exec"), namespace)
+    return namespace
+
+
+def rejects(test_cell: str, match: str, **functions) -> None:
+    with pytest.raises(AssertionError, match=match):
+        run_test_cell(NB, test_cell, **functions)
+
+
+# ---------------------------------------------------------------- the solution and the stubs
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_solution_passes_its_test_cell(solution, name):
+    extra = {"mlp_forward": solution["mlp_forward"]} if name == "mlp_backward" else {}
+    run_test_cell(NB, f"test_{name}", **{name: solution[name]}, **extra)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_untouched_stub_fails_with_a_clear_message(solution, name):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    stub.__name__ = name
+    extra = {"mlp_forward": solution["mlp_forward"]} if name == "mlp_backward" else {}
+    rejects(f"test_{name}", "not implemented yet", **{name: stub}, **extra)
+
+
+def test_accuracy_cell_uses_a_threshold(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    run_test_cell(NB, "test_accuracy", test_accuracy=0.45)
+    rejects("test_accuracy", "below 38%", test_accuracy=0.30)
+    rejects("test_accuracy", "close to chance", test_accuracy=0.11)
+    monkeypatch.setenv("COURSE_FAST", "0")
+    rejects("test_accuracy", "below 52%", test_accuracy=0.45)
+    run_test_cell(NB, "test_accuracy", test_accuracy=0.53)
+
+
+# ---------------------------------------------------------------- one_hot
+
+def one_hot_max_label(y, num_classes):
+    return np.eye(y.max() + 1)[y]
+
+
+def one_hot_transposed(y, num_classes):
+    return np.eye(num_classes)[y].T
+
+
+def one_hot_columns(y, num_classes):
+    out = np.zeros((len(y), num_classes))
+    out[:, y] = 1
+    return out
+
+
+def one_hot_int(y, num_classes):
+    return np.eye(num_classes, dtype=np.int64)[y]
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (one_hot_max_label, r"y\.max\(\) \+ 1"),
+    (one_hot_transposed, "transposed"),
+    (one_hot_columns, r"out\[:, y\] = 1 sets whole columns"),
+    (one_hot_int, "should return floats"),
+])
+def test_one_hot_rejects(wrong, match):
+    rejects("test_one_hot", match, one_hot=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda y, num_classes: np.eye(num_classes)[y],
+    lambda y, num_classes: (y[:, None] == np.arange(num_classes)).astype(np.float32),
+])
+def test_one_hot_accepts(valid):
+    run_test_cell(NB, "test_one_hot", one_hot=valid)
+
+
+# ---------------------------------------------------------------- relu, relu_backward, sigmoid
+
+def relu_reduction(z):
+    return np.max(z, 0)
+
+
+def relu_mask(z):
+    return (z > 0).astype(float)
+
+
+def relu_abs(z):
+    return np.abs(z)
+
+
+def relu_in_place(z):
+    z[z < 0] = 0
+    return z
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (relu_reduction, r"np\.max\(z, 0\) is a reduction"),
+    (relu_mask, r"returned the mask \(z > 0\)"),
+    (relu_abs, r"returned \|z\|"),
+    (relu_in_place, "in place"),
+])
+def test_relu_rejects(wrong, match):
+    rejects("test_relu", match, relu=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda z: z * (z > 0),
+    lambda z: np.where(z > 0, z, 0.0),
+    lambda z: np.clip(z, 0, None),
+])
+def test_relu_accepts(valid):
+    run_test_cell(NB, "test_relu", relu=valid)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda dout, z: dout * (dout > 0), "masked with dout > 0"),
+    (lambda dout, z: (z > 0).astype(float), r"returned the mask \(z > 0\) alone"),
+    (lambda dout, z: dout, "passed dout through unchanged"),
+    (lambda dout, z: dout * (z < 0), "reversed"),
+    (lambda dout, z: dout * np.maximum(z, 0), r"not relu\(z\)"),
+])
+def test_relu_backward_rejects(wrong, match):
+    rejects("test_relu_backward", match, relu_backward=wrong)
+
+
+def relu_backward_in_place(dout, z):
+    dout[z <= 0] = 0
+    return dout
+
+
+@pytest.mark.parametrize("valid", [
+    lambda dout, z: np.where(z > 0, dout, 0.0),
+    lambda dout, z: dout * (z >= 0),  # differs only at z == 0 exactly
+    relu_backward_in_place,
+])
+def test_relu_backward_accepts(valid):
+    run_test_cell(NB, "test_relu_backward", relu_backward=valid)
+
+
+def sigmoid_naive(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def sigmoid_where(z):  # np.where evaluates both branches everywhere
+    return np.where(z >= 0, 1 / (1 + np.exp(-z)), np.exp(z) / (1 + np.exp(z)))
+
+
+def sigmoid_sign(z):
+    return 1 / (1 + np.exp(z))
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (sigmoid_naive, "overflow"),
+    (sigmoid_where, "overflow"),
+    (sigmoid_sign, "sign in the exponent is flipped"),
+])
+def test_sigmoid_rejects(wrong, match):
+    rejects("test_sigmoid", match, sigmoid=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda z: 0.5 * (1 + np.tanh(z / 2)),
+    lambda z: 1 / (1 + np.exp(-np.clip(z, -500, 500))),
+    lambda z: np.exp(-np.logaddexp(0, -z)),
+])
+def test_sigmoid_accepts(valid):
+    run_test_cell(NB, "test_sigmoid", sigmoid=valid)
+
+
+# ---------------------------------------------------------------- softmax
+
+def softmax_axis0(logits):
+    e = np.exp(logits - logits.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def softmax_unshifted(logits):
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_global_max(logits):
+    e = np.exp(logits - logits.max())
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_no_keepdims(logits):
+    e = np.exp(logits - logits.max(axis=1))
+    return e / e.sum(axis=1)
+
+
+def softmax_in_place(logits):
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_whole(logits):
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum()
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (softmax_axis0, "normalise over axis 0"),
+    (softmax_unshifted, r"overflows for logits around 1000.*Subtract each row's max"),
+    (softmax_global_max, "each row's own max"),
+    (softmax_no_keepdims, "keepdims=True"),
+    (softmax_in_place, "in place"),
+    (softmax_whole, "summed over every entry"),
+])
+def test_softmax_rejects(wrong, match):
+    rejects("test_softmax", match, softmax=wrong)
+
+
+def softmax_logsumexp(logits):
+    m = logits.max(axis=1, keepdims=True)
+    return np.exp(logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))
+
+
+def softmax_float32(logits):
+    x = np.asarray(logits, dtype=np.float32)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("valid", [softmax_logsumexp, softmax_float32])
+def test_softmax_accepts(valid):
+    run_test_cell(NB, "test_softmax", softmax=valid)
+
+
+# ---------------------------------------------------------------- cross_entropy
+
+def _true(probs, y):
+    return probs[np.arange(len(y)), y]
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda probs, y: -np.sum(np.log(np.clip(_true(probs, y), 1e-12, 1))), "summed over the batch"),
+    (lambda probs, y: -np.mean(np.log(_true(probs, y))), r"clip the probabilities"),
+    (lambda probs, y: -np.log(np.clip(probs[:, y], 1e-12, 1)), "N×N"),
+    (lambda probs, y: -np.mean(np.log(np.clip(probs[:, y], 1e-12, 1))), "N×N"),
+    (lambda probs, y: np.mean(np.log(np.clip(_true(probs, y), 1e-12, 1))), "minus sign"),
+    (lambda probs, y: -np.log(np.clip(_true(probs, y), 1e-12, 1)), "one number"),
+    (lambda probs, y: -np.mean(np.log(np.clip(probs, 1e-12, 1))), "every class"),
+    (lambda probs, y: -np.mean(np.sum(np.eye(probs.shape[1])[y] * np.log(probs), axis=1)), r"0 · \(-inf\) = NaN"),
+])
+def test_cross_entropy_rejects(wrong, match):
+    rejects("test_cross_entropy", match, cross_entropy=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda probs, y: -np.mean(np.sum(np.eye(probs.shape[1])[y] * np.log(np.clip(probs, 1e-12, 1)), axis=1)),
+    lambda probs, y: -np.log(np.maximum(_true(probs, y), 1e-15)).mean(),
+    lambda probs, y: float(-np.mean(np.log(_true(probs, y) + 1e-10))),
+])
+def test_cross_entropy_accepts(valid):
+    run_test_cell(NB, "test_cross_entropy", cross_entropy=valid)
+
+
+# ---------------------------------------------------------------- mlp_forward
+
+def _relu(z):
+    return np.maximum(z, 0)
+
+
+def _softmax(s):
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def forward_no_relu(params, X):
+    z = X @ params["W1"] + params["b1"]
+    probs = _softmax(z @ params["W2"] + params["b2"])
+    return probs, (X, z, z, probs)
+
+
+def forward_logits(params, X):
+    z = X @ params["W1"] + params["b1"]
+    h = _relu(z)
+    scores = h @ params["W2"] + params["b2"]
+    return scores, (X, z, h, scores)
+
+
+def forward_no_bias(params, X):
+    z = X @ params["W1"]
+    h = _relu(z)
+    probs = _softmax(h @ params["W2"])
+    return probs, (X, z, h, probs)
+
+
+def forward_relu_out(params, X):
+    z = X @ params["W1"] + params["b1"]
+    h = _relu(z)
+    probs = _softmax(_relu(h @ params["W2"] + params["b2"]))
+    return probs, (X, z, h, probs)
+
+
+def forward_probs_only(params, X):
+    return _softmax(_relu(X @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"])
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (forward_no_relu, "without the ReLU"),
+    (forward_logits, r"not the scores \(logits\)"),
+    (forward_no_bias, "without biases"),
+    (forward_relu_out, "ReLU on the output scores"),
+    (forward_probs_only, r"pair \(probs, cache\)"),
+])
+def test_mlp_forward_rejects(wrong, match):
+    rejects("test_mlp_forward", match, mlp_forward=wrong)
+
+
+def forward_dict_cache(params, X):
+    z = X @ params["W1"] + params["b1"]
+    h = _relu(z)
+    probs = _softmax(h @ params["W2"] + params["b2"])
+    return probs, {"X": X, "z": z, "h": h, "probs": probs}
+
+
+def test_mlp_forward_accepts_any_cache():
+    run_test_cell(NB, "test_mlp_forward", mlp_forward=forward_dict_cache)
+
+
+# ---------------------------------------------------------------- mlp_backward
+
+def make_backward(scale_scores=True, sign=1, sum_bias=True, mean_bias=False, relu_mask=True, transpose_w1=False,
+                  float64_labels=False):
+    """A backward pass for the solution's cache (X, z, h, probs), with one mistake switched on."""
+    def mlp_backward(params, cache, y):
+        X, z, h, probs = cache
+        n, c = probs.shape
+        labels = np.eye(c)[y] if float64_labels else np.eye(c, dtype=probs.dtype)[y]
+        dscores = sign * (probs - labels)
+        if scale_scores:
+            dscores = dscores / n
+        dh = dscores @ params["W2"].T
+        dz = dh * (z > 0) if relu_mask else dh
+        reduce = (lambda a: a.mean(axis=0)) if mean_bias else (lambda a: a.sum(axis=0)) if sum_bias else (lambda a: a)
+        return {"W1": dz.T @ X if transpose_w1 else X.T @ dz, "b1": reduce(dz),
+                "W2": h.T @ dscores, "b2": reduce(dscores)}
+    return mlp_backward
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (make_backward(scale_scores=False), r"times too large.*\(probs - one_hot\(y\)\) / N"),
+    (make_backward(sign=-1), "wrong sign"),
+    (make_backward(sum_bias=False), "sum its gradient over the batch axis"),
+    (make_backward(mean_bias=True), "times too small.*sum \\(do not average\\)"),
+    (make_backward(relu_mask=False), "W2 and b2 are right but W1 and b1 are off"),
+    (make_backward(transpose_w1=True), "transposed"),
+])
+def test_mlp_backward_rejects(solution, wrong, match):
+    rejects("test_mlp_backward", match, mlp_backward=wrong, mlp_forward=solution["mlp_forward"])
+
+
+def test_mlp_backward_asks_for_a_correct_forward_first(solution):
+    rejects("test_mlp_backward", "pass test_mlp_forward first",
+            mlp_backward=solution["mlp_backward"], mlp_forward=forward_no_bias)
+
+
+def test_mlp_backward_accepts_float64_labels(solution):
+    run_test_cell(NB, "test_mlp_backward", mlp_backward=make_backward(float64_labels=True),
+                  mlp_forward=solution["mlp_forward"])
+
+
+# ---------------------------------------------------------------- sgd_step, step_lr, iterations_per_epoch
+
+def sgd_no_return(params, grads, lr):
+    for key in params:
+        params[key] -= lr * grads[key]
+
+
+def sgd_weights_only(params, grads, lr):
+    for key in ("W1", "W2"):
+        params[key] = params[key] - lr * grads[key]
+    return params
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda params, grads, lr: {k: params[k] + lr * grads[k] for k in params}, "uphill"),
+    (lambda params, grads, lr: {k: params[k] - grads[k] for k in params}, "ignored the learning rate"),
+    (lambda params, grads, lr: {k: -lr * grads[k] for k in params}, "returned the step"),
+    (lambda params, grads, lr: {k: params[k] - 0.1 * grads[k] for k in params}, "use the lr argument"),
+    (sgd_no_return, "returned None"),
+    (sgd_weights_only, r"params\['b1'\] did not change"),
+])
+def test_sgd_step_rejects(wrong, match):
+    rejects("test_sgd_step", match, sgd_step=wrong)
+
+
+def test_sgd_step_accepts_a_new_dict():
+    run_test_cell(NB, "test_sgd_step", sgd_step=lambda params, grads, lr: {k: v - lr * grads[k] for k, v in params.items()})
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda lr0, epoch, step_size, gamma: lr0 * gamma ** (epoch / step_size), "floor it with epoch // step_size"),
+    (lambda lr0, epoch, step_size, gamma: lr0 * gamma ** ((epoch + 1) // step_size), "one epoch too early"),
+    (lambda lr0, epoch, step_size, gamma: lr0 * gamma ** (epoch // (step_size + 1)), "one epoch too late"),
+    (lambda lr0, epoch, step_size, gamma: lr0 * gamma ** ((epoch - 1) // step_size), "larger than lr0"),
+    (lambda lr0, epoch, step_size, gamma: lr0 * gamma * (epoch // step_size), "0 at epoch 0"),
+    (lambda lr0, epoch, step_size, gamma: 0.1 * 0.5 ** (epoch // 3), "use every argument"),
+])
+def test_step_lr_rejects(wrong, match):
+    rejects("test_step_lr", match, step_lr=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda lr0, epoch, step_size, gamma: lr0 * gamma ** math.floor(epoch / step_size),
+    lambda lr0, epoch, step_size, gamma: lr0 * np.power(gamma, epoch // step_size),
+])
+def test_step_lr_accepts(valid):
+    run_test_cell(NB, "test_step_lr", step_lr=valid)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda n_samples, batch_size, drop_last=False: n_samples // batch_size, "round up, not down"),
+    (lambda n_samples, batch_size, drop_last=False: math.ceil(n_samples / batch_size), "round down"),
+    (lambda n_samples, batch_size, drop_last=False: n_samples / batch_size, "return an int"),
+    (lambda n_samples, batch_size, drop_last=False:
+        np.floor(n_samples / batch_size) if drop_last else np.ceil(n_samples / batch_size), "return an int"),
+    (lambda n_samples, batch_size, drop_last=False: n_samples // batch_size + (0 if drop_last else 1),
+     "48,000 samples in batches of 32"),
+])
+def test_iterations_per_epoch_rejects(wrong, match):
+    rejects("test_iterations_per_epoch", match, iterations_per_epoch=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda n_samples, batch_size, drop_last=False:
+        n_samples // batch_size if drop_last else math.ceil(n_samples / batch_size),
+    lambda n_samples, batch_size, drop_last=False:
+        len(range(0, n_samples - (n_samples % batch_size if drop_last else 0), batch_size)),
+    lambda n_samples, batch_size, drop_last=False:
+        int(np.floor(n_samples / batch_size)) if drop_last else int(np.ceil(n_samples / batch_size)),
+])
+def test_iterations_per_epoch_accepts(valid):
+    run_test_cell(NB, "test_iterations_per_epoch", iterations_per_epoch=valid)
