@@ -272,6 +272,7 @@ def test_cross_entropy_rejects(wrong, match):
     lambda probs, y: -np.mean(np.sum(np.eye(probs.shape[1])[y] * np.log(np.clip(probs, 1e-12, 1)), axis=1)),
     lambda probs, y: -np.log(np.maximum(_true(probs, y), 1e-15)).mean(),
     lambda probs, y: float(-np.mean(np.log(_true(probs, y) + 1e-10))),
+    lambda probs, y: -np.mean(np.log(np.clip(_true(probs, y), 1e-7, 1.0))),
 ])
 def test_cross_entropy_accepts(valid):
     run_test_cell(NB, "test_cross_entropy", cross_entropy=valid)
