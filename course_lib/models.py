@@ -256,6 +256,12 @@ class FastCIFARNet(nn.Module):
     Input (N, C, H, W), output (N, num_classes).
     Defaults (3x32x32, widths (16, 32, 64, 64), 10 classes): 144,592 parameters and about
     17.5M multiply-adds per image.
+
+    Recipe (``scripts/bench_trainer.py --cifar``): 10 epochs of batch 256 from a ``DeviceLoader``
+    with random crops (reflect padding 2) and flips; SGD with Nesterov momentum 0.85, weight decay
+    5e-4, OneCycleLR to 0.4 (20% warm-up, linear); label smoothing 0.2; channels_last; flip
+    averaging at test time. CIFAR-10 test accuracy 85.6-86.0% (3 seeds); about 47 s per epoch on
+    2 CPU cores.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, widths=(16, 32, 64, 64),

@@ -332,17 +332,19 @@ def _run_eval(forward, model, data, loss_fn, device, autocast, channels_last, *,
     ``forward`` is the model or its compiled version; ``model`` is switched to eval mode.
     """
     model.eval()
+    label_check = _LabelCheck(data)
     loss_sum = torch.zeros((), device=device)
     count, predictions, targets = 0, [], []
     with torch.no_grad(), autocast():
         for x, y in data:
-            x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+            x, y_device = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
             logits = forward(x)
             if tta_flip:
                 logits = (logits + forward(x.flip(3))) / 2
-            loss_sum += loss_fn(logits, y).float() * len(y)
+            label_check(y, logits)
+            loss_sum += loss_fn(logits, y_device).float() * len(y)
             predictions.append(predict(logits))
-            targets.append(y)
+            targets.append(y_device)
             count += len(y)
     if count == 0:
         raise ValueError("the evaluation data gave no batches: is the data set empty?")
@@ -398,10 +400,10 @@ _EMPTY_TRAIN = ("the training data gave no batches: is the data set empty, or is
 
 
 def _pick_device(device, data) -> torch.device:
-    """The argument, else a DeviceLoader's device, else settings.get_device()."""
+    """The argument, else a DeviceLoader's device, else settings.get_device(); with its index ("cuda:0")."""
     if device is None and isinstance(data, DeviceLoader):
-        return data.device
-    return get_device(device)
+        device = data.device
+    return torch.empty(0, device=get_device(device)).device
 
 
 def _move_model(model, optimizer, device, channels_last) -> torch.device | None:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -92,7 +93,7 @@ def bench_overhead(args):
         return lambda: plain_loop(model, optimizer, scheduler, loader, args.epochs, device,
                                   args.channels_last, amp_dtype)
 
-    steps = args.epochs * len(make_run(args, device)[3])
+    steps = args.epochs * math.ceil(args.samples / args.batch_size)
     print(f"{args.model} on {describe_device(device)}: {steps} steps of batch {args.batch_size} per run, "
           f"amp {amp_dtype}, channels_last {args.channels_last}, {args.repeats} repeats")
     timed(run_fit(), device), timed(run_plain(), device)          # warm-up, not counted

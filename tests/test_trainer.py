@@ -79,7 +79,7 @@ def test_fit_learns_digits_and_evaluate_agrees():
     model = mlp()
     history = fit(model, train, val, 8, sgd(model), progress=False)
     assert history.train_loss[-1] < history.train_loss[0] / 5
-    assert history.val_acc[-1] >= 0.9
+    assert history.val_acc[-1] >= 0.9 and history.train_acc[-1] >= 0.9
 
     result = evaluate(model, val)
     assert result.accuracy == pytest.approx(history.val_acc[-1])
@@ -337,6 +337,8 @@ def test_labels_beyond_the_model_outputs_are_a_clear_error():
     negative = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, -torch.ones(8, dtype=torch.int64)), 4)
     with pytest.raises(ValueError, match="found the label -1"):
         fit(model, negative, None, 1, sgd(model), progress=False)
+    with pytest.raises(ValueError, match="labels go up to 9 but the model has 5 outputs"):
+        evaluate(model, train)
     one_logit = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
     with pytest.raises(ValueError, match="1 output .* num_classes=10"):
         fit(one_logit, train, None, 1, sgd(one_logit), progress=False)
