@@ -217,7 +217,7 @@ class DeviceLoader:
 # ----------------------------------------------------------------------------------------------
 def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimizer, scheduler=None, *,
         loss_fn=None, device=None, amp="auto", channels_last: bool = False, compile: bool = False,
-        scheduler_step: str = "auto", progress: bool = True) -> History:
+        scheduler_step: str = "auto", progress: bool = True, on_step=None) -> History:
     """Train ``model`` for ``epochs`` passes over ``train``; evaluate on ``val`` after each.
 
     model: outputs logits (N, K), or (N,) / (N, 1) for a binary problem.
@@ -231,6 +231,8 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
     channels_last: store the model's weights and the images as NHWC (faster convs on GPUs and CPUs).
     compile: run the model through ``torch.compile`` (first epoch slower, later ones faster).
     progress: a tqdm bar with live loss and accuracy, and one summary line per epoch.
+    on_step: called as ``on_step(model)`` after every optimizer step, while each parameter's
+        ``.grad`` still holds that step's gradient (unscaled, unless fp16 autocast is on).
 
     Returns a ``History``; the model is left in eval mode.
     """
@@ -267,6 +269,8 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if on_step is not None:
+                on_step(model)
             if step_each_batch:
                 scheduler.step()
             loss_sum += loss.detach().float() * len(y)

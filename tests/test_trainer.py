@@ -91,6 +91,16 @@ def test_fit_learns_digits_and_evaluate_agrees():
     np.testing.assert_array_equal(matrix.sum(1), np.bincount(DIGITS.y[N_TRAIN:], minlength=10))
 
 
+def test_on_step_sees_every_step_with_its_gradients():
+    train, _ = digits()
+    model = mlp()
+    norms = []
+    fit(model, train, None, 2, sgd(model), progress=False,
+        on_step=lambda m: norms.append(m.net[1].weight.grad.norm().item()))
+    assert len(norms) == 2 * len(train)
+    assert all(n > 0 for n in norms) and len(set(norms)) > 1
+
+
 def test_a_plain_dataloader_works_too():
     seed_everything(0)
     x = torch.tensor(DIGITS.x[:N_TRAIN, None] / 255, dtype=torch.float32)
