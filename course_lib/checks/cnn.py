@@ -1,0 +1,325 @@
+"""Checks for notebook 03 (building CNNs): a CNN built to a written specification, and the
+first layer's gradient norm recorded during training.
+
+The specification of ``ThreeBlockCNN`` is held here as data (the layer types in order and the
+shape of every parameter), not as code that builds the model. When a model differs from it,
+the check names the first difference: a feature-map size that gives away a missing padding,
+a parameter count that is off by exactly the conv biases or the batch norms, a layer out of
+order. ``first_layer_grad_norm`` is compared with torch's own norm of the gradient, and a wrong
+result is matched against what the usual mistakes return (the weights instead of their
+gradient, the squared norm, another layer, ...).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib.checks import expect, expect_shape, passed
+
+__all__ = [
+    "WIDTHS", "BLOCK", "HEAD", "spec_param_shapes", "spec_param_count", "leaf_layers",
+    "check_three_block_cnn", "check_first_layer_grad_norm",
+]
+
+WIDTHS = (32, 64, 128)
+BLOCK = ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d")           # one block of self.features
+HEAD = ("AdaptiveAvgPool2d", "Flatten", "Linear")               # self.classifier
+_ORDINAL = {1: "1st", 2: "2nd", 3: "3rd"}
+
+
+# ---------------------------------------------------------------- the specification as data
+
+def spec_param_shapes(in_channels: int = 3, num_classes: int = 10) -> list[tuple[str, str, tuple]]:
+    """(layer, parameter name, shape) of every parameter of the specification, in order."""
+    shapes, c_in = [], in_channels
+    for block, width in enumerate(WIDTHS, start=1):
+        shapes += [(f"the {_ORDINAL[block]} Conv2d", "weight", (width, c_in, 3, 3)),
+                   (f"the {_ORDINAL[block]} BatchNorm2d", "weight", (width,)),
+                   (f"the {_ORDINAL[block]} BatchNorm2d", "bias", (width,))]
+        c_in = width
+    shapes += [("the Linear layer", "weight", (num_classes, c_in)), ("the Linear layer", "bias", (num_classes,))]
+    return shapes
+
+
+def spec_param_count(in_channels: int = 3, num_classes: int = 10) -> int:
+    """Number of parameters of the specification: 94,762 with the defaults."""
+    return sum(math.prod(shape) for _, _, shape in spec_param_shapes(in_channels, num_classes))
+
+
+def leaf_layers(module: nn.Module) -> list[nn.Module]:
+    """The modules without children, in the order they were registered (nested blocks flattened)."""
+    return [m for m in module.modules() if not list(m.children())]
+
+
+def _own_params(model: nn.Module) -> list[tuple[str, str, tuple]]:
+    """(layer type, parameter name, shape) of every parameter of ``model``, in order."""
+    return [(type(layer).__name__, name, tuple(p.shape))
+            for layer in model.modules() for name, p in layer.named_parameters(recurse=False)]
+
+
+# ---------------------------------------------------------------- ThreeBlockCNN
+
+def _construct(cls, *args, **kwargs):
+    """``cls(*args, **kwargs)`` with a clear message for a stub or a crash."""
+    name = getattr(cls, "__name__", "the class")
+    arguments = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+    try:
+        return cls(*args, **kwargs)
+    except NotImplementedError:
+        raise AssertionError(f"{name} is not implemented yet: replace `raise NotImplementedError()` "
+                             "with your code.") from None
+    except Exception as err:
+        hint = ""
+        if "before Module.__init__() call" in str(err):
+            hint = " Call super().__init__() first in __init__, before creating any layer."
+        raise AssertionError(f"{name}({arguments}) raised {type(err).__name__}: {err}.{hint}") from err
+
+
+def _forward(module, x, what: str, hint: str = ""):
+    """``module(x)`` with a clear message when it crashes."""
+    try:
+        return module(x)
+    except NotImplementedError:
+        raise AssertionError(f"{what} is not implemented yet: replace `raise NotImplementedError()` "
+                             "in forward with your code.") from None
+    except Exception as err:
+        raise AssertionError(f"{what} raised {type(err).__name__} on input {tuple(x.shape)}: {err}"
+                             + (f" Hint: {hint}" if hint else "")) from err
+
+
+_LINEAR_HINT = ("after global average pooling each image is 128 numbers, one per channel, so the "
+                "classifier's Linear layer takes 128 inputs.")
+
+
+def _check_features(model, x, name: str) -> None:
+    """self.features must map (N, C, 32, 32) to (N, 128, 4, 4); names the likely mistake."""
+    feats = _forward(model.features, x, f"{name}.features")
+    shape = tuple(getattr(feats, "shape", ()))
+    n, expected = x.shape[0], (x.shape[0], WIDTHS[-1], 4, 4)
+    if shape == expected:
+        return
+    message = f"{name}.features gives shape {shape} for a batch {tuple(x.shape)}, the specification {expected}. "
+    if len(shape) != 4:
+        message += ("self.features should end with the 3rd block's max pool and keep the (N, C, H, W) layout; "
+                    "global average pooling and flattening belong in self.classifier.")
+    elif shape[2:] == (2, 2):
+        message += ("The maps are 2×2 instead of 4×4: without padding=1 every 3×3 convolution trims a pixel "
+                    "on each side (32 → 30 → pool 15 → 13 → pool 6 → 4 → pool 2). Use padding=1 to keep the size.")
+    elif shape[2] > 4:
+        message += (f"The maps are {shape[2]}×{shape[3]}: is a MaxPool2d(2) missing? Each of the three blocks "
+                    "ends with one, halving the size: 32 → 16 → 8 → 4.")
+    elif shape[1] != WIDTHS[-1]:
+        message += f"The last convolution should have {WIDTHS[-1]} output channels (widths 32, 64, 128)."
+    else:
+        message += "Compare your layers with the table: 3×3 convs with padding=1, then 2×2 max pooling."
+    raise AssertionError(message)
+
+
+def _explain_count_difference(got: int, in_channels: int, num_classes: int, model: nn.Module) -> str:
+    """Why ``model`` has ``got`` parameters instead of the specification's."""
+    diff = got - spec_param_count(in_channels, num_classes)
+    biases, norms = sum(WIDTHS), 2 * sum(WIDTHS)
+    flatten_extra = WIDTHS[-1] * 15 * num_classes
+    known = {
+        biases: (f"that is exactly the convolutions' biases ({' + '.join(map(str, WIDTHS))}): the specification "
+                 "says bias=False, because the batch norm right after each conv has its own shift, which makes a "
+                 "conv bias redundant."),
+        -norms: (f"that is exactly the three batch norms' scales and shifts (2 × ({' + '.join(map(str, WIDTHS))})): "
+                 "did you forget BatchNorm2d after each convolution?"),
+        biases - norms: (f"that is +{biases} conv biases and −{norms} batch-norm parameters: the convs have biases "
+                         "and there is no BatchNorm2d (that is PlainCNN, not this specification). Use bias=False "
+                         "and add BatchNorm2d after each conv."),
+        -num_classes: "the final Linear layer has no bias: keep nn.Linear's default bias=True.",
+        flatten_extra: (f"that is a Linear layer reading {WIDTHS[-1] * 16:,} = 128·4·4 inputs instead of 128 "
+                        f"({flatten_extra:,} more weights): did you flatten the 4×4 maps instead of global average "
+                        "pooling them first (AdaptiveAvgPool2d(1))? A flatten size tied to 32×32 inputs would also "
+                        "break on 28×28 images."),
+    }
+    if diff in known:
+        return known[diff]
+    mine, spec = _own_params(model), spec_param_shapes(in_channels, num_classes)
+    for (kind, name, shape), (layer, spec_name, spec_shape) in zip(mine, spec):
+        if (name, shape) != (spec_name, spec_shape):
+            if kind == "Conv2d" and name == "bias":
+                return (f"a Conv2d has a bias of shape {shape}: the specification says bias=False "
+                        "(the batch norm right after it has the shift).")
+            return (f"in order, the parameters differ first at {layer}: its {spec_name} should have shape "
+                    f"{spec_shape}, yours is {kind}.{name} of shape {shape}. Compare the widths "
+                    f"({', '.join(map(str, WIDTHS))}) and kernel sizes (3×3) with the table.")
+    if len(mine) > len(spec):
+        kind, name, shape = mine[len(spec)]
+        return f"after the specification's layers there is one more parameter, {kind}.{name} of shape {shape}."
+    return "some layers are missing: compare yours with the table, layer by layer."
+
+
+def _check_layer_order(model, name: str) -> None:
+    """The leaf layers of features and classifier, in order, as in the specification."""
+    for part, expected in (("features", BLOCK * len(WIDTHS)), ("classifier", HEAD)):
+        got = [type(layer).__name__ for layer in leaf_layers(getattr(model, part))]
+        for i, (mine, spec) in enumerate(zip(got, expected)):
+            if mine != spec:
+                where = f"layer {i + 1} of self.{part}"
+                rule = ("each block is Conv2d → BatchNorm2d → ReLU → MaxPool2d: the batch norm normalises the conv's "
+                        "output before the non-linearity" if part == "features"
+                        else "the classifier is AdaptiveAvgPool2d(1) → Flatten → Linear")
+                raise AssertionError(f"{where} is {mine} where the specification has {spec}: {rule}.")
+        if len(got) != len(expected):
+            raise AssertionError(f"self.{part} has {len(got)} layers, the specification {len(expected)}: "
+                                 f"{' → '.join(expected)}. Yours: {' → '.join(got) or 'none'}.")
+
+
+def _check_layer_settings(model, name: str) -> None:
+    for i, conv in enumerate((m for m in model.features.modules() if isinstance(m, nn.Conv2d)), start=1):
+        settings = (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.bias is None)
+        expect(settings == ((3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+               f"the {_ORDINAL.get(i, i)} Conv2d is {conv}: the specification's is "
+               f"Conv2d(..., kernel_size=3, padding=1, bias=False) (stride 1).")
+    for pool in (m for m in model.features.modules() if isinstance(m, nn.MaxPool2d)):
+        expect(pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2)) and pool.padding in (0, (0, 0)),
+               f"{pool}: the specification's max pooling is MaxPool2d(2), 2×2 windows with stride 2.")
+    for pool in (m for m in model.classifier.modules() if isinstance(m, nn.AdaptiveAvgPool2d)):
+        expect(pool.output_size in (1, (1, 1)),
+               f"{pool}: global average pooling is AdaptiveAvgPool2d(1), one number per channel.")
+
+
+def check_three_block_cnn(ThreeBlockCNN) -> None:
+    """``ThreeBlockCNN(in_channels=3, num_classes=10)`` against the specification in the text."""
+    name = "ThreeBlockCNN()"
+    model = _construct(ThreeBlockCNN)
+    expect(isinstance(model, nn.Module),
+           f"{name} returned a {type(model).__name__}; the class should subclass nn.Module.")
+    for part in ("features", "classifier"):
+        expect(isinstance(getattr(model, part, None), nn.Module),
+               f"{name} has no submodule self.{part}: build self.features (the three blocks) and "
+               "self.classifier (pooling, flatten, linear) as nn.Sequential in __init__.")
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model.train()
+    out = _forward(model, x, f"{name}'s forward", hint=_LINEAR_HINT)
+    expect(isinstance(out, torch.Tensor), f"{name}'s forward returned a {type(out).__name__}, not a tensor of logits.")
+    expect_shape(out, (4, 10), f"{name}'s output for a batch of 4 images 3×32×32")
+    _check_features(model, x, name)
+    got = sum(p.numel() for p in model.parameters())
+    expected = spec_param_count()
+    if got != expected:
+        more = "more" if got > expected else "fewer"
+        raise AssertionError(f"{name} has {got:,} parameters, {abs(got - expected):,} {more} than the "
+                             f"specification's {expected:,}: " + _explain_count_difference(got, 3, 10, model))
+    _check_layer_order(model, name)
+    _check_layer_settings(model, name)
+    passed("ThreeBlockCNN", f"output (4, 10), features (4, 128, 4, 4), {expected:,} parameters, "
+                            "layers in the specified order")
+
+
+# ---------------------------------------------------------------- first_layer_grad_norm
+
+class _Scaled(nn.Module):
+    """A learnable input scale registered before the layers: its parameter comes first in
+    ``parameters()``, but it is not a layer with weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_scale = nn.Parameter(torch.tensor(1.5))
+        self.pool = nn.AvgPool2d(2)
+        self.body = nn.Sequential(
+            nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()),
+            nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+        )
+
+    def forward(self, x):
+        return self.body(self.pool(x * self.input_scale))
+
+
+def _grad_norm_cases():
+    """(description, model, input, labels, its first layer) with gradients of a cross-entropy loss."""
+    g = torch.Generator().manual_seed(3)
+    with torch.random.fork_rng(devices=[]):  # fixed weights, without touching the notebook's random state
+        torch.manual_seed(3)
+        cnn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+        mlp = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.Sigmoid(), nn.Linear(16, 7))
+        nested = _Scaled()
+    cases = [
+        ("a small CNN (conv, conv, linear)", cnn, torch.randn(8, 3, 6, 6, generator=g), 5, cnn[0]),
+        ("an MLP (flatten, linear, sigmoid, linear)", mlp, torch.randn(8, 3, 4, 4, generator=g), 7, mlp[1]),
+        ("a model whose first conv sits in a nested block, after a learnable input scale", nested,
+         torch.randn(8, 2, 8, 8, generator=g), 3, nested.body[0][0]),
+    ]
+    for _, model, x, classes, _ in cases:
+        y = torch.randint(0, classes, (len(x),), generator=g)
+        F.cross_entropy(model(x), y).backward()
+    return [(what, model, first) for what, model, _, _, first in cases]
+
+
+def _norm(t) -> float:
+    return float(torch.linalg.vector_norm(t.detach().double()))
+
+
+def _grad_norm_mistakes(model, first):
+    """(value a known mistake returns, hint) for one model."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    g = first.weight.grad
+    mistakes = [
+        (_norm(first.weight), "that is the norm of the first layer's *weights*: use its gradient, .weight.grad."),
+        (_norm(g) ** 2, "that is the *squared* norm (the sum of squares): take its square root, the L2 norm."),
+        (math.sqrt(_norm(g) ** 2 + _norm(first.bias.grad) ** 2),
+         "that includes the bias's gradient: use the gradient of the first layer's weight only."),
+        (_norm(first.bias.grad), "that is the norm of the bias's gradient: use the weight's, .weight.grad."),
+        (_norm(layers[-1].weight.grad), "that is the *last* layer's gradient: the first layer is the one the "
+                                        "input goes into, the first nn.Conv2d or nn.Linear in model.modules()."),
+        (_norm(layers[1].weight.grad), "that is the 2nd layer's gradient: the first layer is the first nn.Conv2d "
+                                       "or nn.Linear in model.modules()."),
+        (math.sqrt(sum(_norm(grad) ** 2 for grad in grads)),
+         "that is the norm of *all* parameters' gradients together: use the first layer's weight only."),
+        (float(g.abs().mean()), "that is the mean absolute gradient: use the L2 norm, sqrt(Σ g²) "
+                                "(torch.linalg.vector_norm(g) or g.norm())."),
+        (float(g.abs().max()), "that is the largest absolute gradient: use the L2 norm, sqrt(Σ g²)."),
+        (float(g.abs().sum()), "that is the L1 norm (Σ |g|): use the L2 norm, sqrt(Σ g²)."),
+    ]
+    first_param = next(model.parameters())
+    if first_param is not first.weight and first_param.grad is not None:
+        mistakes.append((_norm(first_param.grad),
+                         "that is the gradient of the model's first *parameter*, which need not belong to a layer "
+                         "(here a learnable input scale): look for the first nn.Conv2d or nn.Linear in "
+                         "model.modules()."))
+    return mistakes
+
+
+def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
+    """``first_layer_grad_norm(model)`` against torch's norm of the first layer's weight gradient."""
+    cases = _grad_norm_cases()
+    for what, model, first in cases:
+        before = [p.grad.clone() for p in model.parameters()]
+        weights = [p.detach().clone() for p in model.parameters()]
+        try:
+            got = first_layer_grad_norm(model)
+        except NotImplementedError:
+            raise AssertionError("first_layer_grad_norm is not implemented yet: replace "
+                                 "`raise NotImplementedError()` with your code.") from None
+        except Exception as err:
+            raise AssertionError(f"first_layer_grad_norm on {what} raised {type(err).__name__}: {err}. "
+                                 "The traceback above shows the line.") from err
+        expect(all(p.grad is not None and torch.equal(p.grad, b) for p, b in zip(model.parameters(), before))
+               and all(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), weights)),
+               "first_layer_grad_norm changed the model's gradients or weights: it should only read them "
+               "(no zero_grad(), no in-place operations such as .pow_() or .mul_()).")
+        expect(not isinstance(got, torch.Tensor),
+               f"first_layer_grad_norm returned a tensor ({got!r}): return a Python float with .item(), so that "
+               "a list of them can be plotted and the tensor's memory is freed.")
+        expect(isinstance(got, numbers.Real) and not isinstance(got, bool),
+               f"first_layer_grad_norm should return a float, got {type(got).__name__} ({got!r}).")
+        expected = _norm(first.weight.grad)
+        if not math.isclose(float(got), expected, rel_tol=1e-5, abs_tol=0.0):
+            hint = next((h for wrong, h in _grad_norm_mistakes(model, first)
+                         if math.isclose(float(got), wrong, rel_tol=1e-5) and not math.isclose(wrong, expected,
+                                                                                              rel_tol=1e-5)), None)
+            raise AssertionError(f"first_layer_grad_norm on {what} returned {float(got):.6g}, which is not the L2 "
+                                 "norm of the gradient of the first layer's weight. "
+                                 + (hint[0].upper() + hint[1:] if hint else
+                                    "Find the first nn.Conv2d or nn.Linear in model.modules() and return "
+                                    "its weight.grad's L2 norm as a float."))
+    passed("first_layer_grad_norm", f"equal to torch's norm of the first layer's weight gradient on {len(cases)} models")

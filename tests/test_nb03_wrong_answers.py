@@ -1,0 +1,217 @@
+"""Notebook 03's test cells must reject plausible wrong implementations with a message that
+names the mistake, and accept valid alternatives (nested blocks, in-place ReLUs, other ways to
+take the norm)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from notebook_cells import cell_source, run_test_cell
+
+NB = "03_building_cnns"
+
+
+def rejects(grade_id: str, match: str, **objects) -> None:
+    with pytest.raises(AssertionError, match=match):
+        run_test_cell(NB, grade_id, **objects)
+
+
+def solution(name: str):
+    """The solution notebook's own ``name`` (a class or a function)."""
+    namespace = {"np": np, "torch": torch, "nn": nn}
+    exec(cell_source(NB, name), namespace)
+    return namespace[name]
+
+
+def test_stubs_fail():
+    class ThreeBlockCNN(nn.Module):
+        def __init__(self, in_channels=3, num_classes=10):
+            super().__init__()
+            raise NotImplementedError()
+
+    def first_layer_grad_norm(model):
+        raise NotImplementedError()
+
+    rejects("test_ThreeBlockCNN", "not implemented yet", ThreeBlockCNN=ThreeBlockCNN)
+    rejects("test_first_layer_grad_norm", "not implemented yet", first_layer_grad_norm=first_layer_grad_norm)
+
+
+def test_forward_stub_fails():
+    class ThreeBlockCNN(solution("ThreeBlockCNN")):
+        def forward(self, x):
+            raise NotImplementedError()
+
+    rejects("test_ThreeBlockCNN", "not implemented yet", ThreeBlockCNN=ThreeBlockCNN)
+
+
+def test_solutions_pass():
+    run_test_cell(NB, "test_ThreeBlockCNN", ThreeBlockCNN=solution("ThreeBlockCNN"))
+    run_test_cell(NB, "test_first_layer_grad_norm", first_layer_grad_norm=solution("first_layer_grad_norm"))
+
+
+# ---------------------------------------------------------------- ThreeBlockCNN
+
+def cnn_variant(padding=1, conv_bias=False, batch_norm=True, widths=(32, 64, 128), order=("conv", "bn", "relu", "pool"),
+                head="gap", linear_in=None, use_in_channels=True, use_num_classes=True, nested=False, inplace=False,
+                pool_output=1, linear_bias=True):
+    """A ThreeBlockCNN, correct with the defaults; each argument plants one mistake (or a valid variation)."""
+
+    class ThreeBlockCNN(nn.Module):
+        def __init__(self, in_channels=3, num_classes=10):
+            super().__init__()
+            c_in = in_channels if use_in_channels else 3
+            classes = num_classes if use_num_classes else 10
+            blocks = []
+            for width in widths:
+                parts = {"conv": nn.Conv2d(c_in, width, 3, padding=padding, bias=conv_bias),
+                         "bn": nn.BatchNorm2d(width) if batch_norm else None,
+                         "relu": nn.ReLU(inplace=inplace), "pool": nn.MaxPool2d(2)}
+                block = [parts[name] for name in order if parts[name] is not None]
+                blocks.append(nn.Sequential(*block) if nested else block)
+                c_in = width
+            self.features = nn.Sequential(*blocks) if nested else nn.Sequential(*[m for b in blocks for m in b])
+            if head == "gap":
+                layers = [nn.AdaptiveAvgPool2d(pool_output), nn.Flatten()]
+                d_in = linear_in or c_in * (pool_output if isinstance(pool_output, int) else 1) ** 2
+            else:                                           # flatten the 4×4 maps of 32×32 images
+                layers, d_in = [nn.Flatten()], linear_in or c_in * 16
+            self.classifier = nn.Sequential(*layers, nn.Linear(d_in, classes, bias=linear_bias))
+
+        def forward(self, x):
+            return self.classifier(self.features(x))
+
+    return ThreeBlockCNN
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"padding": 0}, r"2×2 instead of 4×4.*padding=1"),
+    ({"conv_bias": True}, r"224 more.*convolutions' biases.*bias=False"),
+    ({"batch_norm": False}, r"448 fewer.*batch norms.*BatchNorm2d"),
+    ({"batch_norm": False, "conv_bias": True}, r"224 fewer.*no BatchNorm2d.*PlainCNN"),
+    ({"widths": (32, 64, 64)}, r"\(4, 64, 4, 4\).*128 output channels"),
+    ({"widths": (16, 32, 128)}, r"differ first at the 1st Conv2d.*\(32, 3, 3, 3\)"),
+    ({"head": "flatten"}, r"19,200 more.*flatten the 4×4 maps.*AdaptiveAvgPool2d\(1\)"),
+    ({"linear_in": 128 * 16}, r"Linear layer takes 128 inputs"),
+    ({"order": ("conv", "relu", "bn", "pool")}, r"layer 2 of self.features is ReLU.*BatchNorm2d"),
+    ({"order": ("conv", "bn", "pool", "relu")}, r"layer 3 of self.features is MaxPool2d.*ReLU"),
+    ({"pool_output": 2, "linear_in": 512}, r"3,840 more|AdaptiveAvgPool2d\(1\)"),
+    ({"linear_bias": False}, r"10 fewer.*no bias"),
+    ({"use_in_channels": False}, r"in_channels=1.*do in_channels and num_classes set"),
+    ({"use_num_classes": False}, r"num_classes=2.*do in_channels and num_classes set"),
+], ids=["no_padding", "conv_bias", "no_batch_norm", "plain_cnn", "narrow_last_block", "wrong_widths", "flatten_2048",
+        "linear_2048_after_gap", "relu_before_bn", "pool_before_relu", "pool_to_2x2",
+        "linear_no_bias", "in_channels_ignored", "num_classes_ignored"])
+def test_three_block_cnn_rejects(options, match):
+    rejects("test_ThreeBlockCNN", match, ThreeBlockCNN=cnn_variant(**options))
+
+
+def test_three_block_cnn_rejects_missing_super_init():
+    class ThreeBlockCNN(nn.Module):
+        def __init__(self, in_channels=3, num_classes=10):
+            self.features = nn.Sequential(nn.Conv2d(in_channels, 32, 3, padding=1, bias=False))
+
+    rejects("test_ThreeBlockCNN", r"super\(\).__init__\(\)", ThreeBlockCNN=ThreeBlockCNN)
+
+
+def test_three_block_cnn_rejects_functional_relu():
+    class ThreeBlockCNN(cnn_variant(order=("conv", "bn", "pool"))):   # ReLU applied in forward instead
+        def forward(self, x):
+            for layer in self.features:
+                x = layer(x)
+                if isinstance(layer, nn.BatchNorm2d):
+                    x = torch.relu(x)
+            return self.classifier(x)
+
+    rejects("test_ThreeBlockCNN", r"layer 3 of self.features is MaxPool2d where the specification has ReLU",
+            ThreeBlockCNN=ThreeBlockCNN)
+
+
+def test_three_block_cnn_rejects_missing_attributes():
+    class ThreeBlockCNN(nn.Module):
+        def __init__(self, in_channels=3, num_classes=10):
+            super().__init__()
+            self.net = cnn_variant()(in_channels, num_classes)
+
+        def forward(self, x):
+            return self.net(x)
+
+    rejects("test_ThreeBlockCNN", r"no submodule self.features", ThreeBlockCNN=ThreeBlockCNN)
+
+
+def test_three_block_cnn_rejects_skipped_layer_in_forward():
+    class ThreeBlockCNN(cnn_variant()):          # the layers are all there, but forward skips the classifier's pool
+        def forward(self, x):
+            return self.classifier[2](self.features(x).mean((2, 3)) * 2)
+
+    rejects("test_ThreeBlockCNN", r"differs from the specification's network", ThreeBlockCNN=ThreeBlockCNN)
+
+
+@pytest.mark.parametrize("options", [{"nested": True}, {"inplace": True}, {"pool_output": (1, 1)}],
+                         ids=["nested_blocks", "inplace_relu", "pool_output_tuple"])
+def test_three_block_cnn_accepts(options):
+    run_test_cell(NB, "test_ThreeBlockCNN", ThreeBlockCNN=cnn_variant(**options))
+
+
+# ---------------------------------------------------------------- first_layer_grad_norm
+
+def first_layer(model):
+    return next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def last_layer(model):
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda model: first_layer(model).weight.norm().item(), r"first layer's \*weights\*"),
+    (lambda model: first_layer(model).weight.grad.pow(2).sum().item(), r"\*squared\* norm"),
+    (lambda model: last_layer(model).weight.grad.norm().item(), r"\*last\* layer's gradient"),
+    (lambda model: torch.cat([p.grad.flatten() for p in first_layer(model).parameters()]).norm().item(),
+     r"includes the bias's gradient"),
+    (lambda model: torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item(),
+     r"\*all\* parameters' gradients"),
+    (lambda model: next(model.parameters()).grad.norm().item(), r"first \*parameter\*"),
+    (lambda model: first_layer(model).weight.grad.abs().mean().item(), r"mean absolute gradient"),
+    (lambda model: first_layer(model).weight.grad.abs().sum().item(), r"L1 norm"),
+    (lambda model: first_layer(model).weight.grad.norm(), r"returned a tensor.*\.item\(\)"),
+    (lambda model: first_layer(model).weight.grad.pow_(2).sum().sqrt().item(), r"changed the model's gradients"),
+], ids=["weights_not_grads", "squared", "last_layer", "with_bias", "all_parameters", "first_parameter",
+        "mean_abs", "l1", "tensor", "in_place"])
+def test_first_layer_grad_norm_rejects(wrong, match):
+    rejects("test_first_layer_grad_norm", match, first_layer_grad_norm=wrong)
+
+
+def test_first_layer_grad_norm_rejects_module_index():
+    def first_layer_grad_norm(model):          # works for an nn.Sequential whose first entry is a layer
+        return model[0].weight.grad.norm().item()
+
+    rejects("test_first_layer_grad_norm", r"raised (TypeError|AttributeError)", first_layer_grad_norm=first_layer_grad_norm)
+
+
+def numpy_norm(model):
+    grad = first_layer(model).weight.grad.detach().cpu().double().numpy()
+    return float(np.sqrt((grad ** 2).sum()))
+
+
+def children_walk(model):
+    def walk(module):
+        for child in module.children():
+            if isinstance(child, (nn.Conv2d, nn.Linear)):
+                return child
+            found = walk(child)
+            if found is not None:
+                return found
+        return None
+    return float(torch.linalg.vector_norm(walk(model).weight.grad))
+
+
+@pytest.mark.parametrize("valid", [
+    numpy_norm,
+    children_walk,
+    lambda model: first_layer(model).weight.grad.norm(2).item(),
+    lambda model: float(first_layer(model).weight.grad.square().sum().sqrt()),
+], ids=["numpy", "children_walk", "norm_2", "sqrt_sum_squares"])
+def test_first_layer_grad_norm_accepts(valid):
+    run_test_cell(NB, "test_first_layer_grad_norm", first_layer_grad_norm=valid)
