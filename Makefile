@@ -40,7 +40,7 @@ results: setup
 	for nb in solutions/*/*.ipynb; do \
 	  COURSE_RESULTS_DIR="$(abspath $(RESULTS_DIR))" $(BIN)/jupyter nbconvert --to notebook --execute \
 	    --ExecutePreprocessor.timeout=3600 --output-dir build/executed "$$nb" || exit 1; done
-	$(PY) -m course_lib.results $(RESULTS_DIR) | tee build/results.md
+	$(PY) -m course_lib results $(RESULTS_DIR) | tee build/results.md
 
 clean-venv:
 	rm -rf $(VENV)

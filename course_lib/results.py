@@ -1,7 +1,7 @@
 """Headline results of notebooks: recorded as JSON, gathered into the README's table.
 
 A notebook records one flat JSON object of name → number at ``<COURSE_RESULTS_DIR>/<notebook>.json``
-(accuracies as fractions in [0, 1], times in seconds). ``python -m course_lib.results DIR``
+(accuracies as fractions in [0, 1], times in seconds). ``python -m course_lib results DIR``
 prints the Markdown table that ``make results`` writes.
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 
@@ -53,8 +52,3 @@ def table(folder) -> str:
     header = "| notebook | test accuracy | seconds | all results |\n|---|---|---|---|"
     return "\n".join([header, *rows])
 
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m course_lib.results RESULTS_DIR")
-    print(table(sys.argv[1]))
