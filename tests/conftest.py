@@ -24,3 +24,4 @@ def real_data_dir() -> Path:
     if os.environ.get("CI"):
         pytest.fail("CI must set COURSE_DATA_DIR to the real data (../shared/data)")
     pytest.skip("set COURSE_DATA_DIR to run tests on real data")
+
