@@ -78,3 +78,31 @@ def plot_confusion_matrix(targets, predictions, class_names, normalize: bool = T
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+_LABELS = {"train_loss": "training loss", "train_acc": "training accuracy", "val_loss": "validation loss",
+           "val_acc": "validation accuracy", "lr": "learning rate (epoch start)", "seconds": "seconds per epoch"}
+
+
+def compare_histories(histories: dict, keys=("train_loss", "val_acc"), title: str | None = None, axes=None):
+    """Several runs overlaid: one panel per ``History`` field in ``keys``, one line per run.
+
+    ``histories``: run name → a ``History`` (or a mapping of lists). Losses get a log axis.
+    ``axes``: one matplotlib axes per key to draw into (default: a new figure). Returns the figure.
+    """
+    if axes is None:
+        axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.6), squeeze=False)[1][0]
+    if len(axes) != len(keys):
+        raise ValueError(f"got {len(axes)} axes for {len(keys)} keys {keys}")
+    for ax, key in zip(axes, keys):
+        for name, history in histories.items():
+            values = (history.as_dict() if hasattr(history, "as_dict") else dict(history))[key]
+            ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
+        ax.set(xlabel="epoch", ylabel=_LABELS.get(key, key), yscale="log" if key.endswith("loss") else "linear")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7, loc="best")
+    fig = axes[0].figure
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -28,3 +28,20 @@ def test_confusion_matrix_rows_are_fractions():
     shown = fig.axes[0].images[0].get_array()
     np.testing.assert_allclose(shown, [[0.5, 0.5], [0, 1]])
     plt.close(fig)
+
+
+def test_compare_histories_overlays_runs_and_uses_given_axes():
+    from course_lib.plots import compare_histories
+    from course_lib.trainer import History
+
+    runs = {"a": History(train_loss=[2.0, 1.0], val_acc=[0.3, 0.5]), "b": {"train_loss": [2.2, 1.5], "val_acc": [0.2, 0.4]}}
+    fig = compare_histories(runs, title="race")
+    loss, acc = fig.axes
+    assert [line.get_label() for line in acc.lines] == ["a", "b"] and loss.get_yscale() == "log"
+    np.testing.assert_array_equal(acc.lines[1].get_ydata(), [0.2, 0.4])
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3)
+    assert compare_histories(runs, keys=("val_acc",), axes=axes[2:]) is fig
+    assert len(axes[2].lines) == 2 and not axes[0].lines
+    plt.close(fig)
