@@ -26,6 +26,7 @@ What ``fit`` does for you, and the rules it follows:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import tempfile
@@ -43,7 +44,7 @@ from course_lib.settings import describe_device, get_device
 
 __all__ = [
     "History", "EvalResult", "DeviceLoader", "fit", "evaluate", "save_checkpoint", "load_checkpoint",
-    "random_crop", "random_flip",
+    "random_crop", "random_flip", "RangeTest", "lr_range_test",
 ]
 
 _PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
@@ -314,6 +315,100 @@ def evaluate(model: nn.Module, data, *, loss_fn=None, device=None, amp="auto", t
     finally:
         model.train(was_training)
     return EvalResult(loss, accuracy, predictions.cpu().numpy(), targets.cpu().numpy())
+
+
+@dataclass
+class RangeTest:
+    """What ``lr_range_test`` measured, one entry per step: ``lrs``, the batch ``losses`` and the
+    ``smoothed`` losses (an exponential moving average, bias-corrected), all float arrays (S,)."""
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+
+    def steepest(self) -> float:
+        """The learning rate where the smoothed loss falls fastest per factor of lr (before its minimum)."""
+        end = int(np.argmin(self.smoothed)) + 1
+        begin = min(len(self.lrs) // 10, max(end - 2, 0))
+        if end - begin < 2:
+            raise ValueError("the range test has too few steps before the loss's minimum to find a slope: "
+                             "use a smaller lr_min or more steps")
+        slope = np.gradient(self.smoothed[begin:end], np.log(self.lrs[begin:end]))
+        return float(self.lrs[begin + int(np.argmin(slope))])
+
+    def minimum(self) -> float:
+        """The learning rate at the smoothed loss's minimum (past it, training becomes unstable)."""
+        return float(self.lrs[int(np.argmin(self.smoothed))])
+
+    def plot(self, ax=None, label: str | None = None):
+        """Smoothed loss against learning rate (log axis), the steepest point marked; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+        line, = ax.plot(self.lrs, self.smoothed, label=label)
+        ax.plot(self.lrs, self.losses, color=line.get_color(), alpha=0.2, lw=0.8)
+        steep = self.steepest()
+        ax.plot(steep, np.interp(np.log(steep), np.log(self.lrs), self.smoothed), "o", color=line.get_color())
+        ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)")
+        ax.grid(alpha=0.3, which="both")
+        return ax
+
+
+def lr_range_test(model: nn.Module, train, optimizer: torch.optim.Optimizer, lr_min: float = 1e-5,
+                  lr_max: float = 1.0, steps: int | None = None, *, loss_fn=None, device=None,
+                  stop_factor: float = 4.0, smoothing: float = 0.9) -> RangeTest:
+    """The learning-rate range test (Smith, 2017): train with a learning rate that grows
+    exponentially from ``lr_min`` to ``lr_max`` and record the loss of every batch.
+
+    steps: how many batches (default one pass over ``train``; the data repeats if it is shorter).
+    Stops early once the smoothed loss exceeds ``stop_factor`` times its minimum, or is not finite.
+    Every parameter group gets the same learning rate. The model's weights, its train/eval mode
+    and the optimizer's state and settings are restored afterwards, so the test changes nothing.
+    """
+    steps = steps or len(train)
+    if steps < 2 or not 0 < lr_min < lr_max:
+        raise ValueError(f"need steps >= 2 and 0 < lr_min < lr_max, got steps={steps}, lr_min={lr_min}, "
+                         f"lr_max={lr_max}")
+    device = _pick_device(device, train)
+    _move_model(model, optimizer, device, channels_last=False)
+    saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    was_training, loss_fn = model.training, loss_fn or default_loss
+    lrs, losses, smoothed, average = [], [], [], 0.0
+    try:
+        model.train()
+        batches = _repeat(train)
+        for i in range(steps):
+            lr = lr_min * (lr_max / lr_min) ** (i / (steps - 1))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = next(batches)
+            loss = loss_fn(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                break
+            average = smoothing * average + (1 - smoothing) * value
+            lrs.append(lr), losses.append(value), smoothed.append(average / (1 - smoothing ** (i + 1)))
+            if smoothed[-1] > stop_factor * min(smoothed):
+                break
+    finally:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optimizer)
+        model.train(was_training)
+    return RangeTest(np.array(lrs), np.array(losses), np.array(smoothed))
+
+
+def _repeat(data):
+    """The batches of ``data``, pass after pass, without end."""
+    while True:
+        empty = True
+        for batch in data:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(_EMPTY_TRAIN)
 
 
 def default_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -390,3 +390,40 @@ def test_evaluate_with_flip_averaging_and_mode_restored():
         logits = (model(x) + model(x.flip(3))) / 2
     np.testing.assert_array_equal(result.predictions, logits.argmax(1).numpy())
     assert result.loss == pytest.approx(F.cross_entropy(logits, torch.tensor(DIGITS.y[N_TRAIN:])).item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# lr_range_test
+# ----------------------------------------------------------------------------------------------
+def test_range_test_sweeps_exponentially_finds_a_slope_and_changes_nothing():
+    from course_lib.trainer import lr_range_test
+
+    seed_everything(0)
+    train, _ = digits(batch_size=32)
+    model = mlp()
+    optimizer = sgd(model, lr=0.05)
+    optimizer.step()                                   # some state to keep: the momentum buffers stay absent
+    weights = [p.detach().clone() for p in model.parameters()]
+    model.eval()
+    result = lr_range_test(model, train, optimizer, 1e-4, 10.0, steps=100)
+
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights)), "weights restored"
+    assert not model.training and optimizer.param_groups[0]["lr"] == 0.05 and not optimizer.state
+    n = len(result.lrs)
+    assert 10 < n <= 100 and result.losses.shape == result.smoothed.shape == (n,)
+    np.testing.assert_allclose(result.lrs, 1e-4 * 1e5 ** (np.arange(n) / 99))      # 100 steps from 1e-4 to 10
+    assert n < 100, "a learning rate of 10 makes the loss explode: the test stops early"
+    assert 1e-3 < result.steepest() < result.minimum() < 10
+    assert result.smoothed.min() < result.smoothed[0] - 0.5                           # the loss fell on the way
+    import matplotlib.pyplot as plt
+
+    plt.close(result.plot().figure)
+
+
+def test_range_test_rejects_bad_ranges():
+    from course_lib.trainer import lr_range_test
+
+    train, _ = digits()
+    model = mlp()
+    with pytest.raises(ValueError, match="0 < lr_min < lr_max"):
+        lr_range_test(model, train, sgd(model), 1.0, 0.1)
