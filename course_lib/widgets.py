@@ -1,4 +1,4 @@
-"""Seeing convolutions: classic kernels, a grid of feature maps and an ipywidgets explorer.
+"""Interactive explorers: convolutions (notebook 02) and optimizer paths (notebook 04).
 
 - :data:`PRESET_KERNELS`: identity, blurs, edge detectors and sharpening, as 2-D arrays
 - :func:`grayscale`: images of any course layout → (N, 1, H, W) floats in [0, 1]
@@ -6,6 +6,8 @@
 - :func:`conv_explorer`: pick an image, a kernel, the stride and the padding and see the output
   map of *your* convolution and its shape. It renders its first output when it is built and
   never waits for input, so notebooks that show it also run headless (nbval, nbconvert).
+- :func:`path_explorer`: learning rates, momentum, betas and the starting point as sliders, and
+  the paths of *your* optimizers on a 2-D loss redrawn at every change (same headless rule).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import numpy as np
 
 from course_lib.plots import _displayable
 
-__all__ = ["PRESET_KERNELS", "grayscale", "show_feature_maps", "conv_explorer", "ConvExplorer"]
+__all__ = ["PRESET_KERNELS", "grayscale", "show_feature_maps", "conv_explorer", "ConvExplorer", "path_explorer",
+           "PathExplorer"]
 
 _GAUSS = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0
 PRESET_KERNELS = {
@@ -211,3 +214,101 @@ def conv_explorer(conv, images, names=None, kernels=None, display_size: int = 19
     - display_size: about how many screen pixels the input image spans
     """
     return ConvExplorer(conv, images, names, kernels, display_size)
+
+
+class PathExplorer:
+    """The widget that :func:`path_explorer` returns; shown by putting it last in a cell.
+
+    After any change of a control, ``paths`` holds the last paths drawn (name → (T + 1, 2)
+    array), ``settings`` the keyword arguments they were made with, and ``message`` the line
+    under the picture (an error of your code, if it raised one).
+    """
+
+    def __init__(self, make_paths, losses: dict, steps: int = 60, display_width: int = 640):
+        import ipywidgets as w
+
+        self.make_paths, self.losses, self.width = make_paths, dict(losses), display_width
+        self.paths, self.settings, self.message = {}, {}, ""
+        style = {"description_width": "initial"}
+        slider = lambda cls, description, **kw: cls(description=description, style=style, continuous_update=False, **kw)  # noqa: E731
+        self.loss = w.Dropdown(options=list(self.losses), description="loss", style=style)
+        self.sgd_lr = slider(w.FloatLogSlider, "SGD lr", value=0.025, base=10, min=-4, max=0, step=0.1)
+        self.momentum = slider(w.FloatSlider, "momentum μ", value=0.8, min=0.0, max=0.99, step=0.01)
+        self.adam_lr = slider(w.FloatLogSlider, "Adam lr", value=0.1, base=10, min=-3, max=0, step=0.1)
+        self.beta1 = slider(w.FloatSlider, "β1", value=0.9, min=0.0, max=0.99, step=0.01)
+        self.beta2 = slider(w.FloatSlider, "β2", value=0.999, min=0.5, max=0.9999, step=0.0001, readout_format=".4f")
+        self.steps = slider(w.IntSlider, "steps", value=steps, min=5, max=500, step=5)
+        self.start_x = slider(w.FloatSlider, "start x", value=0.0, min=-5.0, max=5.0, step=0.1)
+        self.start_y = slider(w.FloatSlider, "start y", value=0.0, min=-3.0, max=3.0, step=0.1)
+        self.picture = w.Image(format="png")
+        self.info = w.HTML()
+        self.controls = [self.loss, self.sgd_lr, self.momentum, self.adam_lr, self.beta1, self.beta2, self.steps,
+                         self.start_x, self.start_y]
+        self._reset_start()
+        self.loss.observe(self._loss_changed, names="value")
+        for control in self.controls[1:]:
+            control.observe(self._changed, names="value")
+        self.widget = w.VBox([w.HBox([w.VBox(self.controls[:5]), w.VBox(self.controls[5:])]), self.picture, self.info])
+        self.update()
+
+    def _reset_start(self) -> None:
+        """Put the start sliders on the selected loss's default start and range."""
+        loss = self.losses[self.loss.value]
+        for slider, (low, high), value in ((self.start_x, loss.view[0], loss.start[0]),
+                                           (self.start_y, loss.view[1], loss.start[1])):
+            slider.min, slider.max = min(low, slider.min), max(high, slider.max)   # widen first: value stays valid
+            slider.value = value
+            slider.min, slider.max = low, high
+
+    def _loss_changed(self, change) -> None:
+        for slider in (self.start_x, self.start_y):
+            slider.unobserve(self._changed, names="value")
+        self._reset_start()
+        for slider in (self.start_x, self.start_y):
+            slider.observe(self._changed, names="value")
+        self.update()
+
+    def _changed(self, change) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Make the paths for the current controls with your code and redraw; errors become a message."""
+        from course_lib.landscapes import finite_part, plot_paths
+
+        loss = self.losses[self.loss.value]
+        start = np.array([self.start_x.value, self.start_y.value])
+        self.settings = dict(sgd_lr=self.sgd_lr.value, momentum=self.momentum.value, adam_lr=self.adam_lr.value,
+                             betas=(self.beta1.value, self.beta2.value), steps=self.steps.value)
+        try:
+            paths = self.make_paths(loss, start, **self.settings)
+        except Exception as err:  # a student's bug must not break the widget
+            self.paths, self.picture.value = {}, b""
+            self.message = f"{getattr(self.make_paths, '__name__', 'make_paths')} failed: {type(err).__name__}: {err}"
+            self.info.value = f"<span style='color:#b00'>{html.escape(self.message)}</span>"
+            return
+        self.paths = {name: np.asarray(path, dtype=np.float64) for name, path in paths.items()}
+        fig, ax = plt.subplots(figsize=(self.width / 100, 0.6 * self.width / 100), dpi=100)
+        plot_paths(loss, self.paths, ax=ax)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight")
+        plt.close(fig)
+        self.picture.value = buffer.getvalue()
+        finals = ", ".join(f"{name} diverged" if len(finite_part(p)) < len(p) else f"{name} {float(loss(p[-1])):.3g}"
+                           for name, p in self.paths.items())
+        self.message = f"{self.steps.value} steps from ({start[0]:.1f}, {start[1]:.1f}); final loss: {finals}"
+        self.info.value = html.escape(self.message)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def path_explorer(make_paths, losses: dict, steps: int = 60, display_width: int = 640) -> PathExplorer:
+    """An interactive explorer of optimizer paths on 2-D losses; put it last in a cell to show it.
+
+    - make_paths: ``make_paths(loss, start, sgd_lr, momentum, adam_lr, betas, steps)`` returns a
+      dict name → path ((steps + 1, 2) array) made with your step functions
+    - losses: menu name → a loss from :mod:`course_lib.landscapes` (anything with ``view``,
+      ``start``, ``minimum``, ``__call__`` and ``grad``)
+    - steps: the starting number of steps; display_width: the picture's width in pixels
+    """
+    return PathExplorer(make_paths, losses, steps, display_width)

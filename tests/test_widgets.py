@@ -123,3 +123,48 @@ def test_show_feature_maps_grid(images):
     fig = show_feature_maps(torch.from_numpy(maps))
     assert len(fig.axes) == 12
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- optimizer paths
+
+from course_lib.landscapes import Quadratic, Rosenbrock  # noqa: E402
+from course_lib.widgets import path_explorer  # noqa: E402
+
+
+def gradient_descent_paths(loss, start, sgd_lr, momentum, adam_lr, betas, steps):
+    """Stands in for a student's: plain gradient descent at sgd_lr, and at adam_lr."""
+    paths = {}
+    for name, lr in (("sgd", sgd_lr), ("other", adam_lr)):
+        w, path = np.array(start, dtype=float), [np.array(start, dtype=float)]
+        for _ in range(steps):
+            w = w - lr * loss.grad(w)
+            path.append(w)
+        paths[name] = np.array(path)
+    return paths
+
+
+def test_path_explorer_draws_at_once_and_follows_the_controls():
+    explorer = path_explorer(gradient_descent_paths, {"bowl": Quadratic(), "banana": Rosenbrock()}, steps=20)
+    assert bytes(explorer.picture.value).startswith(PNG)
+    assert explorer.paths["sgd"].shape == (21, 2)
+    np.testing.assert_allclose(explorer.paths["sgd"][0], Quadratic().start)
+    assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
+
+    explorer.steps.value = 30
+    assert explorer.paths["sgd"].shape == (31, 2) and explorer.settings["steps"] == 30
+    explorer.sgd_lr.value = 0.1                      # past 2/50 on the bowl: gradient descent diverges
+    assert "sgd diverged" in explorer.message
+
+    explorer.loss.value = "banana"                   # the start moves to the new loss's default
+    np.testing.assert_allclose(explorer.paths["sgd"][0], Rosenbrock().start)
+    assert (explorer.start_x.min, explorer.start_x.max) == Rosenbrock().view[0]
+    explorer.start_x.value = 0.5
+    assert explorer.paths["sgd"][0][0] == 0.5
+
+
+def test_path_explorer_shows_an_error_instead_of_breaking():
+    def broken(loss, start, **settings):
+        raise ValueError("shapes do not match")
+
+    explorer = path_explorer(broken, {"bowl": Quadratic()})
+    assert explorer.paths == {} and "broken failed: ValueError: shapes do not match" in explorer.message
