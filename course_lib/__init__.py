@@ -3,7 +3,10 @@
 - ``settings``: fast mode, data and cache folders, seeds, device
 - ``data``: CIFAR-10, MNIST, Fashion-MNIST, image folders and archives, splits
 - ``checks``: public checks that give students immediate feedback
-- ``plots``: training curves, image grids, confusion matrices
+- ``plots``: training curves, image grids, confusion matrices, runs compared
+- ``trainer``: ``fit``, ``evaluate``, ``DeviceLoader``, checkpoints, the learning-rate range test
+- ``models``: the course's classifiers; ``widgets``: interactive explorers
+- ``landscapes``: two-dimensional losses for watching optimizers move
 - ``notebook``: the set-up and summary cells; ``results``: recorded numbers
 """
 from course_lib.notebook import setup_notebook

@@ -1,0 +1,404 @@
+"""Notebook 04's test cells must reject plausible wrong optimizers and schedules with a message
+that names the mistake, and accept valid alternatives (in-place tensor code, NumPy functions,
+other return types, another name for the optimizer's state)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from notebook_cells import cell_source, run_test_cell
+
+NB = "04_optimizers"
+
+
+def rejects(grade_id: str, match: str, **objects) -> None:
+    with pytest.raises(AssertionError, match=match):
+        run_test_cell(NB, grade_id, **objects)
+
+
+def solution(name: str, **extra):
+    """The solution notebook's own ``name`` (a function or a class), defined next to ``extra``."""
+    namespace = {"np": np, "torch": torch, "nn": nn, "math": math, **extra}
+    exec(cell_source(NB, name), namespace)
+    return namespace[name]
+
+
+sgd_momentum_step = solution("sgd_momentum_step")
+adam_step = solution("adam_step")
+step_decay = solution("step_decay")
+inverse_time_decay = solution("inverse_time_decay")
+warmup_cosine = solution("warmup_cosine")
+
+
+def momentum_sgd(step=sgd_momentum_step):
+    """The solution's MomentumSGD, built on ``step``."""
+    return solution("MomentumSGD", sgd_momentum_step=step)
+
+
+def test_solutions_pass():
+    for name, fn in [("sgd_momentum_step", sgd_momentum_step), ("adam_step", adam_step), ("step_decay", step_decay),
+                     ("inverse_time_decay", inverse_time_decay), ("warmup_cosine", warmup_cosine),
+                     ("MomentumSGD", momentum_sgd())]:
+        run_test_cell(NB, f"test_{name}", **{name: fn})
+
+
+def test_stubs_fail():
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    for name in ("sgd_momentum_step", "adam_step", "step_decay", "inverse_time_decay", "warmup_cosine"):
+        rejects(f"test_{name}", "not implemented yet", **{name: stub})
+
+    class MomentumSGD(torch.optim.Optimizer):
+        def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+            raise NotImplementedError()
+
+    rejects("test_MomentumSGD", "not implemented yet", MomentumSGD=MomentumSGD)
+
+
+# ---------------------------------------------------------------- sgd_momentum_step
+
+def sgd_uphill(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    w_new, v_new = sgd_momentum_step(w, dw, v, lr, momentum, nesterov, weight_decay)
+    return 2 * w - w_new, v_new
+
+
+def sgd_no_lr(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    return sgd_momentum_step(w, dw, v, 1.0, momentum, nesterov, weight_decay)
+
+
+def sgd_dampened(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    g = dw + weight_decay * w
+    v_new = momentum * v + (1 - momentum) * g
+    return w - lr * (g + momentum * v_new if nesterov else v_new), v_new
+
+
+def sgd_cs231n(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    v_new = momentum * v - lr * (dw + weight_decay * w)
+    return w + v_new, v_new
+
+
+def sgd_no_nesterov(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    return sgd_momentum_step(w, dw, v, lr, momentum, False, weight_decay)
+
+
+def sgd_always_nesterov(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    return sgd_momentum_step(w, dw, v, lr, momentum, True, weight_decay)
+
+
+def sgd_nesterov_twice(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    g = dw + weight_decay * w
+    v_new = momentum * v + g
+    return w - lr * (v_new + momentum * v_new if nesterov else v_new), v_new
+
+
+def sgd_no_weight_decay(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    return sgd_momentum_step(w, dw, v, lr, momentum, nesterov, 0.0)
+
+
+def sgd_decay_after_step(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    w_new, v_new = sgd_momentum_step(w, dw, v, lr, momentum, nesterov, 0.0)
+    return w_new - lr * weight_decay * w, v_new
+
+
+def sgd_raw_gradient_step(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    g = dw + weight_decay * w
+    return w - lr * g, momentum * v + g
+
+
+def sgd_numpy_only(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    w = w.copy()                                     # tensors have clone(), not copy()
+    return sgd_momentum_step(w, dw, v, lr, momentum, nesterov, weight_decay)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (sgd_uphill, r"\*up\* the gradient"),
+    (sgd_no_lr, r"learning rate scales the step"),
+    (sgd_dampened, r"dampened average"),
+    (sgd_cs231n, r"learning rate\s+is inside it \(the CS231n convention\)"),
+    (sgd_no_nesterov, r"look-ahead is missing"),
+    (sgd_always_nesterov, r"nesterov=False takes Nesterov steps"),
+    (sgd_nesterov_twice, r"differs from torch.optim.SGD\(nesterov=True\).*combines the gradient"),
+    (sgd_no_weight_decay, r"ignores weight_decay"),
+    (sgd_decay_after_step, r"after the momentum step"),
+    (sgd_raw_gradient_step, r"raw gradient"),
+    (sgd_numpy_only, r"on torch arrays.*NumPy arrays and on torch tensors"),
+], ids=lambda value: getattr(value, "__name__", "")[4:] or None)
+def test_sgd_momentum_step_rejects(wrong, match):
+    rejects("test_sgd_momentum_step", match, sgd_momentum_step=wrong)
+
+
+def sgd_in_place_torch(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """Valid: torch's in-place style, on copies, for tensors and arrays alike."""
+    w, dw, v = (torch.as_tensor(a).clone() for a in (w, dw, v))
+    g = dw.add(w, alpha=weight_decay)
+    v.mul_(momentum).add_(g)
+    step = g.add(v, alpha=momentum) if nesterov else v
+    return w.add_(step, alpha=-lr), v
+
+
+def sgd_returns_list(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """Valid: a list instead of a tuple, and NumPy's own functions."""
+    g = np.add(dw, weight_decay * w) if isinstance(w, np.ndarray) else dw + weight_decay * w
+    v_new = momentum * v + g
+    return [w - lr * (g + momentum * v_new if nesterov else v_new), v_new]
+
+
+@pytest.mark.parametrize("valid", [sgd_in_place_torch, sgd_returns_list])
+def test_sgd_momentum_step_accepts(valid):
+    run_test_cell(NB, "test_sgd_momentum_step", sgd_momentum_step=valid)
+
+
+# ---------------------------------------------------------------- adam_step
+
+def adam_variant(bias_correction=True, t_shift=0, eps_inside=False, m_weight=None, v_of_abs=False,
+                 decoupled_as_l2=False, decay_without_lr=False):
+    """adam_step, correct with the defaults; each argument plants one mistake."""
+
+    def adam(w, dw, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+        beta1, beta2 = betas
+        decoupled = decoupled and not decoupled_as_l2
+        if decoupled:
+            w = w * (1 - (1 if decay_without_lr else lr) * weight_decay)
+        else:
+            dw = dw + weight_decay * w
+        m_new = beta1 * m + (1 - beta1 if m_weight is None else m_weight) * dw
+        v_new = beta2 * v + (1 - beta2) * (abs(dw) if v_of_abs else dw * dw)
+        t = t + t_shift
+        m_hat = m_new / (1 - beta1 ** t) if bias_correction else m_new
+        v_hat = v_new / (1 - beta2 ** t) if bias_correction else v_new
+        denominator = (v_hat + eps) ** 0.5 if eps_inside else v_hat ** 0.5 + eps
+        return w - lr * m_hat / denominator, m_new, v_new
+
+    return adam
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"bias_correction": False}, r"without bias correction"),
+    ({"t_shift": 1}, r"next step's t \(as if t counted from 0\)"),
+    ({"t_shift": -1}, r"NaN or inf.*t counts from 1"),
+    ({"eps_inside": True}, r"tiny ones.*outside the square root"),
+    ({"m_weight": 1.0}, r"It equals the whole gradient"),
+    ({"v_of_abs": True}, r"averages \|dw\|"),
+    ({"decoupled_as_l2": True}, r"decoupled=True gives Adam's steps"),
+    ({"decay_without_lr": True}, r"factor \(1 − λ\)"),
+], ids=lambda value: next(iter(value)) if isinstance(value, dict) else None)
+def test_adam_step_rejects(options, match):
+    rejects("test_adam_step", match, adam_step=adam_variant(**options))
+
+
+def test_adam_step_rejects_l2_when_decoupled_is_false():
+    def adam(w, dw, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+        return adam_step(w, dw, m, v, t, lr, betas, eps, weight_decay, True)
+
+    rejects("test_adam_step", r"decoupled=False gives AdamW's steps", adam_step=adam)
+
+
+def adam_numpy_functions(w, dw, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+    """Valid: np.sqrt and np.square (which also take torch tensors), a list as the result."""
+    beta1, beta2 = betas
+    g = dw if decoupled else dw + weight_decay * w
+    w = w - lr * weight_decay * w if decoupled else w
+    m_new = beta1 * m + (1 - beta1) * g
+    v_new = beta2 * v + (1 - beta2) * np.square(g)
+    step_size = lr / (1 - beta1 ** t)
+    denominator = np.sqrt(v_new) / math.sqrt(1 - beta2 ** t) + eps
+    return [w - step_size * m_new / denominator, m_new, v_new]
+
+
+def test_adam_step_accepts_numpy_functions():
+    run_test_cell(NB, "test_adam_step", adam_step=adam_numpy_functions)
+
+
+# ---------------------------------------------------------------- schedules
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda step, lr0, size, gamma: lr0 * gamma ** ((step + 1) // size), r"one step ahead"),
+    (lambda step, lr0, size, gamma: lr0 * gamma ** (step / size), r"decays smoothly"),
+    (lambda step, lr0, size, gamma: lr0 * gamma ** step, r"multiplies by gamma at every step"),
+    (lambda step, lr0, size, gamma: lr0 * gamma ** max(step // size - 1, 0), r"one step behind|wrong from step"),
+], ids=["off_by_one", "smooth", "every_step", "late"])
+def test_step_decay_rejects(wrong, match):
+    rejects("test_step_decay", match, step_decay=wrong)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda step, lr0, rate, steps: lr0 / (1 + rate * (step // steps)), r"staircase"),
+    (lambda step, lr0, rate, steps: lr0 * rate ** (step / steps), r"exponential decay"),
+    (lambda step, lr0, rate, steps: lr0 / (1 + rate * (step + 1) / steps), r"at step 0.*start at lr0"),
+    (lambda step, lr0, rate, steps: lr0 / (1 + rate * step / steps) ** 2, r"where decay_rate and decay_steps enter"),
+], ids=["staircase", "exponential", "off_by_one", "squared"])
+def test_inverse_time_decay_rejects(wrong, match):
+    rejects("test_inverse_time_decay", match, inverse_time_decay=wrong)
+
+
+def cosine_variant(warmup_shift=0, span_all=False, ignore_min=False, clamp=True):
+    def schedule(step, lr0, warmup_steps, total_steps, lr_min=0.0):
+        if step < warmup_steps:
+            return lr0 * (step + warmup_shift) / warmup_steps
+        low = 0.0 if ignore_min else lr_min
+        start, length = (0, total_steps) if span_all else (warmup_steps, total_steps - warmup_steps)
+        progress = (step - start) / length
+        progress = min(progress, 1.0) if clamp else progress
+        return low + (lr0 - low) * (1 + math.cos(math.pi * progress)) / 2
+
+    return schedule
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"warmup_shift": 1}, r"one step ahead"),
+    ({"span_all": True}, r"spans all total_steps"),
+    ({"ignore_min": True}, r"ends at 0 instead of lr_min"),
+    ({"clamp": False}, r"after total_steps should stay at lr_min"),
+], ids=["warmup_off_by_one", "cosine_from_step_0", "lr_min_ignored", "no_clamp"])
+def test_warmup_cosine_rejects(options, match):
+    rejects("test_warmup_cosine", match, warmup_cosine=cosine_variant(**options))
+
+
+def test_schedules_accept_other_number_types():
+    run_test_cell(NB, "test_step_decay", step_decay=lambda *a: np.float64(step_decay(*a)))
+    run_test_cell(NB, "test_inverse_time_decay", inverse_time_decay=lambda *a: torch.tensor(inverse_time_decay(*a),
+                                                                                             dtype=torch.float64))
+
+    def numpy_cosine(step, lr0, warmup_steps, total_steps, lr_min=0.0):
+        """Valid: branch-free NumPy."""
+        progress = np.clip((step - warmup_steps) / max(total_steps - warmup_steps, 1), 0.0, 1.0)
+        cosine = lr_min + (lr0 - lr_min) * (1 + np.cos(np.pi * progress)) / 2
+        return np.where(step < warmup_steps, lr0 * step / max(warmup_steps, 1), cosine)
+
+    run_test_cell(NB, "test_warmup_cosine", warmup_cosine=numpy_cosine)
+
+
+# ---------------------------------------------------------------- MomentumSGD
+
+class _Base(torch.optim.Optimizer):
+    """A correct optimizer whose pieces the wrong ones below override."""
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
+
+    def settings(self, group):
+        return group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]
+
+    def velocity(self, p):
+        return self.state[p].setdefault("velocity", torch.zeros_like(p))
+
+    def update(self, p, w_new):
+        p.copy_(w_new)
+
+    def parameters_of(self, group):
+        return [p for p in group["params"] if p.grad is not None]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in self.parameters_of(group):
+                w_new, self.state[p]["velocity"] = sgd_momentum_step(p, p.grad, self.velocity(p), *self.settings(group))
+                self.update(p, w_new)
+        return loss
+
+
+class NoSkip(_Base):
+    def parameters_of(self, group):
+        return group["params"]
+
+
+class LrFromInit(_Base):
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr, momentum, nesterov, weight_decay)
+        self.fixed = (lr, momentum, nesterov, weight_decay)
+
+    def settings(self, group):
+        return self.fixed
+
+
+class FreshVelocity(_Base):
+    def velocity(self, p):
+        return torch.zeros_like(p)
+
+
+class Rebinds(_Base):
+    def update(self, p, w_new):
+        p = w_new  # noqa: F841 (the mistake: a local name, the model is untouched)
+
+
+class WithGrad(_Base):
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in self.parameters_of(group):
+                w_new, self.state[p]["velocity"] = sgd_momentum_step(p, p.grad, self.velocity(p), *self.settings(group))
+                p.copy_(w_new)
+
+
+class VelocityAsAttribute(_Base):
+    """Velocities in a dict of its own: trains right, but state_dict() saves none of them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.velocities = {}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in self.parameters_of(group):
+                v = self.velocities.get(p, torch.zeros_like(p))
+                w_new, self.velocities[p] = sgd_momentum_step(p, p.grad, v, *self.settings(group))
+                p.copy_(w_new)
+
+
+class IgnoresClosure(_Base):
+    @torch.no_grad()
+    def step(self, closure=None):
+        super().step()
+
+
+class NotAnOptimizer:
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        self.params = list(params)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (NoSkip, r"\.grad is None.*skip such parameters"),
+    (LrFromInit, r"read lr and the other settings from each group"),
+    (FreshVelocity, r"keep each parameter's velocity in self.state\[p\]"),
+    (Rebinds, r"did not change any parameter"),
+    (WithGrad, r"torch.no_grad\(\)"),
+    (VelocityAsAttribute, r"as a tensor in self.state\[p\]"),
+    (IgnoresClosure, r"step\(closure\) returned None"),
+    (NotAnOptimizer, r"subclasses torch.optim.Optimizer"),
+], ids=lambda value: getattr(value, "__name__", None))
+def test_momentum_sgd_rejects(wrong, match):
+    rejects("test_MomentumSGD", match, MomentumSGD=wrong)
+
+
+def test_momentum_sgd_rejects_a_wrong_step_function():
+    rejects("test_MomentumSGD", r"after one step the parameters differ", MomentumSGD=momentum_sgd(sgd_no_nesterov))
+
+
+def test_momentum_sgd_accepts_another_state_name_and_p_data():
+    class Valid(_Base):
+        def velocity(self, p):
+            return self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            for group in self.param_groups:
+                for p in self.parameters_of(group):
+                    w_new, self.state[p]["momentum_buffer"] = sgd_momentum_step(p, p.grad, self.velocity(p),
+                                                                                *self.settings(group))
+                    p.data = torch.as_tensor(w_new, dtype=p.dtype)
+            return loss
+
+    run_test_cell(NB, "test_MomentumSGD", MomentumSGD=Valid)
