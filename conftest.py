@@ -1,7 +1,24 @@
 """Applies to every test, also nbval's notebook items under solutions/."""
 import os
+import sys
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker's OpenMP/BLAS threads get an equal share of the cores.
+
+    Notebook kernels and nbgrader's subprocesses inherit the setting; without it two workers each
+    run torch on every core, and the oversubscribed threads make training cells several times slower.
+    """
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def _missing_datasets() -> str | None:
