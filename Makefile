@@ -6,6 +6,11 @@ JOBS ?= 2
 LAB_ARGS ?=
 RESULTS_DIR ?= build/results
 
+# Some machines' pip configuration names local package folders that do not exist; pip's warnings
+# about them are noise to a user. Real errors still show, and pip's exit status is kept.
+SHELL := /bin/bash
+PIP_FILTER := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.course-deps
@@ -18,13 +23,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Installs once per change of pyproject.toml; reuses an existing environment otherwise.
 $(DEPS_STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) -e '.[notebooks,dev]'
+	set -o pipefail; $(PY) -m pip install --quiet $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) -e '.[notebooks,dev]' 2>&1 | $(PIP_FILTER)
 	touch $@
 
 # The editable install must point at this checkout (a cached venv may have served another).
 setup: $(DEPS_STAMP)
 	@test "$$(cat $(VENV)/.course-src 2>/dev/null)" = "$(CURDIR)" || \
-	  { $(PY) -m pip install --quiet --no-deps -e . && echo "$(CURDIR)" > $(VENV)/.course-src; }
+	  { set -o pipefail; $(PY) -m pip install --quiet --no-deps -e . 2>&1 | $(PIP_FILTER) && echo "$(CURDIR)" > $(VENV)/.course-src; }
 
 lab: setup
 	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
