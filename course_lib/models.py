@@ -103,10 +103,10 @@ class PlainCNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+        self.head = nn.Linear(c_in, num_classes)
 
     def forward(self, x):
-        return self.classifier(self.features(x))
+        return self.head(self.features(x).mean(dim=(2, 3)))  # global average pooling
 
 
 class SimpleCNN(nn.Module):
@@ -135,7 +135,7 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
     """3x3 conv (no bias: batch norm has one) + batch norm + ReLU; keeps H and W."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
@@ -154,7 +154,7 @@ class DeepCNN(nn.Module):
         super().__init__()
         blocks, c_in = [], in_channels
         for c_out in (width, 2 * width, 4 * width):
-            blocks += [conv_bn_relu(c_in, c_out), conv_bn_relu(c_out, c_out), nn.MaxPool2d(2), nn.Dropout(dropout)]
+            blocks += [_conv_bn_relu(c_in, c_out), _conv_bn_relu(c_out, c_out), nn.MaxPool2d(2), nn.Dropout(dropout)]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
         self.classifier = nn.Sequential(
@@ -200,7 +200,7 @@ class ResNetSmall(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, widths=(16, 32, 64), blocks_per_stage: int = 2):
         super().__init__()
-        self.stem = conv_bn_relu(in_channels, widths[0])
+        self.stem = _conv_bn_relu(in_channels, widths[0])
         blocks, c_in = [], widths[0]
         for stage, c_out in enumerate(widths):
             for i in range(blocks_per_stage):
@@ -232,8 +232,8 @@ class TwoBranchNet(nn.Module):
             nn.Linear(in_channels * 64, hidden), nn.ReLU(), nn.Linear(hidden, num_classes),
         )
         self.conv_branch = nn.Sequential(
-            conv_bn_relu(in_channels, 32), nn.MaxPool2d(2),
-            conv_bn_relu(32, 64), nn.MaxPool2d(2),
+            _conv_bn_relu(in_channels, 32), nn.MaxPool2d(2),
+            _conv_bn_relu(32, 64), nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
         )
 

@@ -107,6 +107,8 @@ class ConvExplorer:
     Attributes a test or a curious student can read after any change of a control:
     ``output`` (the last output map, (H_out, W_out), or None after an error), ``output_shape``
     (the full (1, 1, H_out, W_out)), ``kernel_values`` and ``message`` (the line under the images).
+    The output's size is the one ``conv`` returns; the message says so when torch's conv2d gives
+    another for the same settings.
     """
 
     def __init__(self, conv, images, names=None, kernels=None, display_size: int = 192):
@@ -169,14 +171,10 @@ class ConvExplorer:
         self.input_view.value = _png(x[0, 0], self.zoom)
         self.kernel_view.value = _kernel_table(kernel)
         (h, width), (kh, kw) = x.shape[2:], kernel.shape
-        sizes = [(h - kh + 2 * padding) // stride + 1, (width - kw + 2 * padding) // stride + 1]
-        formula = f"⌊({h} − {kh} + 2·{padding})/{stride}⌋ + 1 = {sizes[0]}"
-        if (h, kh) != (width, kw):
-            formula += f" rows, ⌊({width} − {kw} + 2·{padding})/{stride}⌋ + 1 = {sizes[1]} columns"
+        padded = (h + 2 * padding, width + 2 * padding)
         try:
-            if min(sizes) < 1:
-                raise ValueError(f"a {kh}×{kw} kernel does not fit in the padded {h + 2 * padding}×"
-                                 f"{width + 2 * padding} image")
+            if kh > padded[0] or kw > padded[1]:
+                raise ValueError(f"a {kh}×{kw} kernel does not fit in the padded {padded[0]}×{padded[1]} image")
             out = np.asarray(self.conv(x, kernel[None, None], None, stride=stride, padding=padding))
             if out.ndim != 4 or out.shape[:2] != (1, 1):
                 raise ValueError(f"expected an output of shape (1, 1, H_out, W_out), got {out.shape}")
@@ -188,12 +186,24 @@ class ConvExplorer:
             return
         self.output, self.output_shape = out[0, 0], tuple(out.shape)
         self.output_view.value = _png(self.output, self.zoom)
-        self.message = (f"input {x.shape} · kernel {kh}×{kw} · stride {stride} · padding {padding} → "
-                        f"output {self.output_shape}; {formula}")
+        expected = _torch_output_shape(x.shape, (1, 1, kh, kw), stride, padding)
+        self.message = (f"input {x.shape} · kernel {kh}×{kw} · stride {stride} · padding {padding} (padded "
+                        f"{padded[0]}×{padded[1]}) → output {self.output_shape}: "
+                        f"{self.output_shape[2]}×{self.output_shape[3]} window positions"
+                        + ("" if self.output_shape == expected else f" — but torch's conv2d gives {expected}"))
         self.info.value = html.escape(self.message)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _torch_output_shape(x_shape, w_shape, stride: int, padding: int) -> tuple:
+    """The shape of torch's conv2d output, computed on the meta device (no data, no arithmetic)."""
+    import torch
+    import torch.nn.functional as F
+
+    meta = lambda shape: torch.empty(shape, device="meta")  # noqa: E731
+    return tuple(F.conv2d(meta(x_shape), meta(w_shape), stride=stride, padding=padding).shape)
 
 
 def _kernel_table(kernel: np.ndarray) -> str:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.signal  # noqa: F401  (imported first, as notebook 02 does, so that a call names the function)
 from numpy.lib.stride_tricks import sliding_window_view
 
 from notebook_cells import cell_source, run_test_cell
@@ -318,3 +319,103 @@ def test_count_params_conv_rejects(wrong, match):
 ], ids=["broadcast_kernel", "numpy_int"])
 def test_count_params_conv_accepts(valid):
     run_test_cell(NB, "test_count_params_conv", count_params_conv=valid)
+
+
+# ---------------------------------------------------------------- NumPy only
+
+def conv_torch(x, w, b=None, stride=1, padding=0):
+    import torch
+    import torch.nn.functional as F
+    def as_tensor(a):
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+    return F.conv2d(as_tensor(x), as_tensor(w), as_tensor(b), stride=stride, padding=padding).numpy()
+
+
+def conv_scipy(x, w, b=None, stride=1, padding=0):
+    from scipy.signal import correlate
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out = np.stack([np.stack([correlate(image, kernel, mode="valid")[0] for kernel in w]) for image in x_pad])
+    out = out[:, :, ::stride, ::stride]
+    return out if b is None else out + b[None, :, None, None]
+
+
+def _windows_by_torch(x_pad, kh, kw, stride):  # a student's own helper that calls torch
+    import torch
+    return torch.from_numpy(x_pad).unfold(2, kh, stride).unfold(3, kw, stride).numpy()
+
+
+def conv_torch_helper(x, w, b=None, stride=1, padding=0):
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = _windows_by_torch(x_pad, w.shape[2], w.shape[3], stride)
+    out = np.einsum("nchwuv,fcuv->nfhw", windows, w)
+    return out if b is None else out + b[None, :, None, None]
+
+
+def conv_course_lib(x, w, b=None, stride=1, padding=0):
+    from course_lib.checks import conv  # course_lib's own torch helpers are installed with it
+    import torch.nn.functional as F
+    return F.conv2d(conv._tensor(x), conv._tensor(w), conv._tensor(b), stride=stride, padding=padding).numpy()
+
+
+@pytest.mark.parametrize("wrong, called", [
+    (conv_torch, r"torch.from_numpy \(in conv_torch.<locals>.as_tensor\)"),
+    (conv_scipy, r"scipy.signal.correlate \(in conv_scipy\)"),
+    (conv_torch_helper, r"torch.from_numpy \(in _windows_by_torch\)"),
+    (conv_course_lib, r"course_lib.checks.conv._tensor \(in conv_course_lib\)"),
+], ids=["torch", "scipy_signal", "student_helper_torch", "course_lib_helper"])
+@pytest.mark.parametrize("name", ["conv2d_naive", "conv2d_fast"])
+def test_conv_rejects_other_libraries(name, wrong, called):
+    def conv(x, w, b=None, stride=1, padding=0):
+        return wrong(x, w, b, stride=stride, padding=padding)
+
+    conv.__name__ = name
+    rejects(f"test_{name}", rf"{name} called {called} — this exercise is NumPy only", **{name: conv})
+
+
+def test_course_lib_helpers_are_rejected():
+    from course_lib.checks.gradient_check import rel_error
+
+    def conv_output_size(n, kernel_size, padding=0, stride=1):
+        return int(rel_error(0.0, 0.0)) + (n - kernel_size + 2 * padding) // stride + 1
+
+    rejects("test_conv_output_size", "conv_output_size called course_lib.checks.rel_error — this "
+            "exercise is NumPy only", conv_output_size=conv_output_size)
+
+
+def conv_output_size_torch(n, kernel_size, padding=0, stride=1):
+    import torch
+    return torch.nn.functional.conv1d(torch.zeros(1, 1, n), torch.zeros(1, 1, kernel_size), stride=stride,
+                                      padding=padding).shape[-1]
+
+
+def linear_torch(x, weight, bias):
+    import torch.nn.functional as F
+    return F.linear(*(np.asarray(a) for a in (x, weight, bias)))  # torch refuses NumPy arrays: it must fail here
+
+
+def global_avg_pool_scipy(x):
+    import scipy.ndimage
+    return np.array([[scipy.ndimage.mean(channel) for channel in image] for image in x])
+
+
+def count_params_mlp_torch(d_in, hidden_sizes, d_out):
+    from torch import nn
+    layers = [nn.Linear(a, b, device="meta") for a, b in layer_sizes(d_in, hidden_sizes, d_out)]
+    return sum(p.numel() for layer in layers for p in layer.parameters())
+
+
+def count_params_conv_torch(in_channels, out_channels, kernel_size, bias=True):
+    import torch
+    layer = torch.nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias, device="meta")
+    return sum(p.numel() for p in layer.parameters())
+
+
+@pytest.mark.parametrize("name, wrong, called", [
+    ("conv_output_size", conv_output_size_torch, "torch.zeros"),
+    ("linear", linear_torch, "torch.nn.functional.linear"),
+    ("global_avg_pool", global_avg_pool_scipy, "scipy.ndimage.mean"),
+    ("count_params_mlp", count_params_mlp_torch, "torch.nn.Linear"),
+    ("count_params_conv", count_params_conv_torch, "torch.nn.Conv2d"),
+], ids=["conv_output_size", "linear", "global_avg_pool", "count_params_mlp", "count_params_conv"])
+def test_every_exercise_of_the_notebook_is_numpy_only(name, wrong, called):
+    rejects(f"test_{name}", rf"{wrong.__name__} called {called} — this exercise is NumPy only", **{name: wrong})

@@ -42,7 +42,8 @@ def test_output_follows_the_controls(images):
 
     explorer.stride.value = 2
     assert explorer.output_shape == (1, 1, 16, 16)
-    assert "⌊(32 − 3 + 2·1)/2⌋ + 1 = 16" in explorer.message
+    assert "padding 1 (padded 34×34) → output (1, 1, 16, 16): 16×16 window positions" in explorer.message
+    assert "torch" not in explorer.message  # the size agrees with torch's
     assert bytes(explorer.output_view.value) != bytes(first_png)
 
     explorer.padding.value = 0
@@ -96,6 +97,25 @@ def test_a_failing_conv_becomes_a_message_not_an_exception(images):
     assert explorer.output is None and "conv2d_fast failed: NotImplementedError" in explorer.message
     explorer.stride.value = 3  # still no exception
     assert "failed" in explorer.info.value
+
+
+def test_a_wrong_output_size_is_drawn_and_named(images):
+    def conv2d_fast(x, w, b=None, stride=1, padding=0):  # one window position short on each axis
+        return torch_conv(x, w, b, stride, padding)[:, :, :-1, :-1]
+
+    explorer = conv_explorer(conv2d_fast, images)
+    assert explorer.output_shape == (1, 1, 31, 31)
+    assert "but torch's conv2d gives (1, 1, 32, 32)" in explorer.message
+
+
+def test_no_output_size_formula_in_the_widget():
+    import inspect
+
+    import course_lib.widgets as widgets
+
+    source = inspect.getsource(widgets).replace(" ", "")
+    assert "//stride+1" not in source and "/stride⌋+1" not in source, \
+        "the explorer must take the output size from the convolution, not from a written formula"
 
 
 def test_a_kernel_that_does_not_fit_is_reported(images):

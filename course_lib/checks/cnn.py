@@ -265,7 +265,7 @@ def _grad_norm_mistakes(model, first):
     g = first.weight.grad
     mistakes = [
         (_norm(first.weight), "that is the norm of the first layer's *weights*: use its gradient, .weight.grad."),
-        (_norm(g) ** 2, "that is the *squared* norm (the sum of squares): take its square root, the L2 norm."),
+        (_norm(g) ** 2, "that is the *squared* norm (the sum of squares), without the square root."),
         (math.sqrt(_norm(g) ** 2 + _norm(first.bias.grad) ** 2),
          "that includes the bias's gradient: use the gradient of the first layer's weight only."),
         (_norm(first.bias.grad), "that is the norm of the bias's gradient: use the weight's, .weight.grad."),
@@ -275,10 +275,11 @@ def _grad_norm_mistakes(model, first):
                                        "or nn.Linear in model.modules()."),
         (math.sqrt(sum(_norm(grad) ** 2 for grad in grads)),
          "that is the norm of *all* parameters' gradients together: use the first layer's weight only."),
-        (float(g.abs().mean()), "that is the mean absolute gradient: use the L2 norm, sqrt(Σ g²) "
-                                "(torch.linalg.vector_norm(g) or g.norm())."),
-        (float(g.abs().max()), "that is the largest absolute gradient: use the L2 norm, sqrt(Σ g²)."),
-        (float(g.abs().sum()), "that is the L1 norm (Σ |g|): use the L2 norm, sqrt(Σ g²)."),
+        (float(g.abs().mean()), "that is the mean absolute gradient: the L2 norm is the square root of the sum "
+                                "of the squared entries (section 3)."),
+        (float(g.abs().max()), "that is the largest absolute gradient: the L2 norm is the square root of the sum "
+                               "of the squared entries."),
+        (float(g.abs().sum()), "that is the L1 norm (the sum of the absolute values), not the L2 norm."),
     ]
     first_param = next(model.parameters())
     if first_param is not first.weight and first_param.grad is not None:
@@ -308,8 +309,8 @@ def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
                "first_layer_grad_norm changed the model's gradients or weights: it should only read them "
                "(no zero_grad(), no in-place operations such as .pow_() or .mul_()).")
         expect(not isinstance(got, torch.Tensor),
-               f"first_layer_grad_norm returned a tensor ({got!r}): return a Python float with .item(), so that "
-               "a list of them can be plotted and the tensor's memory is freed.")
+               f"first_layer_grad_norm returned a tensor ({got!r}): return a Python float (a 0-d tensor converts "
+               "with .item()), so that a list of them can be plotted and the tensor's memory is freed.")
         expect(isinstance(got, numbers.Real) and not isinstance(got, bool),
                f"first_layer_grad_norm should return a float, got {type(got).__name__} ({got!r}).")
         expected = _norm(first.weight.grad)
@@ -320,6 +321,7 @@ def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
             raise AssertionError(f"first_layer_grad_norm on {what} returned {float(got):.6g}, which is not the L2 "
                                  "norm of the gradient of the first layer's weight. "
                                  + (hint[0].upper() + hint[1:] if hint else
-                                    "Find the first nn.Conv2d or nn.Linear in model.modules() and return "
-                                    "its weight.grad's L2 norm as a float."))
+                                    "Check which layer you pick (the first nn.Conv2d or nn.Linear in "
+                                    "model.modules() order), that you measure its weight's gradient, and "
+                                    "that the norm is the L2 norm."))
     passed("first_layer_grad_norm", f"equal to torch's norm of the first layer's weight gradient on {len(cases)} models")

@@ -1,10 +1,12 @@
 """Checks for notebook 02 (convolution by hand): output sizes, convolutions, linear layers,
 global average pooling and parameter counts, plus the single-thread benchmark.
 
-References come from torch (``F.conv2d``, ``nn.Linear``, parameter counts of ``nn.Conv2d`` and
-``nn.Linear``) and from small hand-computed cases. When a result is wrong, the check also
-computes what the usual mistakes would have returned (a flipped kernel, padding on one side,
-a missing bias, ...) and names the one that matches.
+References come from torch, computed inside each check (``F.conv2d`` and its output shape,
+``nn.Linear``, the parameters of ``nn.Conv2d`` and ``nn.Linear`` layers built there), and from
+small hand-computed cases. When a result is wrong, the check also computes what the usual
+mistakes would have returned (a flipped kernel, padding on one side, a missing bias, ...), from
+torch as well, and names the one that matches. The student's functions are called through
+:func:`course_lib.checks.numpy_only`: this notebook's exercises are NumPy only.
 """
 from __future__ import annotations
 
@@ -16,16 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks import call, expect, expect_shape, passed
+from course_lib.checks import NumpyOnlyError, call, expect, expect_shape, numpy_only, passed
 
 __all__ = [
     "check_conv_output_size", "check_conv2d_naive", "check_conv2d_fast", "check_linear",
     "check_global_avg_pool", "check_count_params_mlp", "check_count_params_conv",
-    "scaled_error", "tolerance", "conv_reference", "torch_mlp_params", "torch_conv_params",
-    "one_thread", "best_time", "benchmark_conv2d",
+    "scaled_error", "tolerance", "one_thread", "best_time", "benchmark_conv2d",
 ]
-
-FORMULA = "H_out = ⌊(H − KH + 2P)/S⌋ + 1"
 
 
 def scaled_error(actual, expected) -> float:
@@ -63,6 +62,8 @@ def _call(fn, *args, hint: str = "", **kwargs):
     """``call`` plus a hint appended when the student's code crashes (not when it is a stub)."""
     try:
         return call(fn, *args, **kwargs)
+    except NumpyOnlyError:
+        raise
     except AssertionError as err:
         if not hint or "not implemented" in str(err):
             raise
@@ -72,7 +73,7 @@ def _call(fn, *args, hint: str = "", **kwargs):
 def _int_result(result, what: str) -> int:
     expect(isinstance(result, (int, np.integer)) and not isinstance(result, bool),
            f"{what} should return an int, got {result!r} ({type(result).__name__})"
-           + (" — use // (floor division) instead of /." if isinstance(result, float) else "."))
+           + (" — / gives a float, floor division (//) an int." if isinstance(result, float) else "."))
     return int(result)
 
 
@@ -84,21 +85,14 @@ _SIZE_CASES = [  # n, kernel, padding, stride, answer (worked by hand)
 ]
 
 
-def _size_mistakes(n, k, p, s):
-    return [
-        ((n - k + 2 * p) // s, "count the positions: the first window sits at 0, then one every S pixels, so add 1."),
-        ((n - k + p) // s + 1, "padding adds P pixels on *both* sides, so the padded size is W + 2P."),
-        (n - k + 2 * p + 1, "the stride is missing: the window moves S pixels at a time, divide by S."),
-        (-(-(n - k + 2 * p) // s) + 1,
-         "round down (floor), not up: a window that would stick out past the edge is not used."),
-        ((n - k + 2 * p + 1) // s, "only (W − K + 2P) is divided by S; the + 1 comes after the division."),
-        ((n - k) // s + 1 + 2 * p, "the padding belongs inside the division: (W − K + 2P)/S."),
-        ((n + k + 2 * p) // s + 1, "the kernel size is subtracted, not added: W − K + 2P."),
-    ]
-
-
 def check_conv_output_size(conv_output_size) -> None:
     """``conv_output_size(n, kernel_size, padding=0, stride=1)`` on worked examples."""
+    conv_output_size = numpy_only(conv_output_size)
+
+    def positions(n, k, p=0, s=1):  # what torch's conv1d gives, for the usual mistakes below
+        return F.conv1d(torch.empty(1, 1, n, device="meta"), torch.empty(1, 1, k, device="meta"),
+                        stride=s, padding=p).shape[-1]
+
     for index, (n, k, p, s, answer) in enumerate(_SIZE_CASES):
         if index == 0:  # the text's first example, with the default padding and stride
             what = f"conv_output_size({n}, {k})"
@@ -107,41 +101,60 @@ def check_conv_output_size(conv_output_size) -> None:
             what = f"conv_output_size({n}, {k}, padding={p}, stride={s})"
             result = _int_result(call(conv_output_size, n, k, padding=p, stride=s), what)
         if result != answer:
-            hint = next((h for wrong, h in _size_mistakes(n, k, p, s) if wrong == result and wrong != answer), None)
+            mistakes = [
+                (answer - 1, "count the positions: the first window sits at 0, then one every S pixels, so add 1."),
+                (positions(n + p, k, 0, s), "padding adds P pixels on *both* sides of the input."),
+                (positions(n, k, p, 1), "the stride is missing: the window moves S pixels at a time, so there are "
+                                        "about S times fewer positions than with stride 1."),
+                (positions(n + s - 1, k, p, s),
+                 "round down (floor), not up: a window that would stick out past the edge is not used."),
+                (positions(n + 1, k, p, s) - 1, "the + 1 (the first window) comes after the division by S, not "
+                                                "inside it."),
+                (positions(n, k, 0, s) + 2 * p, "the padding belongs inside the division: the stride steps over "
+                                                "padded pixels like any other."),
+                (positions(n + 2 * k, k, p, s), "the kernel size is subtracted, not added: a larger kernel leaves "
+                                                "fewer positions."),
+            ]
+            hint = next((h for wrong, h in mistakes if wrong == result and wrong != answer), None)
             raise AssertionError(f"{what} returned {result}, expected {answer} (a worked example in the text). "
-                                 + _sentence(hint or f"Check the formula {FORMULA}."))
+                                 + _sentence(hint or "Count the window positions: the first starts at the padded "
+                                                     "input's first pixel, each next one S pixels further, as long "
+                                                     "as the whole window fits."))
     passed("conv_output_size", f"{len(_SIZE_CASES)} worked examples")
 
 
 # ---------------------------------------------------------------- convolution
 
-def conv_reference(x, w, b=None, stride=1, padding=0, mode="zeros"):
-    """torch's ``conv2d`` in float64 on NumPy arrays (``mode``: how the border is padded)."""
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    if padding and mode != "zeros":
-        xt, padding = F.pad(xt, (padding,) * 4, mode=mode), 0
-    wt = torch.as_tensor(np.ascontiguousarray(w, dtype=np.float64))
-    bt = None if b is None else torch.as_tensor(np.asarray(b, dtype=np.float64))
-    return F.conv2d(xt, wt, bt, stride=stride, padding=padding).numpy()
+def _tensor(a):
+    """A NumPy array (or None) as a float64 tensor."""
+    return None if a is None else torch.as_tensor(np.ascontiguousarray(a, dtype=np.float64))
 
 
-def _conv_shape_mistakes(x, w, stride, padding):
-    (n, c, h, width), (f, _, kh, kw) = x.shape, w.shape
+def _meta(shape):
+    return torch.empty(tuple(shape), device="meta")
 
-    def size(a, k, p, s):
-        return (a - k + 2 * p) // s + 1
 
-    ho, wo = size(h, kh, padding, stride), size(width, kw, padding, stride)
+def _conv_shape_mistakes(x, w, stride, padding, expected):
+    """(output shape a usual mistake gives, hint), the shapes from torch's conv2d on the meta device."""
+    (n, c), f = x.shape[:2], w.shape[0]
+    ho, wo = expected[2:]
+
+    def shape(x_shape, w_shape, s, p):
+        return tuple(F.conv2d(_meta(x_shape), _meta(w_shape), stride=s, padding=p).shape)
+
+    one_side = (n, c, x.shape[2] + padding, x.shape[3] + padding)
     return [
-        ((n, f, size(h, kh, 0, stride), size(width, kw, 0, stride)),
+        (shape(x.shape, w.shape, stride, 0),
          f"padding={padding} was ignored: add P zeros on every side of the image before sliding the kernel."),
-        ((n, f, size(h, kh, padding, 1), size(width, kw, padding, 1)),
-         f"stride={stride} was ignored: the window moves S pixels at a time, so {FORMULA}."),
-        ((n, f, (h + padding - kh) // stride + 1, (width + padding - kw) // stride + 1),
+        (shape(x.shape, w.shape, 1, padding),
+         f"stride={stride} was ignored: the window moves S pixels at a time, so each axis has about S times "
+         "fewer positions than with stride 1."),
+        (shape(one_side, w.shape, stride, 0),
          "the image was padded on one side only: P zeros go on every side (top, bottom, left and right)."),
-        ((n, f, size(h, kw, padding, stride), size(width, kh, padding, stride)),
+        (shape(x.shape, (*w.shape[:2], w.shape[3], w.shape[2]), stride, padding),
          "KH and KW are mixed up: w has torch's layout (F, C, KH, KW), KH rows by KW columns."),
-        ((n, f, ho - 1, wo - 1), f"one window position is missing on each axis: {FORMULA} (don't forget the + 1)."),
+        ((n, f, ho - 1, wo - 1), "one window position is missing on each axis: count the first window, at the "
+                                 "padded image's first pixel, too."),
         ((f, n, ho, wo), "the axes are (F, N, ...): return (N, F, H_out, W_out), images first."),
         ((n, ho, wo, f), "the output is channels-last: return (N, F, H_out, W_out) like torch."),
         ((n, c, ho, wo), "one map per *input* channel: each of the F filters sums over all C input channels "
@@ -149,40 +162,42 @@ def _conv_shape_mistakes(x, w, stride, padding):
     ]
 
 
-def _conv_value_mistakes(x, w, b, stride, padding):
-    c, (kh, kw) = x.shape[1], w.shape[2:]
-    ho, wo = (x.shape[2] - kh + 2 * padding) // stride + 1, (x.shape[3] - kw + 2 * padding) // stride + 1
-    flip = w[:, :, ::-1, ::-1]
+def _conv_value_mistakes(x, w, b, stride, padding, expected):
+    """(output a usual mistake gives, hint), each computed with torch's conv2d."""
+    c, (kh, kw), (ho, wo) = x.shape[1], w.shape[2:], expected.shape[2:]
+    xt, wt, bt = _tensor(x), _tensor(w), _tensor(b)
+
+    def conv(image=xt, kernel=wt, bias=bt, s=stride, p=padding):
+        return F.conv2d(image, kernel, bias, stride=s, padding=p).numpy()
+
     mistakes = [
-        (conv_reference(x, flip, b, stride, padding),
+        (conv(kernel=wt.flip(2, 3)),
          "the kernel is flipped: that is the textbook convolution. Deep-learning frameworks compute "
-         "cross-correlation, out[i, j] = Σ x[i·S + u, j·S + v] · w[u, v], without flipping w."),
+         "cross-correlation, which multiplies each window with w as it is, without flipping it (section 2)."),
     ]
     if b is not None:
-        no_bias = conv_reference(x, w, None, stride, padding)
-        mistakes.append((no_bias, "the bias is missing: add b[f] to every pixel of output map f."))
+        mistakes.append((conv(bias=None), "the bias is missing: add b[f] to every pixel of output map f."))
         for times in sorted({c, kh * kw, c * kh * kw} - {1}):
-            mistakes.append((no_bias + times * b[None, :, None, None],
+            mistakes.append((conv(bias=times * bt),
                              f"the bias was added {times} times per output pixel: add b[f] once, after the sum."))
     if stride > 1:
-        mistakes.append((conv_reference(x, w, b, 1, padding)[:, :, :ho, :wo],
-                         f"stride={stride} is ignored when placing the windows: window (i, j) starts at row i·S "
-                         "and column j·S, not at (i, j)."))
+        mistakes.append((conv(s=1)[:, :, :ho, :wo],
+                         f"stride={stride} is ignored when placing the windows: the output has the right size, "
+                         "but neighbouring windows must start S pixels apart, not 1."))
     if padding:
         for sides, pads in (("top/left", (2 * padding, 0) * 2), ("bottom/right", (0, 2 * padding) * 2)):
-            one_side = F.pad(torch.as_tensor(np.asarray(x, dtype=np.float64)), pads).numpy()
-            mistakes.append((conv_reference(one_side, w, b, stride, 0),
+            mistakes.append((conv(image=F.pad(xt, pads), p=0),
                              f"the image was padded on one side only ({sides}, 2P zeros): "
                              "put P zeros on every side instead."))
         for mode, how in (("replicate", "repeating the edge pixels"), ("reflect", "reflection")):
             if padding < min(x.shape[2:]):  # reflection needs an image larger than the padding
-                mistakes.append((conv_reference(x, w, b, stride, padding, mode=mode),
+                mistakes.append((conv(image=F.pad(xt, (padding,) * 4, mode=mode), p=0),
                                  f"the border was padded by {how}: pad with zeros (np.pad's default mode)."))
     if w.shape[0] == w.shape[1]:
-        mistakes.append((conv_reference(x, w.transpose(1, 0, 2, 3), b, stride, padding),
+        mistakes.append((conv(kernel=wt.transpose(0, 1)),
                          "w's first two axes are swapped: w[f, c] is the kernel of filter f on input channel c."))
     if kh == kw:
-        mistakes.append((conv_reference(x, w.transpose(0, 1, 3, 2), b, stride, padding),
+        mistakes.append((conv(kernel=wt.transpose(2, 3)),
                          "the kernel is transposed: w[f, c, u, v] multiplies the pixel u rows down and "
                          "v columns right of the window's corner."))
     return mistakes
@@ -193,19 +208,20 @@ def _compare_conv(fn, name, x, w, b=None, stride=1, padding=0, use_defaults=Fals
     case = f"x {x.shape}, w {w.shape}, {'no bias' if b is None else 'bias'}, stride={stride}, padding={padding}"
     if x.dtype == np.float32:
         case += ", float32"
-    hint = ("x is (N, C, H, W) and w is (F, C, KH, KW), torch's layout; each filter w[f] is (C, KH, KW) "
-            "and covers a window x_pad[n, :, i·S:i·S + KH, j·S:j·S + KW].")
+    hint = ("x is (N, C, H, W) and w is (F, C, KH, KW), torch's layout: each filter w[f] has shape "
+            "(C, KH, KW) and covers all C channels of one KH×KW window of the padded image.")
     if use_defaults:
         out = _call(fn, x, w, hint=hint)
     else:
         out = _call(fn, x, w, b, stride=stride, padding=padding, hint=hint)
-    expected = conv_reference(x, w, b, stride, padding)
+    expected = F.conv2d(_tensor(x), _tensor(w), _tensor(b), stride=stride, padding=padding).numpy()
     got_shape = getattr(out, "shape", None)
     if got_shape is not None and tuple(got_shape) != expected.shape:
-        hint = next((h for shape, h in _conv_shape_mistakes(x, w, stride, padding)
+        hint = next((h for shape, h in _conv_shape_mistakes(x, w, stride, padding, expected.shape)
                      if shape == tuple(got_shape) and shape != expected.shape), None)
-        raise AssertionError(f"{name} ({case}) returned shape {tuple(got_shape)}, expected {expected.shape}. "
-                             + _sentence(hint or f"(N, F, H_out, W_out) with {FORMULA}."))
+        raise AssertionError(f"{name} ({case}) returned shape {tuple(got_shape)}, expected {expected.shape} "
+                             "(torch's conv2d). " + _sentence(hint or "The output is (N, F, H_out, W_out): one "
+                                                              "map per filter, one value per window position."))
     expect_shape(out, expected.shape, f"{name}'s output ({case})")
     out = np.asarray(out, dtype=np.float64)
     expect(np.all(np.isfinite(out)), f"{name} ({case}) returned NaN or inf: is the output array initialised "
@@ -213,10 +229,11 @@ def _compare_conv(fn, name, x, w, b=None, stride=1, padding=0, use_defaults=Fals
     tol = tolerance(x, w, b)
     err = scaled_error(out, expected)
     if err > tol:
-        hint = _name_mistake(out, _conv_value_mistakes(x, w, b, stride, padding), max(tol, 1e-5) * 10)
+        hint = _name_mistake(out, _conv_value_mistakes(x, w, b, stride, padding, expected), max(tol, 1e-5) * 10)
         raise AssertionError(f"{name} ({case}) differs from torch's conv2d (relative error {err:.1e}, "
-                             f"allowed {tol:.0e}). " + _sentence(hint or "Compare your loops with the formula "
-                             "out[n, f, i, j] = b[f] + Σ_c Σ_u Σ_v x_pad[n, c, i·S + u, j·S + v] · w[f, c, u, v]."))
+                             f"allowed {tol:.0e}). " + _sentence(hint or "Check which window each output value "
+                             "reads (where it starts in the padded image for output position (i, j)) and that "
+                             "every filter sums over all input channels and kernel offsets, then adds its bias."))
 
 
 def _conv_cases(rng):
@@ -244,12 +261,13 @@ def _check_conv(fn, name: str) -> int:
 
 def check_conv2d_naive(conv2d_naive) -> None:
     """``conv2d_naive(x, w, b=None, stride=1, padding=0)`` against torch on small cases."""
-    n = _check_conv(conv2d_naive, "conv2d_naive")
+    n = _check_conv(numpy_only(conv2d_naive), "conv2d_naive")
     passed("conv2d_naive", f"equal to torch's conv2d on {n} cases")
 
 
 def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.5) -> None:
     """As :func:`check_conv2d_naive`, then a CIFAR-sized batch that must take under ``max_seconds``."""
+    conv2d_fast = numpy_only(conv2d_fast)
     n = _check_conv(conv2d_fast, "conv2d_fast")
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal((16, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)), rng.standard_normal(16)
@@ -259,29 +277,22 @@ def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.5) -> None:
     expect(seconds <= max_seconds,
            f"conv2d_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed {max_seconds} s): "
            "it is not vectorised. Python loops over images, filters or output pixels are what make conv2d_naive "
-           "slow; build all windows at once (sliding_window_view, or im2col) and contract them with einsum, "
-           "tensordot or a matrix product.")
+           "slow; section 3 shows how to get all windows at once and combine them with the filters in one "
+           "NumPy call.")
     expect_shape(out, (16, 16, 32, 32), "conv2d_fast's output on 16 images")
-    err = scaled_error(out, conv_reference(x, w, b, 1, 1))
+    err = scaled_error(out, F.conv2d(_tensor(x), _tensor(w), _tensor(b), padding=1).numpy())
     expect(err <= 1e-10, f"conv2d_fast is off on 16 images 3×32×32 with 16 filters (relative error {err:.1e}).")
     passed("conv2d_fast", f"equal to torch's conv2d on {n + 1} cases; 16 CIFAR-sized images in {1000 * seconds:.0f} ms")
 
 
 # ---------------------------------------------------------------- linear layer and pooling
 
-def _torch_linear(x, weight, bias):
-    layer = nn.Linear(weight.shape[1], weight.shape[0], dtype=torch.float64)
-    with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(np.asarray(weight, dtype=np.float64)))
-        layer.bias.copy_(torch.as_tensor(np.asarray(bias, dtype=np.float64)))
-        return layer(torch.as_tensor(np.asarray(x, dtype=np.float64))).numpy()
-
-
 def check_linear(linear) -> None:
     """``linear(x, weight, bias)`` with torch.nn.Linear's layout against ``nn.Linear``."""
+    linear = numpy_only(linear)
     rng = np.random.default_rng(4)
-    layout = ("torch.nn.Linear stores weight as (out_features, in_features), "
-              "so the layer computes x @ weight.T + bias.")
+    layout = ("torch.nn.Linear stores weight as (out_features, in_features), one row per output unit: "
+              "check which axis of weight meets the features of x.")
     cases = [
         (rng.standard_normal((3, 4)), rng.standard_normal((4, 4)), rng.standard_normal(4)),
         (rng.standard_normal((5, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2)),
@@ -291,7 +302,11 @@ def check_linear(linear) -> None:
     for x, weight, bias in cases:
         case = f"x {x.shape}, weight {weight.shape}, bias {bias.shape}" + (", float32" if x.dtype == np.float32 else "")
         out = _call(linear, x, weight, bias, hint=layout)
-        expected = _torch_linear(x, weight, bias)
+        layer = nn.Linear(weight.shape[1], weight.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            layer.weight.copy_(_tensor(weight))
+            layer.bias.copy_(_tensor(bias))
+            expected = layer(_tensor(x)).numpy()
         got_shape = getattr(out, "shape", None)
         if got_shape is not None and tuple(got_shape) == expected.shape[::-1] != expected.shape:
             raise AssertionError(f"linear ({case}) returned shape {tuple(got_shape)}, expected {expected.shape} "
@@ -300,9 +315,12 @@ def check_linear(linear) -> None:
         tol = tolerance(x, weight, bias)
         err = scaled_error(out, expected)
         if err > tol:
-            mistakes = [(x @ weight + bias, f"weight was not transposed. {layout}"),
-                        (x @ weight.T, "the bias is missing: add it to every row."),
-                        (x @ weight, f"weight was not transposed and the bias is missing. {layout}")]
+            xt, wt, bt = _tensor(x), _tensor(weight), _tensor(bias)
+            square = weight.shape[0] == weight.shape[1]  # only then does the untransposed product run
+            mistakes = [(F.linear(xt, wt.T, bt).numpy() if square else None, f"weight was not transposed. {layout}"),
+                        (F.linear(xt, wt).numpy(), "the bias is missing: add it to every row."),
+                        (F.linear(xt, wt.T).numpy() if square else None,
+                         f"weight was not transposed and the bias is missing. {layout}")]
             hint = _name_mistake(out, mistakes, 1e-4)
             raise AssertionError(f"linear ({case}) differs from torch.nn.Linear (relative error {err:.1e}, "
                                  f"allowed {tol:.0e}). " + _sentence(hint or layout))
@@ -311,6 +329,7 @@ def check_linear(linear) -> None:
 
 def check_global_avg_pool(global_avg_pool) -> None:
     """``global_avg_pool(x)``: (N, C, H, W) → (N, C), against ``F.adaptive_avg_pool2d(x, 1)``."""
+    global_avg_pool = numpy_only(global_avg_pool)
     rng = np.random.default_rng(5)
     cases = [rng.standard_normal((4, 4, 4, 4)), rng.standard_normal((2, 3, 5, 7)),
              (100 * rng.standard_normal((3, 5, 6, 6))).astype(np.float32)]
@@ -342,76 +361,67 @@ def check_global_avg_pool(global_avg_pool) -> None:
 
 # ---------------------------------------------------------------- parameter counts
 
-def torch_mlp_params(d_in: int, hidden_sizes, d_out: int) -> int:
-    """``sum(p.numel())`` of the Linear layers of an MLP d_in → hidden sizes → d_out (built on the meta device)."""
-    sizes = [d_in, *hidden_sizes, d_out]
-    layers = [nn.Linear(a, b, device="meta") for a, b in zip(sizes[:-1], sizes[1:])]
-    return sum(p.numel() for layer in layers for p in layer.parameters())
-
-
-def torch_conv_params(in_channels: int, out_channels: int, kernel_size, bias: bool = True) -> int:
-    """``sum(p.numel())`` of ``nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)``."""
-    layer = nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias, device="meta")
-    return sum(p.numel() for p in layer.parameters())
-
-
-def _mlp_mistakes(d_in, hidden, d_out):
-    sizes = [d_in, *hidden, d_out]
-    pairs = list(zip(sizes[:-1], sizes[1:]))
-    weights = sum(a * b for a, b in pairs)
-    between = sum(a * b for a, b in pairs[1:-1])
-    return [
-        (weights, "these are the weights only: every Linear layer also has one bias per output unit."),
-        (weights + sum(hidden), f"the output layer's {d_out} biases are missing."),
-        (weights + sum(sizes[:-1]), "a layer has one bias per *output* unit, not per input."),
-        (sum(a * b + b for a, b in pairs[:-1]), f"the last layer (H_K → D_out = {d_out}) is missing."),
-        (sum(a * b + b for a, b in pairs[1:]), f"the first layer (D_in = {d_in} → H_1) is missing."),
-        (weights - between + sum(sizes[1:]), "the weights between consecutive hidden layers (H_k · H_k+1) "
-                                             "are missing."),
-    ]
-
-
 def check_count_params_mlp(count_params_mlp) -> None:
     """``count_params_mlp(d_in, hidden_sizes, d_out)`` against torch Linear layers."""
+    count_params_mlp = numpy_only(count_params_mlp)
     cases = [(20, [8, 6], 4), (3072, [512], 10), (784, (256, 128, 64), 10), (10, [], 3)]
     for d_in, hidden, d_out in cases:
         what = f"count_params_mlp({d_in}, {hidden!r}, {d_out})"
         result = _int_result(call(count_params_mlp, d_in, hidden, d_out), what)
-        expected = torch_mlp_params(d_in, hidden, d_out)
+        sizes = [d_in, *hidden, d_out]
+        layers = [nn.Linear(a, b, device="meta") for a, b in zip(sizes, sizes[1:])]
+        counts = [(layer.weight.numel(), layer.bias.numel()) for layer in layers]
+        expected = sum(weights + biases for weights, biases in counts)
         if result != expected:
-            hint = next((h for wrong, h in _mlp_mistakes(d_in, hidden, d_out) if wrong == result != expected), None)
+            weights = sum(w for w, _ in counts)
+            mistakes = [
+                (weights, "these are the weights only: every Linear layer also has one bias per output unit."),
+                (expected - counts[-1][1], f"the output layer's {d_out} biases are missing."),
+                (weights + sum(layer.in_features for layer in layers),
+                 "a layer has one bias per *output* unit, not per input."),
+                (expected - sum(counts[-1]), f"the last layer (H_K → D_out = {d_out}) is missing."),
+                (expected - sum(counts[0]), f"the first layer (D_in = {d_in} → H_1) is missing."),
+                (expected - sum(w for w, _ in counts[1:-1]),
+                 "the weights between consecutive hidden layers (H_k → H_k+1) are missing."),
+            ]
+            hint = next((h for wrong, h in mistakes if wrong == result != expected), None)
             if not hidden:
                 hint = hint or "with no hidden layers the MLP is a single Linear layer D_in → D_out."
             raise AssertionError(f"{what} returned {result:,}, but the matching torch Linear layers have {expected:,} "
                                  "parameters. "
-                                 + _sentence(hint or "Count D_in·H_1 + Σ H_k·H_k+1 + H_K·D_out, plus every bias."))
+                                 + _sentence(hint or "Count every layer — input → first hidden, between the hidden "
+                                                     "layers, last hidden → output — each with its weights and its "
+                                                     "biases."))
     passed("count_params_mlp", f"equal to torch's count on {len(cases)} MLPs")
 
 
 def check_count_params_conv(count_params_conv) -> None:
     """``count_params_conv(in_channels, out_channels, kernel_size, bias=True)`` against ``nn.Conv2d``."""
+    count_params_conv = numpy_only(count_params_conv)
     # the first case tells the usual mistakes apart (no two of them give the same wrong count)
     cases = [(3, 8, 5, True), (3, 16, 3, True), (1, 6, 5, True), (3, 64, (5, 3), True), (64, 128, 3, False),
              (16, 32, (1, 7), True)]
     for c_in, c_out, k, bias in cases:
         what = f"count_params_conv({c_in}, {c_out}, {k!r}, bias={bias})"
         result = _int_result(call(count_params_conv, c_in, c_out, k, bias=bias), what)
-        expected = torch_conv_params(c_in, c_out, k, bias)
+        layer = nn.Conv2d(c_in, c_out, k, bias=bias, device="meta")
+        expected = sum(p.numel() for p in layer.parameters())
         if result != expected:
-            kh, kw = (k, k) if isinstance(k, int) else k
-            weights = c_in * kh * kw * c_out
+            (kh, kw), weights = layer.kernel_size, layer.weight.numel()
+            biases = c_out if bias else 0  # what bias=True would add
             mistakes = [
                 (weights, f"the biases are missing: a conv layer has one bias per filter ({c_out})."),
                 (weights + c_out, "bias=False means the layer has no biases."),
-                (kh * kw * c_out + c_out * bias, f"each filter spans all {c_in} input channels: C_in·K_h·K_w weights."),
-                (c_in * kh * c_out + c_out * bias,
-                 f"a kernel_size of {k!r} means a {kh}×{kw} kernel: K_h·K_w weights per channel."),
-                (weights + c_in * bias, "one bias per *output* channel (filter), not per input channel."),
-                (weights + c_out * kh * kw * bias, "one bias per filter, not one per kernel weight."),
+                (weights // c_in + biases, f"each filter spans all {c_in} input channels, with one kernel each."),
+                (weights // kw + biases,
+                 f"a kernel_size of {k!r} means a {kh}×{kw} kernel: count every one of its positions."),
+                (weights + (c_in if bias else 0), "one bias per *output* channel (filter), not per input channel."),
+                (weights + (c_out * kh * kw if bias else 0), "one bias per filter, not one per kernel weight."),
             ]
             hint = next((h for wrong, h in mistakes if wrong == result != expected), None)
             raise AssertionError(f"{what} returned {result:,}, but nn.Conv2d has {expected:,} parameters. "
-                                 + _sentence(hint or "Count C_in·K_h·K_w·C_out weights plus C_out biases (if bias)."))
+                                 + _sentence(hint or "Each filter has one weight per input channel and kernel "
+                                                     "position, and (with bias=True) one bias."))
     passed("count_params_conv", f"equal to nn.Conv2d's count on {len(cases)} layers")
 
 

@@ -4,6 +4,8 @@ One ``check_<function>(fn)`` per exercise. Each calls the student's function on 
 compares with torch, with hand-computed values or with properties (rows sum to 1, a numerical
 gradient). On a mismatch it raises ``AssertionError`` naming the likely mistake; to do so it
 sometimes computes what a *wrong* implementation would return and says so when it matches.
+The student's functions are called through :func:`course_lib.checks.numpy_only`: this notebook
+is NumPy only.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import warnings
 
 import numpy as np
 
-from course_lib.checks import call, expect, expect_close, expect_shape, numerical_gradient, passed, rel_error
+from course_lib.checks import (call, expect, expect_close, expect_shape, numerical_gradient, numpy_only, passed,
+                               rel_error)
 
 __all__ = [
     "check_one_hot", "check_relu", "check_relu_backward", "check_sigmoid", "check_softmax",
@@ -67,7 +70,8 @@ def _fmt(values) -> str:
 # ---------------------------------------------------------------- one-hot labels
 
 def check_one_hot(one_hot) -> None:
-    """one_hot(y, num_classes) -> float array (N, num_classes) with a single 1 per row."""
+    """one_hot on 4 labels and 6 classes (shape, dtype, one 1 per row in the label's column), then 1 label."""
+    one_hot = numpy_only(one_hot)
     y = np.array([2, 0, 3, 2])  # labels 0..3 only, but there are 6 classes
     y_before = y.copy()
     out = call(one_hot, y, 6)
@@ -83,12 +87,14 @@ def check_one_hot(one_hot) -> None:
     expect_shape(out, (4, 6), "one_hot(y, 6) for 4 labels")
     expect(np.issubdtype(out.dtype, np.floating),
            f"one_hot should return floats (it is combined with probabilities), got dtype {out.dtype} — "
-           "create the array with np.zeros((N, num_classes)), which is float64 by default.")
+           "the array you fill was created with an integer dtype.")
     expect(np.all((out == 0) | (out == 1)), f"one_hot should hold only 0s and 1s, got values {_fmt(np.unique(out))}.")
     ones = out.sum(axis=1)
     if not np.all(ones == 1):
         raise AssertionError(f"each row of one_hot should hold exactly one 1; the rows hold {_fmt(ones)} — "
-                             "out[:, y] = 1 sets whole columns; set out[np.arange(N), y] = 1 (one entry per row).")
+                             "out[:, y] = 1 sets whole columns: every row gets a 1 in every labelled column. Each "
+                             "row i needs a single entry set, the one in column y[i] — pair the row indices with "
+                             "the labels one to one.")
     wrong = np.flatnonzero(out.argmax(axis=1) != y)
     if wrong.size:
         i = wrong[0]
@@ -104,9 +110,10 @@ def check_one_hot(one_hot) -> None:
 # ---------------------------------------------------------------- ReLU and sigmoid
 
 def check_relu(relu) -> None:
-    """relu(z) -> max(z, 0) element by element, same shape as z, z left unchanged."""
+    """relu against torch.relu: same shape as z, z left unchanged."""
     import torch
 
+    relu = numpy_only(relu)
     z = np.array([[-2.0, -0.5, 0.0, 0.5, 3.0], [1.5, -1.0, 2.0, -3.0, 0.25]])
     z_before = z.copy()
     out = call(relu, z)
@@ -114,25 +121,27 @@ def check_relu(relu) -> None:
     shape = getattr(out, "shape", None)
     if shape is not None and tuple(shape) != z.shape:
         raise AssertionError(f"relu(z) for z of shape {z.shape} returned shape {tuple(shape)}: np.max(z, 0) "
-                             "is a reduction (the largest value along axis 0). Use np.maximum(z, 0), which "
-                             "compares element by element and keeps z's shape.")
+                             "is a reduction (the largest value along axis 0), not a comparison of every entry "
+                             "with 0. NumPy has a separate function for the element-wise maximum of two arrays; "
+                             "the result must keep z's shape.")
     expect_shape(out, z.shape, "relu(z)")
     _unchanged(z_before, z, "relu changed its input array in place (z[z < 0] = 0?). The forward pass keeps z for "
-                            "the backward pass, so return a new array instead, e.g. np.maximum(z, 0).")
+                            "the backward pass, so leave z as it is and return a new array.")
     if np.array_equal(np.asarray(out, dtype=float), (z > 0).astype(float)):
         raise AssertionError("relu returned the mask (z > 0) as 0s and 1s; it should return the values max(z, 0).")
     if _close(out, np.abs(z)):
         raise AssertionError("relu returned |z|: negative inputs must become 0, not positive.")
-    expect_close(out, expected, "relu(z)", hint="relu(z) is z where z > 0 and 0 elsewhere")
+    expect_close(out, expected, "relu(z)", hint="compare with the definition in section 3, entry by entry")
     expect_close(call(relu, np.array([-1.0, 2.0])), [0.0, 2.0], "relu(np.array([-1.0, 2.0]))",
                  hint="it should work on arrays of any shape")
     passed("relu")
 
 
 def check_relu_backward(relu_backward) -> None:
-    """relu_backward(dout, z) -> dout where z > 0, 0 elsewhere (torch's autograd as reference)."""
+    """relu_backward against torch's autograd through torch.relu."""
     import torch
 
+    relu_backward = numpy_only(relu_backward)
     z = np.array([[-2.0, -0.5, 1.0, 0.5, 3.0], [1.5, -1.0, 2.0, -3.0, 0.25]])
     dout = np.array([[0.3, -0.7, -1.2, 0.4, 2.0], [-0.5, 0.9, 1.1, -0.2, -0.6]])  # signs differ from z's
     z_in, dout_in = z.copy(), dout.copy()
@@ -140,45 +149,47 @@ def check_relu_backward(relu_backward) -> None:
     zt = _t(z).requires_grad_(True)
     torch.relu(zt).backward(_t(dout))
     expected = zt.grad.numpy()
+    relu_z = torch.relu(_t(z)).numpy()
     expect_shape(dz, z.shape, "relu_backward(dout, z)")
     if _close(dz, dout * (dout > 0)):
         raise AssertionError("relu_backward masked with dout > 0: the gradient flows where the forward input "
-                             "z was positive, so the mask is z > 0 (the sign of dout does not matter).")
+                             "z was positive, so the mask comes from z (the sign of dout does not matter).")
     if _close(dz, (z > 0).astype(float)):
-        raise AssertionError("relu_backward returned the mask (z > 0) alone; by the chain rule multiply it "
-                             "with the upstream gradient dout.")
+        raise AssertionError("relu_backward returned the mask (z > 0) alone: by the chain rule the upstream "
+                             "gradient dout has to come in too.")
     if _close(dz, dout):
         raise AssertionError("relu_backward passed dout through unchanged; it must be 0 where z <= 0.")
     if _close(dz, dout * (z < 0)):
         raise AssertionError("relu_backward kept dout where z < 0 — the mask is reversed: keep it where z > 0.")
-    if _close(dz, np.maximum(z, 0) * dout) or _close(dz, np.maximum(z, 0)):
+    if _close(dz, relu_z * dout) or _close(dz, relu_z):
         raise AssertionError("relu_backward multiplied by relu(z); the local derivative of ReLU is 1 where "
                              "z > 0 and 0 elsewhere, not relu(z).")
     expect_close(dz, expected, "relu_backward(dout, z)",
-                 hint="the result is dout where z > 0 and 0 elsewhere")
+                 hint="compare with the chain rule of section 3, entry by entry")
     passed("relu_backward")
 
 
 def check_sigmoid(sigmoid) -> None:
-    """sigmoid(z) = 1 / (1 + exp(-z)), compared with torch; no overflow warning for |z| up to 1e4."""
+    """sigmoid against torch.sigmoid; no overflow warning for |z| up to 1e4."""
     import torch
 
+    sigmoid = numpy_only(sigmoid)
     z = np.array([-3.0, -1.0, 0.0, 0.5, 2.0, 4.0])
     out = call(sigmoid, z)
     expect_shape(out, z.shape, "sigmoid(z)")
-    if _close(out, 1 / (1 + np.exp(z))):
+    if _close(out, torch.sigmoid(-_t(z)).numpy()):
         raise AssertionError(f"sigmoid decreases: sigmoid(2) = {float(out[4]):.3f} but should be above 0.5 — "
-                             "the sign in the exponent is flipped: sigmoid(z) = 1 / (1 + exp(-z)).")
-    expect_close(out, torch.sigmoid(_t(z)).numpy(), "sigmoid(z)", hint="sigmoid(z) = 1 / (1 + exp(-z))")
+                             "the sign in the exponent is flipped.")
+    expect_close(out, torch.sigmoid(_t(z)).numpy(), "sigmoid(z)", hint="compare with the definition in section 3")
 
     large = np.array([-1e4, -800.0, -50.0, 50.0, 800.0, 1e4])
     out, messages = _call_recording(sigmoid, large)
     overflow = [m for m in messages if "overflow" in m]
     if overflow:
-        raise AssertionError(f"sigmoid warned '{overflow[0]}' for z in {_fmt(large)}: exp(-z) = exp(10000) is "
-                             "too big for floating point. Make exp only ever see non-positive numbers: for z < 0 "
-                             "use exp(z) / (1 + exp(z)) (same value), for z >= 0 the usual formula; compute each "
-                             "branch only on its own entries, since np.where evaluates both everywhere.")
+        raise AssertionError(f"sigmoid warned '{overflow[0]}' for z in {_fmt(large)}: for z = -10000, exp(-z) is "
+                             "too big for floating point. Negative z need the equal form of section 3, in which "
+                             "exp never sees a large positive number; and each form must be computed only on its "
+                             "own entries, since np.where evaluates both of its branches everywhere.")
     expect_shape(out, large.shape, "sigmoid(z) for large |z|")
     expect(np.all(np.isfinite(np.asarray(out, dtype=float))),
            f"sigmoid gave NaN or inf for z in {_fmt(large)}; it must stay in [0, 1] (inf/inf = NaN).")
@@ -194,14 +205,15 @@ def check_sigmoid(sigmoid) -> None:
 
 # ---------------------------------------------------------------- softmax and cross-entropy
 
-_KEEPDIMS = ("logits.max(axis=1) and .sum(axis=1) have shape (N,); keep them (N, 1) with keepdims=True "
-             "so that they line up with the rows.")
+_KEEPDIMS = ("a max or a sum over axis 1 has shape (N,), which broadcasts along the columns, not the rows: "
+             "keep the reduced axis (keepdims=True) so that each row meets its own value.")
 
 
 def check_softmax(softmax) -> None:
     """Row-wise softmax compared with torch.softmax(dim=1); stable for logits around 1e3."""
     import torch
 
+    softmax = numpy_only(softmax)
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 2, size=(4, 3))
     before = logits.copy()
@@ -209,7 +221,7 @@ def check_softmax(softmax) -> None:
     expect_shape(probs, (4, 3), "softmax(logits) for logits of shape (4, 3)")
     probs = np.asarray(probs, dtype=float)
     _unchanged(before, logits, "softmax changed its input in place (logits -= ...): the caller's array must stay "
-                               "as it was; write shifted = logits - ... instead.")
+                               "as it was; put the shifted scores in a new array instead.")
     expect(np.all(np.isfinite(probs)), "softmax returned NaN or inf for small logits.")
     rows, cols = probs.sum(axis=1), probs.sum(axis=0)
     if not np.allclose(rows, 1):
@@ -219,32 +231,33 @@ def check_softmax(softmax) -> None:
         if np.isclose(probs.sum(), 1):
             raise AssertionError("the whole softmax array sums to 1: you summed over every entry; sum over "
                                  "axis 1 (the classes) only, with keepdims=True.")
-        raise AssertionError(f"softmax rows should sum to 1; they sum to {_fmt(rows)} — divide exp(logits) by "
-                             "each row's sum.")
+        raise AssertionError(f"softmax rows should sum to 1; they sum to {_fmt(rows)} — each row must be "
+                             "normalised by its own total.")
     expect_close(probs, torch.softmax(_t(logits), dim=1).numpy(), "softmax(logits)",
-                 hint="softmax(x)_j = exp(x_j) / sum_k exp(x_k) within each row")
+                 hint="compare with the definition in section 4, row by row")
 
     square = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 5.0], [-2.0, 1.0, 0.5]])
     expect_close(call(softmax, square), torch.softmax(_t(square), dim=1).numpy(), "softmax of a 3×3 array",
                  hint="right for non-square inputs but not for square ones: a (N,) max or sum broadcasts "
-                      "along the wrong axis — use keepdims=True")
+                      "along the wrong axis — keep the reduced axis (keepdims=True)")
 
     big = np.array([[1000.0, 1001.0, 1002.0], [1002.0, 1000.0, 1001.0]])
     probs, messages = _call_recording(softmax, big)
     if not np.all(np.isfinite(np.asarray(probs, dtype=float))) or any("overflow" in m for m in messages):
         raise AssertionError("softmax overflows for logits around 1000 (exp(1000) = inf, and inf/inf = NaN). "
-                             "Subtract each row's max before exp: softmax(x - c) = softmax(x) for any c.")
+                             "Subtract each row's max before exp: shifting a row changes nothing (section 4, "
+                             "Stability).")
     expect_close(probs, torch.softmax(_t(big), dim=1).numpy(), "softmax for logits around 1000",
-                 hint="subtract each row's max (axis=1, keepdims=True) before exp")
+                 hint="shift each row by its own max before exp")
 
     apart = np.array([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1002.0]])
     probs, _ = _call_recording(softmax, apart)
     if not np.all(np.isfinite(np.asarray(probs, dtype=float))):
         raise AssertionError("softmax gives NaN for a row far below the others ([-1000, -1001, -1002] next to "
-                             "[1000, 1001, 1002]): subtract each row's own max (axis=1, keepdims=True), not the "
-                             "largest value of the whole array, or exp underflows to 0/0.")
+                             "[1000, 1001, 1002]): subtract each row's own max, not the largest value of the "
+                             "whole array, or exp underflows to 0/0.")
     expect_close(probs, torch.softmax(_t(apart), dim=1).numpy(), "softmax for rows of very different scale",
-                 hint="subtract each row's own max (axis=1, keepdims=True)")
+                 hint="shift each row by its own max, not by the array's")
     passed("softmax")
 
 
@@ -252,6 +265,7 @@ def check_cross_entropy(cross_entropy) -> None:
     """Mean cross-entropy over the batch, compared with torch's nll_loss of log(probs); finite when p = 0."""
     import torch
 
+    cross_entropy = numpy_only(cross_entropy)
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.25, 0.25, 0.5], [0.6, 0.3, 0.1]])
     y = np.array([0, 1, 2, 1])
     n = len(y)
@@ -260,8 +274,9 @@ def check_cross_entropy(cross_entropy) -> None:
     loss = call(cross_entropy, probs, y)
     shape = np.shape(loss)
     if shape == (n, n):
-        raise AssertionError("cross_entropy returned an N×N array: probs[:, y] picks every row's entries for "
-                             "all labels; probs[np.arange(N), y] picks one entry per row.")
+        raise AssertionError("cross_entropy returned an N×N array: probs[:, y] picks, in every row, the entries "
+                             "of all N labels. Each sample needs one entry only, its own true class: pair the row "
+                             "indices with the labels one to one.")
     if shape != ():
         raise AssertionError(f"cross_entropy should return one number (the mean over the batch), got an array of "
                              f"shape {shape} — average the per-sample losses.")
@@ -275,20 +290,21 @@ def check_cross_entropy(cross_entropy) -> None:
         raise AssertionError(f"cross_entropy is {n} times too large for a batch of {n}: you summed over the batch "
                              "instead of averaging (a summed loss grows with the batch size).")
     if np.isclose(loss, -np.mean(np.log(probs[:, y])), rtol=1e-6):
-        raise AssertionError("cross_entropy averaged over an N×N block: probs[:, y] picks every row's entries "
-                             "for all labels; probs[np.arange(N), y] picks one entry per row.")
+        raise AssertionError("cross_entropy averaged over an N×N block: probs[:, y] picks, in every row, the "
+                             "entries of all N labels. Each sample needs one entry only: pair the row indices with "
+                             "the labels one to one.")
     if np.isclose(loss, -np.mean(np.log(probs)), rtol=1e-6):
         raise AssertionError("cross_entropy averaged -log p over every class; only each sample's true-class "
-                             "probability counts: probs[np.arange(N), y].")
+                             "probability counts.")
     expect_close(loss, expected, "cross_entropy(probs, y)",
-                 hint="the mean over the batch of -log(probability of the true class)")
+                 hint="compare with the loss of a batch in section 5")
 
     zero_other = np.array([[0.5, 0.5, 0.0]])
     loss, _ = _call_recording(cross_entropy, zero_other, np.array([0]))
     if not np.isfinite(float(np.asarray(loss, dtype=float).ravel()[0])):
         raise AssertionError("cross_entropy is NaN when a wrong class has probability 0: one_hot · log(probs) "
-                             "gives 0 · (-inf) = NaN there. Pick each row's true-class probability with "
-                             "probs[np.arange(N), y], or clip the probabilities before the log.")
+                             "gives 0 · (-inf) = NaN there. Take the log of each row's true-class probability "
+                             "only, or clip the probabilities before the log.")
     expect_close(loss, np.log(2), "cross_entropy([[0.5, 0.5, 0]], [0])",
                  hint="a 0 on a wrong class should not change the loss")
 
@@ -297,9 +313,9 @@ def check_cross_entropy(cross_entropy) -> None:
     loss = float(np.asarray(loss, dtype=float).ravel()[0]) if np.size(loss) else float("nan")
     if not np.isfinite(loss):
         raise AssertionError(f"cross_entropy is {loss} when the true class has probability 0 (log 0 = -inf): "
-                             "clip the probabilities first, e.g. np.clip(probs, 1e-12, 1.0), or add a small eps.")
+                             "clip the probabilities first, keeping them away from 0 (section 5, Numerics).")
     expect(loss > 3, f"cross_entropy is only {loss:.3f} when the true class has probability 0; it should be large "
-                     "(a confident mistake): clip with a small eps such as 1e-12.")
+                     "(a confident mistake): the eps you clip with is too large (section 5, Numerics).")
     passed("cross_entropy")
 
 
@@ -307,14 +323,16 @@ def check_cross_entropy(cross_entropy) -> None:
 
 def _mlp_case(seed: int = 2, n: int = 5, d: int = 4, h: int = 6, c: int = 3):
     """Small float64 parameters and inputs whose hidden pre-activations keep away from 0."""
+    import torch
+
     rng = np.random.default_rng(seed)
     while True:
-        params = {"W1": rng.normal(0, 1, (d, h)), "b1": rng.normal(0, 0.5, h),
-                  "W2": rng.normal(0, 1, (h, c)), "b2": rng.normal(0, 0.5, c)}
+        W1, b1 = rng.normal(0, 1, (d, h)), rng.normal(0, 0.5, h)
+        W2, b2 = rng.normal(0, 1, (h, c)), rng.normal(0, 0.5, c)
         X = rng.normal(0, 1, (n, d))
-        z = X @ params["W1"] + params["b1"]
+        z = torch.nn.functional.linear(_t(X), _t(W1).T, _t(b1)).numpy()  # the hidden pre-activations
         if np.abs(z).min() > 0.05 and 0.25 < (z > 0).mean() < 0.75:
-            return params, X, rng.integers(0, c, n)
+            return {"W1": W1, "b1": b1, "W2": W2, "b2": b2}, X, rng.integers(0, c, n)
 
 
 def _torch_probs(params, X, relu_hidden=True, biases=True, relu_out=False):
@@ -340,7 +358,8 @@ def _forward_probs(mlp_forward, params, X, what="mlp_forward(params, X)"):
 
 
 def check_mlp_forward(mlp_forward) -> None:
-    """Class probabilities of softmax(relu(X W1 + b1) W2 + b2), compared with torch."""
+    """The class probabilities of the network of section 6, compared with the same network in torch."""
+    mlp_forward = numpy_only(mlp_forward)
     params, X, _ = _mlp_case()
     saved, X_before = _copy(params), X.copy()
     probs, _ = _forward_probs(mlp_forward, params, X)
@@ -354,15 +373,15 @@ def check_mlp_forward(mlp_forward) -> None:
         raise AssertionError(f"the rows of probs sum to {_fmt(probs.sum(axis=1))}, not 1: return the softmax "
                              "probabilities, not the scores (logits) of the last layer.")
     if _close(probs, _torch_probs(params, X, relu_hidden=False)):
-        raise AssertionError("probs match a network without the ReLU: apply relu to the hidden layer "
-                             "h = relu(X @ W1 + b1) — without it the two layers collapse into one linear map.")
+        raise AssertionError("probs match a network without the ReLU: the hidden pre-activations must go "
+                             "through relu — without it the two layers collapse into one linear map.")
     if _close(probs, _torch_probs(params, X, biases=False)):
-        raise AssertionError("probs match a network without biases: add b1 to X @ W1 and b2 to h @ W2.")
+        raise AssertionError("probs match a network without biases: both layers add their bias, b1 and b2.")
     if _close(probs, _torch_probs(params, X, relu_out=True)):
         raise AssertionError("probs match a network with a ReLU on the output scores too: the last layer's "
                              "scores go into softmax directly.")
     expect_close(probs, _torch_probs(params, X), "probs from mlp_forward",
-                 hint="probs = softmax(relu(X @ W1 + b1) @ W2 + b2)")
+                 hint="compare each step with the diagram of section 6: layer, ReLU, layer, softmax")
     passed("mlp_forward")
 
 
@@ -370,6 +389,7 @@ def check_mlp_backward(mlp_backward, mlp_forward) -> None:
     """Gradients of the mean cross-entropy, checked against numerical gradients of ``mlp_forward``."""
     import torch
 
+    mlp_backward, mlp_forward = numpy_only(mlp_backward), numpy_only(mlp_forward)
     params, X, y = _mlp_case(seed=3)
     n = len(y)
     probs, cache = _forward_probs(mlp_forward, params, X)
@@ -391,7 +411,8 @@ def check_mlp_backward(mlp_backward, mlp_forward) -> None:
                                  "whole batch, so sum its gradient over the batch axis (axis=0).")
         if key.startswith("W") and shape == value.shape[::-1] and shape != value.shape:
             raise AssertionError(f"grads['{key}'] has shape {shape} but {key} has shape {value.shape}: transposed — "
-                                 "the gradient of X @ W with respect to W is X.T @ (upstream gradient).")
+                                 "check the order of the factors (and which one is transposed) in the product that "
+                                 "gives this weight's gradient: it must come out in the weight's own shape.")
         expect_shape(grads[key], value.shape, f"grads['{key}']")
 
     def loss():
@@ -410,17 +431,19 @@ def check_mlp_backward(mlp_backward, mlp_forward) -> None:
 
     if matches(n):
         raise AssertionError(f"every gradient is {n} times too large for a batch of {n}: the loss is a mean over "
-                             "the batch, so the gradient of the scores is (probs - one_hot(y)) / N.")
+                             "the batch, so the gradient of the scores is not averaged over the batch — look at "
+                             "where you divide by N.")
     if matches(-1):
-        raise AssertionError("every gradient has the wrong sign: the gradient of the scores is "
-                             "probs - one_hot(y), not one_hot(y) - probs.")
+        raise AssertionError("every gradient has the wrong sign: look at the order of the subtraction in the "
+                             "gradient of the scores (section 7, step 1).")
     if matches(1 / n, ("b1", "b2")) and matches(1, ("W1", "W2")):
         raise AssertionError(f"b1 and b2 are {n} times too small: the 1/N is already in the score gradient, so "
                              "sum (do not average) the bias gradients over the batch.")
     if matches(1, ("W2", "b2")):
         raise AssertionError(f"W2 and b2 are right but W1 and b1 are off (relative errors {errors['W1']:.1e}, "
-                             f"{errors['b1']:.1e}): check the step back through the hidden layer — "
-                             "dh = dscores @ W2.T, then through the ReLU with its input z.")
+                             f"{errors['b1']:.1e}): check the step back through the hidden layer — how the "
+                             "gradient of the scores is carried back through W2 to h, then through the ReLU with "
+                             "its input z (section 7, steps 2 and 3).")
     worst = max(errors, key=errors.get)
     raise AssertionError(f"grads['{worst}'] differs from the numerical gradient (relative error "
                          f"{errors[worst]:.1e}, allowed 1e-06); errors: "
@@ -430,7 +453,8 @@ def check_mlp_backward(mlp_backward, mlp_forward) -> None:
 # ---------------------------------------------------------------- training helpers
 
 def check_sgd_step(sgd_step) -> None:
-    """sgd_step(params, grads, lr) returns params - lr * grads for every key."""
+    """sgd_step on a hand-computed step with lr=0.1, then with lr=0.5."""
+    sgd_step = numpy_only(sgd_step)
     params = {"W1": np.array([[1.0, -2.0], [0.5, 3.0]]), "b1": np.array([0.1, -0.1]),
               "W2": np.array([[2.0], [-1.0]]), "b2": np.array([0.5])}
     grads = {"W1": np.array([[0.5, -1.0], [2.0, 0.0]]), "b1": np.array([1.0, -2.0]),
@@ -438,7 +462,7 @@ def check_sgd_step(sgd_step) -> None:
     expected = {"W1": [[0.95, -1.9], [0.3, 3.0]], "b1": [0.0, 0.1], "W2": [[1.98], [-1.04]], "b2": [0.8]}
     grads_before = _copy(grads)
     new = call(sgd_step, _copy(params), grads, 0.1)
-    expect(new is not None, "sgd_step returned None: return the updated params dict (return params).")
+    expect(new is not None, "sgd_step returned None: it should return the params dict after the update.")
     expect(isinstance(new, dict), f"sgd_step should return the params dict, got {type(new).__name__}.")
     missing = [k for k in params if k not in new]
     expect(not missing, f"the dict sgd_step returns lacks {', '.join(missing)}: keep every parameter.")
@@ -449,14 +473,14 @@ def check_sgd_step(sgd_step) -> None:
         if np.array_equal(value, params[key]):
             raise AssertionError(f"params['{key}'] did not change: update every key (loop over params).")
         if _close(value, params[key] + 0.1 * grads[key]):
-            raise AssertionError(f"sgd_step moved params['{key}'] uphill: adding lr · grad increases the loss; "
-                                 "gradient descent subtracts, w ← w − lr · ∇L.")
+            raise AssertionError(f"sgd_step moved params['{key}'] uphill: a step along the gradient increases the "
+                                 "loss; gradient descent moves against it.")
         if _close(value, params[key] - grads[key]):
-            raise AssertionError(f"sgd_step ignored the learning rate for '{key}': the step is lr · grad.")
+            raise AssertionError(f"sgd_step ignored the learning rate for '{key}': lr scales the step.")
         if _close(value, -0.1 * grads[key]) or _close(value, 0.1 * grads[key]):
-            raise AssertionError(f"sgd_step returned the step for '{key}', not the updated parameter w − lr · grad.")
+            raise AssertionError(f"sgd_step returned the step for '{key}', not the parameter after the step.")
         expect_close(value, expected[key], f"params['{key}'] after one step with lr=0.1",
-                     hint="w ← w − lr · grad")
+                     hint="compare with the update rule in section 8")
     again = call(sgd_step, _copy(params), grads, 0.5)
     expect_close(again["b1"], [-0.4, 0.9], "params['b1'] after one step with lr=0.5",
                  hint="use the lr argument, not a fixed number")
@@ -464,7 +488,8 @@ def check_sgd_step(sgd_step) -> None:
 
 
 def check_step_lr(step_lr) -> None:
-    """step_lr(lr0, epoch, step_size, gamma) = lr0 · gamma^(epoch // step_size), epochs counted from 0."""
+    """step_lr on a schedule worked by hand (lr0 = 0.1 halved every 3 epochs, epochs counted from 0)."""
+    step_lr = numpy_only(step_lr)
     # by hand: lr0 = 0.1, halved every 3 epochs
     expected = [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.0125]
     got = [call(step_lr, 0.1, epoch, 3, 0.5) for epoch in range(len(expected))]
@@ -477,35 +502,37 @@ def check_step_lr(step_lr) -> None:
         passed("step_lr")
         return
     if got[0] == 0:
-        raise AssertionError("step_lr is 0 at epoch 0: gamma must be raised to the power epoch // step_size, "
-                             "not multiplied by it.")
+        raise AssertionError("step_lr is 0 at epoch 0: gamma should appear as a power (once per decay so far), "
+                             "not as a factor multiplied by the number of decays.")
     if got[0] > 0.1 + 1e-12:
         raise AssertionError(f"step_lr(0.1, epoch=0, ...) is {got[0]:.4g}, larger than lr0: epoch 0 must use lr0 "
-                             "(gamma ** 0 = 1) — off by one?")
+                             "(no decay yet) — off by one?")
     if not np.isclose(got[1], got[0]):
         raise AssertionError(f"the rate changes every epoch ({', '.join(f'{v:.4g}' for v in got[:4])}, …) although "
-                             "step_size is 3: epoch / step_size is a fraction; floor it with epoch // step_size.")
+                             "step_size is 3: epoch / step_size is a fraction, while the number of decays so far is "
+                             "a whole number (rounded down).")
     first = next(i for i, (a, b) in enumerate(zip(got, expected)) if not np.isclose(a, b))
     if first == 2 and np.isclose(got[2], 0.05):
         raise AssertionError("the rate decays one epoch too early (at epoch 2 instead of 3 with step_size 3): "
-                             "epochs count from 0, so epochs 0, 1, 2 use lr0 — use epoch // step_size, not "
-                             "(epoch + 1) // step_size.")
+                             "epochs count from 0, so epochs 0, 1, 2 use lr0 — is the epoch shifted by one before "
+                             "the division?")
     if first == 3 and np.isclose(got[3], 0.1) and np.isclose(got[4], 0.05):
         raise AssertionError("the rate decays one epoch too late (at epoch 4 instead of 3 with step_size 3): "
-                             "use epoch // step_size.")
+                             "the first decay comes after step_size epochs, at epoch 3 — look at what you divide by.")
     raise AssertionError(f"step_lr(0.1, epoch={first}, step_size=3, gamma=0.5) gives {got[first]:.4g}; the rate "
-                         "should be lr0 · gamma ** (epoch // step_size): 0.1 for epochs 0–2, then halved every "
-                         "3 epochs.")
+                         "should be 0.1 for epochs 0–2, then halved every 3 epochs (section 8, Step decay).")
 
 
 def check_iterations_per_epoch(iterations_per_epoch) -> None:
-    """Number of mini-batches per epoch: ceil(N / B), or floor(N / B) with drop_last=True."""
+    """Number of mini-batches per epoch, with and without drop_last, on cases worked by hand."""
+    iterations_per_epoch = numpy_only(iterations_per_epoch)
+
     def run(n, b, drop_last=None):
         value = call(iterations_per_epoch, n, b) if drop_last is None else \
             call(iterations_per_epoch, n, b, drop_last=drop_last)
         expect(isinstance(value, (int, np.integer)) and not isinstance(value, bool),
                f"iterations_per_epoch({n}, {b}) returned {value!r} of type {type(value).__name__}: return an int "
-               "(floor division // and math.ceil give ints; / and np.ceil give floats).")
+               "(/ and np.ceil give floats).")
         return int(value)
 
     got = run(48_000, 32)

@@ -186,7 +186,7 @@ def check_sgd_momentum_step(sgd_momentum_step) -> None:
                                  "in PyTorch's SGD, weight decay is an L2 term added to the gradient *before* "
                                  "the velocity update, so it enters the velocity too.")
         raise AssertionError(f"{name} with weight_decay=0.1 differs from torch.optim.SGD at step {k + 1}: weight "
-                             "decay adds weight_decay·w to the gradient, before everything else (section 2).")
+                             "decay is an L2 term that joins the gradient before everything else (section 2).")
 
     w0, grads = _arrays(3, steps=5)
     config = dict(momentum=mu, nesterov=True, weight_decay=wd)
@@ -246,13 +246,14 @@ def check_adam_step(adam_step) -> None:
     expect(np.all(np.isfinite(w1)), f"{name} at t=1 returned NaN or inf: t counts from 1, so the bias corrections "
                                     "1 − β^t are never zero. Did you count t from 0, or divide by zero elsewhere?")
     if not _close(m1, m_ref, 1e-9):
-        hint = (" It equals the whole gradient: the new gradient enters the average weighted by (1 − β1)."
-                if _close(m1, g, 1e-9) else "")
+        hint = (" It equals the whole gradient: in a moving average the new gradient comes in with a weight, "
+                "not whole." if _close(m1, g, 1e-9) else "")
         raise AssertionError(f"{name}: after one step from m = 0, m_new is not torch's first moment, the moving "
                              f"average of the gradients (β1 = 0.9).{hint} See section 3.")
     if not _close(v1, v_ref, 1e-9):
         hint = (" It averages |dw|, not the squared gradient." if _close(v1, (1 - betas[1]) * np.abs(g), 1e-9) else
-                " It equals the squared gradient: the new term is weighted by (1 − β2)." if _close(v1, g ** 2, 1e-9)
+                " It equals the squared gradient: in a moving average the new term comes in with a weight, not "
+                "whole." if _close(v1, g ** 2, 1e-9)
                 else "")
         raise AssertionError(f"{name}: after one step from v = 0, v_new is not torch's second moment, the moving "
                              f"average of the squared gradients (β2 = 0.999).{hint} See section 3.")
@@ -261,18 +262,19 @@ def check_adam_step(adam_step) -> None:
     if not _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps)):
         if _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, first_t=10**7)):
             raise AssertionError(f"{name}: your steps are those of Adam *without bias correction*. m and v start at "
-                                 "0, so early on they underestimate the averages; dividing by 1 − β^t corrects that "
-                                 "(section 3). At t=1 the corrected step is about lr in size, yours about 3·lr.")
+                                 "0, so early on they underestimate the averages; the bias correction of section 3 "
+                                 "fixes that. At t=1 the corrected step is about lr in size, yours about 3·lr.")
         if _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, first_t=2)):
             raise AssertionError(f"{name}: your bias correction uses the next step's t (as if t counted from 0): "
-                                 "the first call has t=1 and its correction is 1 − β^1.")
+                                 "the first call has t=1, and the correction uses that t.")
         raise AssertionError(f"{name} differs from torch.optim.Adam over 15 steps from t=1 (lr=0.01): compare the "
                              "bias-corrected m̂ and v̂ and the update with section 3.")
 
     tiny_w0, tiny = _arrays(6, steps=5, scale=1e-7)
     if not _same_weights(_run_adam(adam_step, tiny_w0, tiny, lr), _torch_adam(tiny_w0, tiny, lr, betas, eps), 1e-6):
         raise AssertionError(f"{name} is right for ordinary gradients but not for tiny ones (|dw| ≈ 1e-7), where ε "
-                             "matters: ε is added to √v̂, outside the square root, and only in the denominator.")
+                             "matters: check where ε enters — outside the square root, and only in the "
+                             "denominator (section 3).")
 
     wd = 0.1
     w0, grads = _arrays(7, steps=10)
@@ -285,8 +287,9 @@ def check_adam_step(adam_step) -> None:
         if _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, wd, not decoupled)):
             raise AssertionError(
                 f"{name} with decoupled={decoupled} gives {'AdamW' if not decoupled else 'Adam'}'s steps: "
-                + ("decoupled=True shrinks the weights directly (AdamW) instead of adding λ·w to the gradient."
-                   if decoupled else "decoupled=False adds λ·w to the gradient (L2), as torch.optim.Adam does."))
+                + ("decoupled=True shrinks the weights directly (AdamW) instead of adding the L2 term to the "
+                   "gradient." if decoupled else "decoupled=False puts the L2 term into the gradient, as "
+                   "torch.optim.Adam does."))
         if decoupled and _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, wd / lr, True)):
             raise AssertionError(f"{name} with decoupled=True shrinks w by the factor (1 − λ) each step: AdamW's "
                                  "decay is scaled by the learning rate too (section 3).")
