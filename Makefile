@@ -5,6 +5,8 @@ CONSTRAINTS ?=
 JOBS ?= 2
 LAB_ARGS ?=
 RESULTS_DIR ?= build/results
+DIR ?=
+DIST_ARGS ?=
 
 # Some machines' pip configuration names local package folders that do not exist; pip's warnings
 # about them are noise to a user. Real errors still show, and pip's exit status is kept.
@@ -18,7 +20,7 @@ ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lab test release results clean-venv
+.PHONY: setup lab test release student-dist results clean-venv
 
 # Installs once per change of pyproject.toml; reuses an existing environment otherwise.
 $(DEPS_STAMP): pyproject.toml $(CONSTRAINTS)
@@ -37,8 +39,17 @@ lab: setup
 test: setup
 	COURSE_FAST=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax tests solutions
 
+# First writes course.toml's student repository and ref into the solutions' Colab badges and setup
+# cells (the source of truth: nbgrader's checksum of the locked setup cell then matches).
 release: setup
+	$(PY) scripts/student_dist.py stamp
 	for a in $(ASSIGNMENTS); do $(BIN)/nbgrader generate_assignment "$$a" --force || exit 1; done
+
+# The tree students get, to publish as course.toml's student_repository (README, "For instructors").
+# DIR: a new or empty folder outside this repository, or a previous dist, which is replaced.
+student-dist:
+	@test -n "$(DIR)" || { echo "usage: make student-dist DIR=<folder outside this repository>, e.g. DIR=../course-student" >&2; exit 2; }
+	$(PYTHON) scripts/student_dist.py build "$(DIR)" $(DIST_ARGS)
 
 results: setup
 	mkdir -p $(RESULTS_DIR) build/executed
