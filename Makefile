@@ -20,7 +20,7 @@ ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lab test release student-dist results clean-venv
+.PHONY: setup sandbox lab test release student-dist results clean-venv
 
 # Installs once per change of pyproject.toml; reuses an existing environment otherwise.
 $(DEPS_STAMP): pyproject.toml $(CONSTRAINTS)
@@ -36,7 +36,13 @@ setup: $(DEPS_STAMP)
 lab: setup
 	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
-test: setup
+# The autograder runs each submission in a bubblewrap sandbox (course_lib/grading); its tests need it.
+sandbox:
+	@command -v bwrap >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; else \
+	  echo "the autograder's tests need bubblewrap: install it (Debian/Ubuntu: sudo apt-get install bubblewrap)"; exit 1; fi; }
+
+test: setup sandbox
 	COURSE_FAST=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax tests solutions
 
 # First writes course.toml's student repository and ref into the solutions' Colab badges and setup

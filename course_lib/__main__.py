@@ -1,8 +1,21 @@
-"""Command line: ``python -m course_lib results DIR`` prints the results table of DIR."""
+"""Command line.
+
+- ``python -m course_lib results DIR``: the results table of DIR
+- ``python -m course_lib integrity NN_name [COURSE_DIR]``: what the autograder's integrity checks
+  found in each submission of an assignment (after ``nbgrader autograde``)
+"""
 import sys
 
-from course_lib.results import table
+USAGE = "usage: python -m course_lib results RESULTS_DIR | integrity ASSIGNMENT [COURSE_DIR]"
 
-if len(sys.argv) != 3 or sys.argv[1] != "results":
-    sys.exit("usage: python -m course_lib results RESULTS_DIR")
-print(table(sys.argv[2]))
+command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else (None, [])
+if command == "results" and len(args) == 1:
+    from course_lib.results import table
+
+    print(table(args[0]))
+elif command == "integrity" and len(args) in (1, 2):
+    from course_lib.grading.report import integrity_table
+
+    print(integrity_table(args[1] if len(args) == 2 else ".", args[0]))
+else:
+    sys.exit(USAGE)

@@ -25,12 +25,12 @@ NBGRADER = str(Path(sys.executable).with_name("nbgrader"))
 STUDENTS = {"solution": "solutions", "untouched": "notebooks"}
 
 
-def nbgrader(root: Path, *args: str) -> str:
+def nbgrader(root: Path, *args: str, check: bool = True) -> str:
     env = {k: v for k, v in os.environ.items() if k != "NBGRADER_DB_URL"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PATH"] = os.pathsep.join([str(Path(NBGRADER).parent), env["PATH"]])  # nbgrader runs alembic
     done = subprocess.run([NBGRADER, *args], cwd=root, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0 or not check, f"nbgrader {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
 
