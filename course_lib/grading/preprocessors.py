@@ -31,7 +31,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, Dict, Integer, List, Unicode
 
 REPORT_SUFFIX = ".integrity.json"
 NOTE_MARKER = "course-integrity-note"
@@ -116,6 +116,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     hidden = List(Unicode(), help="folders the kernel must not see").tag(config=True)
     visible = List(Unicode(), help="folders inside hidden ones that stay readable").tag(config=True)
     workdir = Unicode(help="the submission's folder, writable").tag(config=True)
+    environment = Dict(help="variables set in the sandbox (paths resolved, so that links into a hidden "
+                            "folder still lead somewhere)").tag(config=True)
 
     def format_kernel_cmd(self, extra_arguments=None):
         command = super().format_kernel_cmd(extra_arguments)
@@ -135,6 +137,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         args += ["--bind", self.workdir, self.workdir, "--chdir", self.workdir,
                  "--setenv", "HOME", "/tmp/home", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
                  "--dir", "/tmp/home", "--dir", "/tmp/matplotlib",
+                 *[arg for name, value in self.environment.items() for arg in ("--setenv", name, value)],
                  "--unsetenv", "NBGRADER_DB_URL", "--unsetenv", "JPY_PARENT_PID",  # its PID is not in the sandbox
                  "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session", "--die-with-parent", "--"]
         self.log.debug("kernel command: %s", args + command)
@@ -206,9 +209,10 @@ class GuardedExecute(Execute):
         hidden = {str(course_root)}
         if (package.parent / "solutions").exists():  # course_lib imported from the course's checkout
             hidden.add(str(package.parent))
-        visible = [str(package), str(data_dir().resolve()), str(cache_dir().resolve())]
+        data, cache = str(data_dir().resolve()), str(cache_dir().resolve())
         km = SandboxedKernelManager(kernel_name=self.kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python3"),
-                                    hidden=sorted(hidden), visible=visible, workdir=workdir, config=self.config)
+                                    hidden=sorted(hidden), visible=[str(package), data, cache], workdir=workdir,
+                                    environment={"COURSE_DATA_DIR": data, "COURSE_CACHE_DIR": cache}, config=self.config)
         return km
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
