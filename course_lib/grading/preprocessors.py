@@ -192,9 +192,14 @@ class GuardedExecute(Execute):
         self._snapshot_taken = False
         self._unresponsive = False
         workdir = resources.get("metadata", {}).get("path") or os.getcwd()
-        if self.sandbox and km is None:
+        own_kernel = self.sandbox and km is None
+        if own_kernel:
             km = self._sandboxed_manager(nb, os.path.abspath(workdir))
-        nb, resources = super().preprocess(nb, resources, km=km)
+        try:
+            nb, resources = super().preprocess(nb, resources, km=km)
+        finally:  # nbclient shuts down only the kernels of managers it made itself
+            if own_kernel and self.km is not None:
+                self._cleanup_kernel()
         if self._tampered is None and not self._snapshot_taken:
             self._findings.append("no cell ran: the integrity check could not start")
         self._report(nb, resources, workdir)
