@@ -218,7 +218,7 @@ class DeviceLoader:
 # ----------------------------------------------------------------------------------------------
 def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimizer, scheduler=None, *,
         loss_fn=None, device=None, amp="auto", channels_last: bool = False, compile: bool = False,
-        scheduler_step: str = "auto", progress: bool = True, on_step=None) -> History:
+        scheduler_step: str = "auto", progress: bool = True, on_step=None, on_epoch=None) -> History:
     """Train ``model`` for ``epochs`` passes over ``train``; evaluate on ``val`` after each.
 
     model: outputs logits (N, K), or (N,) / (N, 1) for a binary problem.
@@ -234,6 +234,8 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
     progress: a tqdm bar with live loss and accuracy, and one summary line per epoch.
     on_step: called as ``on_step(model)`` after every optimizer step, while each parameter's
         ``.grad`` still holds that step's gradient (unscaled, unless fp16 autocast is on).
+    on_epoch: called as ``on_epoch(epoch, history)`` after every epoch (0, 1, ...), once ``history``
+        holds it: report to a tuner, stop early by raising (the exception leaves ``fit``).
 
     Returns a ``History``; the model is left in eval mode.
     """
@@ -293,6 +295,13 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
                 scheduler.step()
         history.seconds.append(time.perf_counter() - start)
         bar.epoch_done(epoch, epochs, history)
+        if on_epoch is not None:
+            try:
+                on_epoch(epoch, history)
+            except BaseException:
+                bar.close()
+                model.eval()
+                raise
     bar.close()
     model.eval()
     return history

@@ -101,6 +101,26 @@ def test_on_step_sees_every_step_with_its_gradients():
     assert all(n > 0 for n in norms) and len(set(norms)) > 1
 
 
+def test_on_epoch_sees_each_finished_epoch_and_can_stop_the_fit():
+    train, val = digits()
+    model = mlp()
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(epoch, history):
+        seen.append((epoch, len(history), history.val_acc[epoch]))
+        if epoch == 1:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        fit(model, train, val, 5, sgd(model), progress=False, on_epoch=on_epoch)
+    assert [(epoch, length) for epoch, length, _ in seen] == [(0, 1), (1, 2)]
+    assert all(0 <= acc <= 1 for *_, acc in seen)
+    assert not model.training
+
+
 def test_a_plain_dataloader_works_too():
     seed_everything(0)
     x = torch.tensor(DIGITS.x[:N_TRAIN, None] / 255, dtype=torch.float32)
