@@ -58,6 +58,10 @@ COINCIDENCES = {
     "if scheduler is not None:",
     "nn.functional.cross_entropy(model(x), y).backward()",
     "for p, q in zip(a.parameters(), b.parameters()))",
+    # scikit-learn imports: course_lib.data.split and check_param_grid use what notebook 05's
+    # split answer and parameter-grid hidden test use
+    "from sklearn.model_selection import train_test_split",
+    "from sklearn.model_selection import ParameterGrid",
 }
 
 STUDENT_FILES = {".course-student-dist.json", ".gitignore", "Makefile", "README.md", "pyproject.toml",
