@@ -7,6 +7,7 @@
 | ``COURSE_CACHE_DIR``| where decoded arrays and downloads are kept         | ``~/.cache/course_lib``    |
 | ``COURSE_DEVICE``   | force ``cuda``, ``mps`` or ``cpu``                  | best available             |
 | ``COURSE_RESULTS_DIR`` | where notebooks write their results as JSON      | not written                |
+| ``COURSE_CHECKPOINT_DIR`` | where trained models are kept for later notebooks | ``<cache dir>/checkpoints`` |
 """
 from __future__ import annotations
 
@@ -42,6 +43,14 @@ def data_dir() -> Path:
     if os.environ.get("COURSE_DATA_DIR"):
         return Path(os.environ["COURSE_DATA_DIR"]).expanduser()
     return cache_dir() / "data"
+
+
+def checkpoint_dir() -> Path:
+    """Folder where notebooks keep trained models that later notebooks load (created on demand):
+    ``COURSE_CHECKPOINT_DIR``, else ``<cache dir>/checkpoints``."""
+    path = Path(os.environ.get("COURSE_CHECKPOINT_DIR") or cache_dir() / "checkpoints").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def seed_everything(seed: int = 0) -> None:
