@@ -1,5 +1,6 @@
 """nbgrader settings for the course: solutions/ is nbgrader's source, notebooks/ its release."""
 import os
+import re
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
@@ -8,7 +9,9 @@ c.CourseDirectory.course_id = "dl-images"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 # SQLite by default; point NBGRADER_DB_URL at PostgreSQL (postgresql://user@host/gradebook) for a class.
-c.CourseDirectory.db_url = os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db"))
+# (postgresql:// goes through psycopg 3, which the course installs, instead of SQLAlchemy's default psycopg2.)
+c.CourseDirectory.db_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://",
+                                  os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")))
 # Full mode trains for up to ten minutes in one cell.
 c.ExecutePreprocessor.timeout = 1800
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

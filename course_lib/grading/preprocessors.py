@@ -20,18 +20,18 @@ import json
 import os
 import re
 import secrets
-import shutil
-import sys
+import time
 from pathlib import Path
 
-from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
-from traitlets import Bool, Dict, Integer, List, Unicode
+from traitlets import Bool, Integer
+
+from course_lib.grading.sandbox import Limits, SandboxedKernelManager
 
 REPORT_SUFFIX = ".integrity.json"
 NOTE_MARKER = "course-integrity-note"
@@ -108,42 +108,6 @@ class RestoreCellMetadata(NbGraderPreprocessor):
         return findings
 
 
-class SandboxedKernelManager(AsyncKernelManager):
-    """Starts the kernel inside bubblewrap: the course folder and the course's checkout are hidden
-    (only the notebook's own folder, the installed environment and the data stay visible), the
-    gradebook's address is removed from the environment, and the kernel gets its own /tmp and PIDs."""
-
-    hidden = List(Unicode(), help="folders the kernel must not see").tag(config=True)
-    visible = List(Unicode(), help="folders inside hidden ones that stay readable").tag(config=True)
-    workdir = Unicode(help="the submission's folder, writable").tag(config=True)
-    environment = Dict(help="variables set in the sandbox (paths resolved, so that links into a hidden "
-                            "folder still lead somewhere)").tag(config=True)
-
-    def format_kernel_cmd(self, extra_arguments=None):
-        command = super().format_kernel_cmd(extra_arguments)
-        self.kernel_spec.interrupt_mode = "message"  # a signal would reach bwrap, not the kernel
-        bwrap = shutil.which("bwrap")
-        if bwrap is None:
-            raise RuntimeError("bubblewrap (bwrap) is needed to grade in a sandbox: install it "
-                               "(Debian/Ubuntu: apt-get install bubblewrap), or set "
-                               "c.GuardedExecute.sandbox = False to grade without isolation "
-                               "(students' code could then read solutions/ and the gradebook)")
-        args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        for folder in self.hidden:
-            args += ["--tmpfs", folder]
-        for folder in [*self.visible, sys.prefix, os.path.realpath(self.connection_file)]:
-            if os.path.exists(folder):
-                args += ["--ro-bind", folder, folder]
-        args += ["--bind", self.workdir, self.workdir, "--chdir", self.workdir,
-                 "--setenv", "HOME", "/tmp/home", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
-                 "--dir", "/tmp/home", "--dir", "/tmp/matplotlib",
-                 *[arg for name, value in self.environment.items() for arg in ("--setenv", name, value)],
-                 "--unsetenv", "NBGRADER_DB_URL", "--unsetenv", "JPY_PARENT_PID",  # its PID is not in the sandbox
-                 "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session", "--die-with-parent", "--"]
-        self.log.debug("kernel command: %s", args + command)
-        return args + command
-
-
 def locked_aliases(nb) -> dict:
     """Names the locked cells bind with ``import``: name -> [module, attribute or None]."""
     aliases = {}
@@ -184,13 +148,22 @@ class GuardedExecute(Execute):
 
     sandbox = Bool(True, help="run the kernel in a bubblewrap sandbox").tag(config=True)
     probe_timeout = Integer(60, help="seconds the kernel has to answer the integrity check").tag(config=True)
+    notebook_timeout = Integer(7200, help="seconds the whole notebook may run (each cell also has `timeout`); "
+                                          "the cells after that are not run and score 0").tag(config=True)
+    memory_limit = Integer(Limits.memory, help="bytes of data each process of the kernel may hold").tag(config=True)
+    process_limit = Integer(Limits.processes, help="processes and threads the kernel may run at once").tag(config=True)
+    output_limit = Integer(20 * 1024 ** 2, help="bytes of output the notebook may produce (text, images); "
+                                                "beyond that its output is dropped").tag(config=True)
 
     def preprocess(self, nb, resources, km=None):
         self._findings = list(nb.metadata.pop("course_integrity", {}).get("cells", []))
         self._tampered = None
         self._aliases = locked_aliases(nb)
         self._snapshot_taken = False
-        self._unresponsive = False
+        self._stopped = None       # why the cells after this point are not run
+        self._deadline = time.monotonic() + self.notebook_timeout
+        self._output_bytes, self._output_dropped, self._probing = 0, False, False
+        self._cell_timeout = self.timeout
         workdir = resources.get("metadata", {}).get("path") or os.getcwd()
         own_kernel = self.sandbox and km is None
         if own_kernel:
@@ -198,10 +171,14 @@ class GuardedExecute(Execute):
         try:
             nb, resources = super().preprocess(nb, resources, km=km)
         finally:  # nbclient shuts down only the kernels of managers it made itself
+            self.timeout = self._cell_timeout
             if own_kernel and self.km is not None:
                 self._cleanup_kernel()
         if self._tampered is None and not self._snapshot_taken:
             self._findings.append("no cell ran: the integrity check could not start")
+        if self._output_dropped:
+            self._findings.append(f"the notebook printed or displayed more than {self.output_limit / 2 ** 20:g} MiB: "
+                                  "the output beyond that was dropped (the cells still ran and were graded)")
         self._report(nb, resources, workdir)
         return nb, resources
 
@@ -215,16 +192,24 @@ class GuardedExecute(Execute):
         if (package.parent / "solutions").exists():  # course_lib imported from the course's checkout
             hidden.add(str(package.parent))
         data, cache = str(data_dir().resolve()), str(cache_dir().resolve())
+        limits = Limits(memory=self.memory_limit, processes=self.process_limit)
         km = SandboxedKernelManager(kernel_name=self.kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python3"),
                                     hidden=sorted(hidden), visible=[str(package), data, cache], workdir=workdir,
-                                    environment={"COURSE_DATA_DIR": data, "COURSE_CACHE_DIR": cache}, config=self.config)
+                                    environment={"COURSE_DATA_DIR": data, "COURSE_CACHE_DIR": cache}, limits=limits,
+                                    config=self.config)
         return km
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-        if self._unresponsive:  # the kernel no longer answers the grader: nothing after this is run
+        remaining = self._deadline - time.monotonic()
+        if self._stopped is None and remaining <= 0:
+            self._stop(f"the notebook reached its time limit ({self.notebook_timeout} s)", cell, cell_index)
+        if self._stopped is not None:  # nothing after this is run; a graded cell scores 0
             cell.outputs = []
+            if utils.is_grade(cell):
+                cell.outputs.append(new_output("error", ename="NotRun", evalue=self._stopped,
+                                               traceback=[f"NotRun: this cell was not run: {self._stopped}"]))
             return self._zero_if_graded(cell)
         if not self._snapshot_taken:
             self._snapshot_taken = True
@@ -233,15 +218,31 @@ class GuardedExecute(Execute):
                 f"_course_state.take_snapshot({self._aliases!r})\ndel _course_state", cell_index)
             if problem:
                 self._tamper(f"the integrity check could not start: {problem}", cell, cell_index)
+        self.timeout = max(1, min(self._cell_timeout or remaining, int(remaining)))
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         except DeadKernelError:
-            self._unresponsive = True
-            self._tamper("the kernel died while running it (os._exit, a crash or a killed process)", cell, cell_index)
             cell.outputs.append(new_output("error", ename="DeadKernelError", evalue="the kernel died",
                                            traceback=["DeadKernelError: the kernel died while running this cell"]))
+            self._stop(self._why_dead(), cell, cell_index)
             return self._zero_if_graded(cell)
-        if self._tampered is None:
+        except CellTimeoutError:  # the kernel stopped sending its output (stuck, or forked copies of it)
+            cell.outputs.append(new_output("error", ename="CellTimeoutError", evalue="the kernel stopped answering",
+                                           traceback=["CellTimeoutError: the kernel stopped answering while running "
+                                                      "this cell"]))
+            self._stop(self._why_dead("stopped answering"), cell, cell_index)
+            return self._zero_if_graded(cell)
+        finally:
+            self.timeout = self._cell_timeout
+        cap = getattr(self.km, "process_cap", None)
+        if cap is not None and cap.hits():  # a fork bomb: the sandbox is stopped before it does more
+            cap.kill()
+            self._stop(f"it tried to start more than {self.process_limit} processes (a fork bomb?): "
+                       "the kernel was stopped", cell, cell_index)
+            return self._zero_if_graded(cell)
+        if self._stopped is None and time.monotonic() >= self._deadline:
+            self._stop(f"the notebook reached its time limit ({self.notebook_timeout} s) in this cell", cell, cell_index)
+        if self._stopped is None and self._tampered is None:
             nonce = secrets.token_hex(16)
             changes = await self._run_guard_code(
                 "import course_lib.grading.kernel_state as _course_state\n"
@@ -253,6 +254,38 @@ class GuardedExecute(Execute):
                 if output.output_type == "stream" and output.name == "stderr":
                     output.name = "stdout"
         return self._zero_if_graded(cell)
+
+    def _why_dead(self, what: str = "died") -> str:
+        cap = getattr(self.km, "process_cap", None)
+        if cap is not None and cap.hits():
+            cap.kill()
+            return f"the kernel {what} after trying to start more than {self.process_limit} processes (a fork bomb?)"
+        if what == "died":
+            return "the kernel died while running it (os._exit, a crash, running out of memory or a killed process)"
+        return f"the kernel {what} while running it"
+
+    def output(self, outs, msg, display_id, cell_index):
+        """nbclient's handler for one output message, with the notebook's output capped at ``output_limit``."""
+        if self._probing:  # the grader's own check: neither counted nor dropped
+            return super().output(outs, msg, display_id, cell_index)
+        content = msg.get("content", {})
+        size = len(content.get("text", "")) + sum(len(str(v)) for v in content.get("data", {}).values())
+        self._output_bytes += size
+        if self._output_bytes > self.output_limit and msg["msg_type"] in ("stream", "display_data", "execute_result",
+                                                                          "update_display_data"):
+            if not self._output_dropped:
+                self._output_dropped = True
+                outs.append(new_output("stream", name="stdout", text=f"\n[the autograder dropped the output beyond "
+                                                                     f"{self.output_limit / 2 ** 20:g} MiB]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _stop(self, why: str, cell, cell_index: int) -> None:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        where = f"cell {cell_index + 1}" + (f" ({grade_id})" if grade_id else "")
+        self._stopped = f"{where}: {why}"
+        self._findings.append(f"{self._stopped}; the cells after it were not run and every autograded one scores 0")
+        self.log.warning("stopped at %s", self._stopped)
 
     def _zero_if_graded(self, cell):
         if self._tampered is not None and utils.is_grade(cell) and not utils.is_solution(cell):
@@ -274,18 +307,18 @@ class GuardedExecute(Execute):
         """Run the grader's own code in the kernel; returns None when all is well, else what went wrong
         (a string) or, with a ``nonce``, the list of changes the kernel reported."""
         probe, cell, timeout = new_code_cell(source), self.nb.cells[cell_index], self.timeout
-        self.timeout = self.probe_timeout
+        self.timeout, self._probing = self.probe_timeout, True
         try:
             await super().async_execute_cell(probe, cell_index, store_history=False)
         except Exception as err:  # the kernel died or stopped answering
-            self._unresponsive = True
+            self._stopped = self._stopped or "the kernel stopped answering the grader"
             return f"the kernel stopped answering the grader ({type(err).__name__})"
         finally:
-            self.timeout = timeout
+            self.timeout, self._probing = timeout, False
             self.nb.cells[cell_index] = cell  # nbclient stores the cell it ran at that index
         errors = [o for o in probe.outputs if o.output_type == "error"]
         if any(o.ename == "CellTimeoutError" for o in errors):
-            self._unresponsive = True
+            self._stopped = self._stopped or "the kernel stopped answering the grader"
             return "the kernel stopped answering the grader (no reply within the time limit)"
         if errors:
             return f"the grader's code failed in the kernel ({errors[0].ename}: {errors[0].evalue})"
