@@ -7,8 +7,9 @@
 #   scripts/dask_for_tests.sh stop              # stops the processes and deletes their folder
 #
 # Uses the `dask` command of the active environment (DASK=path/to/dask for another). The workers
-# inherit this shell's environment (COURSE_DATA_DIR, COURSE_CACHE_DIR; OMP_NUM_THREADS, default 1). Prints only the export line
-# when it works, and what failed (on stderr) when it does not. COURSE_TEST_DASK_PORT: first port to try.
+# inherit this shell's environment (COURSE_DATA_DIR, COURSE_CACHE_DIR; OMP_NUM_THREADS, default 1).
+# Prints only the export line when it works, and what failed (on stderr) when it does not.
+# COURSE_TEST_DASK_PORT: first port to try.
 set -euo pipefail
 
 fail() { echo "dask_for_tests.sh: $*" >&2; exit 1; }
