@@ -69,11 +69,12 @@ class ImageArrays:
 
 @dataclass
 class Splits:
-    """Train, validation and test parts of one dataset."""
+    """Train, validation and test parts of one dataset; ``origin`` says which copies they came from."""
 
     train: ImageArrays
     val: ImageArrays
     test: ImageArrays
+    origin: str = ""
 
     @property
     def class_names(self) -> list[str]:
@@ -210,9 +211,13 @@ def _find(name: str, candidates, download=None) -> ImageArrays:
     """First candidate that loads; else a download; else an error naming every place tried."""
     tried = []
     for description, path, load in candidates:
-        if path.exists():
+        if not path.exists():
+            tried.append(f"  - {description}: {path}")
+            continue
+        try:
             return load()
-        tried.append(f"  - {description}: {path}")
+        except RuntimeError as err:  # torchvision's folder from a download that did not finish
+            tried.append(f"  - {description}: {path} is there but incomplete ({err})")
     if download is not None and os.environ.get("COURSE_DOWNLOAD", "1") != "0":
         try:
             return download()
@@ -314,6 +319,71 @@ def _mnist_like(name: str, folder_name: str, split: str, class_names) -> ImageAr
     candidates.insert(0, (f"{name} arrays", npz, lambda: _npz(npz, class_names)))
     return _find(name, candidates, lambda: _torchvision(
         dataset_class, split == "train", cache_dir() / "torchvision", True, class_names))
+
+
+def mnist_splits(name: str = "mnist", val_fraction: float = 0.1, seed: int = 0) -> Splits:
+    """MNIST (``"mnist"``) or Fashion-MNIST (``"fashion_mnist"``) as train/validation/test, from the
+    copies that can be found or downloaded; ``origin`` says which ran.
+
+    - Both official sets (the test set has 1,000 images or more): the official test set, and
+      ``val_fraction`` of the training set (stratified) for validation.
+    - A training set but no usable test set (offline Fashion-MNIST holds 20 test images): the
+      training set split 80/10/10.
+    - No training set (offline MNIST holds only the official test set): the test set split 80/10/10.
+    """
+    loaders = {"mnist": (load_mnist, "MNIST"), "fashion_mnist": (load_fashion_mnist, "Fashion-MNIST")}
+    if name not in loaders:
+        raise ValueError(f"name must be one of {sorted(loaders)}, got {name!r}")
+    load, title = loaders[name]
+    found = {}
+    for part in ("train", "test"):
+        try:
+            found[part] = load(part)
+        except DatasetNotFoundError:
+            pass
+    train, test = found.get("train"), found.get("test")
+    if train is not None and test is not None and len(test) >= 1000:
+        fit, val = train_test_split(np.arange(len(train)), test_size=val_fraction, stratify=train.y, random_state=seed)
+        return Splits(train[np.sort(fit)], train[np.sort(val)], test,
+                      f"{title}: the official training set ({len(train):,} images, {val_fraction:.0%} of it held out "
+                      f"for validation) and the official test set ({len(test):,})")
+    if train is not None:
+        why = f"its test set here has only {len(test)} images" if test is not None else "no test set was found"
+        return _with_origin(split(train, (0.8, 0.1, 0.1), seed),
+                            f"{title}: {len(train):,} training images split 80/10/10 into train/validation/test ({why})")
+    if test is not None:
+        return _with_origin(split(test, (0.8, 0.1, 0.1), seed),
+                            f"{title}: no training set was found, so the official test set ({len(test):,} images) "
+                            "is split 80/10/10 into train/validation/test")
+    load("train")  # raises DatasetNotFoundError, naming every place it looked
+
+
+def _with_origin(splits: Splits, origin: str) -> Splits:
+    splits.origin = origin
+    return splits
+
+
+def load_muffin_chihuahua(image_size=64) -> ImageArrays:
+    """Photos of muffins and chihuahuas (two classes), every subset pooled, resized to ``image_size``.
+
+    Looks in ``<data dir>/muffin_chihuahua`` for a folder of ``<subset>/<class>/<image>`` (e.g. the
+    course's 150 photos in ``train/`` and ``validation/``), or for Kaggle's download
+    (``muffin-vs-chihuahua-image-classification.zip`` or ``archive.zip``, with ``train/`` and ``test/``)
+    there or in the data folder itself. Pooling the subsets suits k-fold cross-validation.
+    """
+    folder = data_dir() / "muffin_chihuahua"
+    archives = [place / name for place in (folder, data_dir())
+                for name in ("muffin-vs-chihuahua-image-classification.zip", "archive.zip")]
+    source = next((path for path in archives if path.is_file()), folder)
+    if not source.exists():
+        raise DatasetNotFoundError(
+            f"muffin vs chihuahua was not found. Looked for the folder {folder} and for Kaggle's zip at:\n"
+            + "\n".join(f"  - {path}" for path in archives)
+            + "\nDownload it from kaggle.com/datasets/samuelcortinhas/muffin-vs-chihuahua-image-classification "
+              f"into {folder}, or set COURSE_DATA_DIR.")
+    subsets = sorted(path.name for path in source.iterdir() if path.is_dir()) if source.is_dir() else ["train", "test"]
+    parts = [load_image_folder(source, subfolder=subset, image_size=image_size) for subset in subsets]
+    return ImageArrays(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]), parts[0].class_names)
 
 
 def load_digits() -> ImageArrays:
