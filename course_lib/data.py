@@ -22,8 +22,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from course_lib.errors import (CourseTypeError, CourseValueError, DatasetNotFoundError,  # noqa: F401 (re-exported)
-                               SkippedFileWarning)
+from course_lib.errors import CourseTypeError, CourseValueError, DatasetNotFoundError, SkippedFileWarning
 from course_lib.settings import cache_dir, data_dir, downloads_allowed
 from course_lib.validation import check_choice, check_int, check_number, check_path, check_seed, describe
 
