@@ -244,7 +244,11 @@ def _decode_image(data: bytes, size) -> np.ndarray:
 
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()
-        image = _rgb(ImageOps.exif_transpose(opened))
+        try:
+            upright = ImageOps.exif_transpose(opened)
+        except Exception:  # a broken EXIF block: keep the pixels as stored
+            upright = opened
+        image = _rgb(upright)
     if size is not None:
         image = image.resize((size[1], size[0]), Image.BILINEAR)
     return np.asarray(image)
@@ -306,6 +310,9 @@ def _iter_files(source: Path, skipped: list):
                         yield member.name, (lambda data=data: data)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
             skipped.append(f"the rest of {source.name}: the archive is damaged ({type(err).__name__}: {err})")
+    elif source.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+        raise DatasetNotFoundError(f"{source} is a damaged archive (cut short while downloading or copying?): "
+                                   f"nothing in it can be read; download or copy it again")
     else:
         raise CourseValueError(f"{source} is neither a folder nor a .zip or .tar(.gz) archive: unpack it, or "
                                f"give a folder of <class>/<image> files")

@@ -273,6 +273,9 @@ def test_archives_with_damage_keep_what_they_can(isolated_dirs):
         archive.writestr("c0/broken.png", b"junk")
     with pytest.warns(SkippedFileWarning, match="c0/broken.png"):
         assert len(data.load_image_folder(isolated_dirs / "set.zip")) == 6
+    (isolated_dirs / "cut.zip").write_bytes((isolated_dirs / "set.zip").read_bytes()[:-30])
+    with raises(DatasetNotFoundError, "cut.zip is a damaged archive", "again"):
+        data.load_image_folder(isolated_dirs / "cut.zip")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         archive.add(tree, arcname="set")
