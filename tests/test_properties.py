@@ -46,7 +46,6 @@ SMALL = st.one_of(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
                   st.sampled_from([-1, 0, 10**7, 2.0, 2.5, True, None, "3"]))
 SEEDS = st.one_of(st.integers(0, 2**32 - 1), st.integers(-5, 2**32 + 5),
                   st.sampled_from([0, 2**32 - 1, 1.5, 3.0, "7", True, None]))
-torch.set_num_threads(1)
 
 
 def outcome(call, *args, **kwargs):
@@ -67,8 +66,10 @@ def valid_seed(seed) -> bool:
 
 @pytest.fixture(autouse=True, scope="module")
 def isolated(tmp_path_factory):
-    """CPU, empty data and cache folders, no downloads, fast mode off: once for the module."""
+    """CPU (one thread: tiny models), empty data and cache folders, no downloads, fast mode off."""
     root = tmp_path_factory.mktemp("properties")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COURSE_DEVICE", "cpu")
         patch.setenv("COURSE_DATA_DIR", str(root / "data"))
@@ -76,6 +77,7 @@ def isolated(tmp_path_factory):
         patch.setenv("COURSE_DOWNLOAD", "0")
         patch.delenv("COURSE_FAST", raising=False)
         yield
+    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------------------------
