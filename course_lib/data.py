@@ -51,7 +51,8 @@ class ImageArrays:
 
     def __post_init__(self):
         if isinstance(self.class_names, (str, bytes)) or not isinstance(self.class_names, Iterable):
-            raise CourseTypeError(f"class_names must be a list of names, one per label, got {describe(self.class_names)}")
+            raise CourseTypeError(f"class_names must be a list of names, one per label, got "
+                                  f"{describe(self.class_names)}")
         self.class_names = [str(name) for name in self.class_names]
         self.x, self.y = _as_array("x (the images)", self.x), _as_array("y (the labels)", self.y)
         if self.x.ndim == 0 or self.y.ndim != 1:

@@ -45,7 +45,8 @@ def _check_constants(loss, **constants) -> None:
     except (TypeError, ValueError):
         view = np.zeros(0)
     if view.shape != (2, 2) or not np.all(np.isfinite(view)) or not np.all(view[:, 0] < view[:, 1]):
-        raise CourseValueError(f"view must be ((x_min, x_max), (y_min, y_max)) with min < max, got {describe(loss.view)}")
+        raise CourseValueError(f"view must be ((x_min, x_max), (y_min, y_max)) with min < max, got "
+                               f"{describe(loss.view)}")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ def plot_history(history, title: str | None = None):
     curves = _curves("history", history)
     if not any(len(curves.get(key, [])) for key in CURVES):
         raise CourseValueError(f"history has no values for any of {', '.join(CURVES)} (keys: "
-                               f"{', '.join(map(str, curves)) or 'none'}): pass what fit returned, after at least one epoch")
+                               f"{', '.join(map(str, curves)) or 'none'}): pass what fit returned, after at least "
+                               f"one epoch")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
         for part, style in (("train", "-"), ("val", "--")):
@@ -177,7 +178,8 @@ def _curves(name: str, history) -> dict:
     if hasattr(history, "as_dict"):
         history = history.as_dict()
     if not isinstance(history, Mapping):
-        raise CourseTypeError(f"{name} must be a History (what fit returns) or a dict of lists, got {describe(history)}")
+        raise CourseTypeError(f"{name} must be a History (what fit returns) or a dict of lists, got "
+                              f"{describe(history)}")
     return dict(history)
 
 

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from numbers import Integral, Real
 from pathlib import Path
 
-from course_lib.errors import CourseFileNotFoundError, CourseTypeError, CourseValueError, FolderError, SkippedFileWarning
+from course_lib.errors import (CourseFileNotFoundError, CourseTypeError, CourseValueError, FolderError,
+                               SkippedFileWarning)
 from course_lib.validation import describe
 
 
@@ -32,7 +33,8 @@ def write_results(notebook: str, numbers: dict) -> Path | None:
     """
     if not isinstance(notebook, str) or not notebook.strip() or any(c in notebook for c in "/\\\0") \
             or notebook in (".", ".."):
-        raise CourseValueError(f"notebook must be the notebook's name, e.g. '03_building_cnns', got {describe(notebook)}")
+        raise CourseValueError(f"notebook must be the notebook's name, e.g. '03_building_cnns', got "
+                               f"{describe(notebook)}")
     if not isinstance(numbers, Mapping):
         raise CourseTypeError(f"numbers must be a dict of name -> number, got {describe(numbers)}")
     clean = {}

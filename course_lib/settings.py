@@ -126,9 +126,10 @@ def get_device(preferred: str | None = None):
         device = None
     if device is None or device.type not in _DEVICES:
         error = SettingError if source == "COURSE_DEVICE" else CourseValueError
+        unset = " (or unset it to pick the best)" if source == "COURSE_DEVICE" else ""
         raise error(f"{source} is {str(choice)!r}, which is not a device course_lib can use: use one of "
                     f"{', '.join(_DEVICES)} (optionally with an index, e.g. 'cuda:1'); available here: "
-                    f"{', '.join(available)}" + (" (or unset it to pick the best)" if source == "COURSE_DEVICE" else ""))
+                    f"{', '.join(available)}{unset}")
     if device.type not in available:
         raise CourseRuntimeError(
             f"device {str(choice)!r} was asked for ({source}) but is not available here; "

@@ -899,7 +899,8 @@ class _NonFiniteCheck:
             inputs = "inputs that hold NaN or inf"
         else:
             state = "the model keeps the weights from before that step"
-            inputs = ("this batch's images hold NaN or inf (the cause: clean the data)" if not bool(torch.isfinite(x).all())
+            inputs = ("this batch's images hold NaN or inf (the cause: clean the data)"
+                      if not bool(torch.isfinite(x).all())
                       else "inputs that hold NaN or inf (not this batch's: its images are finite)")
         return NonFiniteLossError(
             f"the training loss is {value} at epoch {epoch + 1}/{self.epochs}, step {step + 1}{of_steps}: training "

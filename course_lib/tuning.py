@@ -211,9 +211,9 @@ def open_study(name: str, *, storage=None, direction: str = "maximize", sampler=
     for what, value, kind in (("sampler", sampler, optuna.samplers.BaseSampler),
                               ("pruner", pruner, optuna.pruners.BasePruner)):
         if value is not None and not isinstance(value, kind):
-            raise CourseTypeError(f"{what} must be an Optuna {what} (e.g. optuna.{kind.__module__.split('.')[1]}."
-                                  f"{'TPESampler' if what == 'sampler' else 'MedianPruner'}()) or None, got "
-                                  f"{describe(value)}" + (": call it to build one" if isinstance(value, type) else ""))
+            build = ": call it to build one" if isinstance(value, type) else ""
+            raise CourseTypeError(f"{what} must be an Optuna {what} or None (e.g. optuna.samplers.TPESampler(), "
+                                  f"optuna.pruners.MedianPruner()), got {describe(value)}{build}")
     if not isinstance(storage, optuna.storages.BaseStorage):
         storage = open_storage(storage, heartbeat=heartbeat)
     where = describe_storage(storage)
@@ -221,8 +221,9 @@ def open_study(name: str, *, storage=None, direction: str = "maximize", sampler=
         study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler,
                                     pruner=pruner, load_if_exists=True)
     if study.directions != [optuna.study.StudyDirection[direction.upper()]]:
-        raise CourseValueError(f"study {name} in {where} was created to {study.direction.name.lower()}, not to {direction}: "
-                         f"ask for direction {study.direction.name.lower()!r} or choose another study name")
+        created = study.direction.name.lower()
+        raise CourseValueError(f"study {name} in {where} was created to {created}, not to {direction}: ask for "
+                               f"direction {created!r} or choose another study name")
     trials = study.get_trials(deepcopy=False)
     if not trials:
         print(f"new study {name} in {where}")
@@ -332,7 +333,8 @@ def load_objective(spec: str):
     """The function named by ``"path/to/file.py:function"`` or ``"package.module:function"``."""
     where, sep, name = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
     if not sep or not where or not name:
-        raise CourseValueError(f"objective {spec!r} should look like path/to/file.py:function or package.module:function")
+        raise CourseValueError(f"objective {spec!r} should look like path/to/file.py:function or "
+                               f"package.module:function")
     if where.endswith(".py") or os.sep in where or "/" in where:
         path = Path(where)
         if not path.is_file():

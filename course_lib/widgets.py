@@ -73,7 +73,8 @@ def show_feature_maps(maps, row_names=None, col_names=None, inputs=None, scale: 
     if n * (f + (inputs is not None)) > MAX_IMAGES:
         raise CourseValueError(f"{n} images x {f} filters is more than the {MAX_IMAGES} panels one figure can show: "
                                f"pass fewer, e.g. maps[:4, :16]")
-    for names, count, what in ((row_names, n, "row_names (one per image)"), (col_names, f, "col_names (one per filter)")):
+    for names, count, what in ((row_names, n, "row_names (one per image)"),
+                               (col_names, f, "col_names (one per filter)")):
         if names is not None and (isinstance(names, str) or len(names) != count):
             raise CourseValueError(f"{what} must hold {count} names, got {describe(names)}")
     scale = check_number("scale", scale, low=0, high=10, low_open=True, hint="inches per panel")
@@ -259,7 +260,8 @@ class PathExplorer:
     def __init__(self, make_paths, losses: dict, steps: int = 60, display_width: int = 640):
         import ipywidgets as w
 
-        check_callable("make_paths", make_paths, example="make_paths(loss, start, sgd_lr, momentum, adam_lr, betas, steps)")
+        check_callable("make_paths", make_paths,
+                       example="make_paths(loss, start, sgd_lr, momentum, adam_lr, betas, steps)")
         if not isinstance(losses, dict) or not losses or not all(
                 all(hasattr(loss, name) for name in ("view", "start", "minimum", "grad")) for loss in losses.values()):
             raise CourseTypeError(f"losses must be a dict of name -> loss from course_lib.landscapes (Quadratic(), "
