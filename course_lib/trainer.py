@@ -652,21 +652,22 @@ def _read_checkpoint(path: Path) -> dict:
 
 
 def _check_checkpoint_model(path: Path, checkpoint: dict, model: nn.Module) -> None:
-    """Raise ``CheckpointError`` unless the checkpoint's weights fit ``model`` exactly."""
+    """Raise ``CheckpointError`` unless the checkpoint's weights fit ``model`` exactly (whatever its
+    class is called: a subclass or a renamed copy with the same layers loads)."""
     saved, mine, yours = checkpoint["model"], model.state_dict(), type(model).__name__
     saved_class = checkpoint.get("model_class")
-    if saved_class is not None and saved_class != yours:
+    missing, unexpected = [k for k in mine if k not in saved], [k for k in saved if k not in mine]
+    wrong = [(k, tuple(saved[k].shape), tuple(mine[k].shape)) for k in mine
+             if k in saved and isinstance(saved[k], torch.Tensor) and saved[k].shape != mine[k].shape]
+    if (missing or unexpected or wrong) and saved_class is not None and saved_class != yours:
         raise CheckpointError(f"this checkpoint ({path}) holds {_a(saved_class)}; you passed {_a(yours)}: build "
                               f"{_a(saved_class)} with the arguments it was saved with and load into that")
-    missing, unexpected = [k for k in mine if k not in saved], [k for k in saved if k not in mine]
     if missing or unexpected:
         raise CheckpointError(
             f"the weights in {path} do not fit this {yours}: {len(unexpected)} of the checkpoint's {len(saved)} "
             f"tensors have no place in it (e.g. {', '.join(unexpected[:3]) or 'none'}) and {len(missing)} of its "
             f"{len(mine)} are not in the checkpoint (e.g. {', '.join(missing[:3]) or 'none'}): was it saved from "
             f"another model class? Load it into the model it was saved from")
-    wrong = [(k, tuple(saved[k].shape), tuple(mine[k].shape)) for k in mine
-             if isinstance(saved[k], torch.Tensor) and saved[k].shape != mine[k].shape]
     if wrong:
         (key, there, here), more = wrong[0], f" (and {len(wrong) - 1} more tensors)" if len(wrong) > 1 else ""
         raise CheckpointError(

@@ -536,6 +536,11 @@ def test_old_checkpoints_and_plain_state_dicts(tmp_path):
     assert torch.equal(restored.head[2].weight, fast.head[2].weight)
     torch.save(fast.state_dict(), tmp_path / "plain.pt")
     assert trainer.load_checkpoint(tmp_path / "plain.pt", models.FastCIFARNet()) is None
+    class Renamed(models.FastCIFARNet):
+        pass
+
+    trainer.save_checkpoint(tmp_path / "fast.pt", fast)
+    assert trainer.load_checkpoint(tmp_path / "fast.pt", Renamed()) is None       # the same layers load
     torch.save(fast, tmp_path / "pickled.pt")
     with raises(CheckpointError, "whole pickled object", "save_checkpoint(path, model)"):
         trainer.load_checkpoint(tmp_path / "pickled.pt", models.FastCIFARNet())
