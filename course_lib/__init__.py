@@ -8,6 +8,8 @@
 - ``models``: the course's classifiers; ``widgets``: interactive explorers
 - ``landscapes``: two-dimensional losses for watching optimizers move
 - ``notebook``: the set-up and summary cells; ``results``: recorded numbers
+- ``errors``: the errors a user can act on (``CourseError`` and its kinds); ``validation``: the
+  checks public functions run on their arguments first
 """
 from course_lib.notebook import setup_notebook
 from course_lib.settings import fast_or_full, get_device, is_fast, seed_everything

@@ -10,6 +10,8 @@
 """
 import sys
 
+from course_lib.errors import CourseError
+
 USAGE = ("usage: python -m course_lib results RESULTS_DIR | integrity ASSIGNMENT [COURSE_DIR]"
          " | grade ASSIGNMENT [options, see grade --help] | tune STUDY --objective SPEC --trials N [options, see tune --help]")
 
@@ -17,7 +19,10 @@ command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else (None, [])
 if command == "results" and len(args) == 1:
     from course_lib.results import table
 
-    print(table(args[0]))
+    try:
+        print(table(args[0]))
+    except CourseError as err:
+        sys.exit(f"error: {err}")
 elif command == "integrity" and len(args) in (1, 2):
     from course_lib.grading.report import integrity_table
 

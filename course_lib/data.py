@@ -11,32 +11,38 @@ import hashlib
 import io
 import os
 import tarfile
+import warnings
 import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from course_lib.settings import cache_dir, data_dir
+from course_lib.errors import CourseTypeError, CourseValueError, DatasetNotFoundError, SkippedFileWarning
+from course_lib.settings import cache_dir, data_dir, downloads_allowed
+from course_lib.validation import check_choice, check_int, check_number, check_path, check_seed, describe
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+NOT_DATA = {"thumbs.db", "desktop.ini", "__macosx"}  # what file managers leave in folders
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """No copy of a dataset was found and none could be downloaded."""
 
 
 @dataclass
 class ImageArrays:
     """Images with labels.
 
-    - x: uint8 array, (N, H, W, C) for colour or (N, H, W) for grayscale
+    - x: uint8 array, (N, H, W, C) for colour or (N, H, W) for grayscale (any array with N rows works)
     - y: int64 array (N,), values in [0, len(class_names))
     - class_names: one name per label
+
+    Index with a slice, an index array or a boolean mask to get a part (``data[:100]``); arrays and
+    tensors are turned into NumPy arrays, integer labels into int64.
     """
 
     x: np.ndarray
@@ -44,21 +50,44 @@ class ImageArrays:
     class_names: list[str]
 
     def __post_init__(self):
+        if isinstance(self.class_names, (str, bytes)) or not isinstance(self.class_names, Iterable):
+            raise CourseTypeError(f"class_names must be a list of names, one per label, got "
+                                  f"{describe(self.class_names)}")
         self.class_names = [str(name) for name in self.class_names]
+        self.x, self.y = _as_array("x (the images)", self.x), _as_array("y (the labels)", self.y)
+        if self.x.ndim == 0 or self.y.ndim != 1:
+            raise CourseValueError(f"ImageArrays needs x with one row per image and y of shape (N,), got x "
+                                   f"{describe(self.x)} and y {describe(self.y)}")
         if len(self.x) != len(self.y):
-            raise ValueError(f"{len(self.x)} images but {len(self.y)} labels")
+            raise CourseValueError(f"{len(self.x)} images but {len(self.y)} labels: give one label per image")
+        if self.y.dtype.kind not in "iub":
+            raise CourseTypeError(f"labels must be integer class indices, got {describe(self.y)}: convert whole "
+                                  f"numbers with y.astype(np.int64)")
+        self.y = self.y.astype(np.int64, copy=False)
+        if len(self.y) and (self.y.min() < 0 or self.y.max() >= len(self.class_names)):
+            raise CourseValueError(
+                f"labels run from {self.y.min()} to {self.y.max()} but there are {len(self.class_names)} class names, "
+                f"so labels must lie in 0..{len(self.class_names) - 1}: give one name per class, in label order")
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, index) -> ImageArrays:
-        return ImageArrays(self.x[index], self.y[index], self.class_names)
+        if isinstance(index, (int, np.integer)):
+            raise CourseTypeError(f"ImageArrays[{index}] would be one image: use data.x[{index}] and data.y[{index}], "
+                                  f"or data[{index}:{index} + 1] for ImageArrays of one")
+        try:
+            return ImageArrays(self.x[index], self.y[index], self.class_names)
+        except IndexError as err:
+            raise CourseValueError(f"cannot index {len(self)} images with {describe(index)}: {err}") from None
 
     def sample(self, n: int | None, seed: int = 0) -> ImageArrays:
         """A stratified random subset of ``n`` images (all of them when ``n`` is None or too big)."""
+        n = None if n is None else check_int("n", n, low=1, hint="the number of images to keep, or None for all")
+        seed = check_seed("seed", seed)
         if n is None or n >= len(self):
             return self
-        index, _ = train_test_split(np.arange(len(self)), train_size=n, stratify=self.y, random_state=seed)
+        index, _ = _stratified(np.arange(len(self)), self.y, seed, f"a sample of {n}", train_size=n)
         return self[np.sort(index)]
 
     def as_float(self, flatten: bool = False) -> np.ndarray:
@@ -87,13 +116,37 @@ class Splits:
 
 def split(data: ImageArrays, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> Splits:
     """Stratified train/validation/test split with fixed ``seed`` (the same seed gives the same split)."""
-    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
-        raise ValueError(f"fractions must be three positive numbers that sum to 1, got {fractions}")
+    if not isinstance(data, ImageArrays):
+        raise CourseTypeError(f"split takes ImageArrays (images with labels), got {describe(data)}: "
+                              f"build one with ImageArrays(x, y, class_names)")
+    try:
+        fractions = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        fractions = None
+    if fractions is None or len(fractions) != 3 or not np.all(np.isfinite(fractions)) \
+            or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
+        raise CourseValueError(f"fractions must be three positive numbers that sum to 1 (train, validation, "
+                               f"test), got {describe(fractions)}; for example (0.8, 0.1, 0.1)")
+    seed = check_seed("seed", seed)
     index = np.arange(len(data))
-    train, rest = train_test_split(index, train_size=fractions[0], stratify=data.y, random_state=seed)
+    train, rest = _stratified(index, data.y, seed, f"a {fractions[0]:g} training part", train_size=fractions[0])
     val_share = fractions[1] / (fractions[1] + fractions[2])
-    val, test = train_test_split(rest, train_size=val_share, stratify=data.y[rest], random_state=seed)
+    val, test = _stratified(rest, data.y[rest], seed, f"validation and test parts (the images left of {len(data)} "
+                                                                 f"after the training part)", train_size=val_share)
     return Splits(data[np.sort(train)], data[np.sort(val)], data[np.sort(test)])
+
+
+def _stratified(index, y, seed: int, what: str, **size):
+    """``train_test_split(index, **size)`` stratified by ``y``; a clear error when the classes are too small."""
+    try:
+        return train_test_split(index, **size, stratify=y, random_state=seed)
+    except ValueError as err:
+        counts = np.bincount(y) if len(y) else np.zeros(0, int)
+        counts = counts[counts > 0]
+        raise CourseValueError(
+            f"cannot take {what} from {len(y)} images of {len(counts)} classes (the smallest has "
+            f"{counts.min() if len(counts) else 0}) with every class on both sides ({err}): every class needs at least "
+            f"2 images, and each part at least one image per class; use more images or larger parts") from None
 
 
 # ---------------------------------------------------------------- image folders and archives
@@ -107,14 +160,36 @@ def load_image_folder(source, subfolder: str | None = None, image_size=None) -> 
 
     - image_size: int or (height, width) to resize to; needed when the images differ in size.
 
+    Photos of any size and mode load as RGB: the EXIF orientation is applied, grayscale, palette,
+    CMYK and 16-bit images are converted, and transparent parts become white. A file that cannot
+    be read as an image (damaged, truncated, or not an image at all), or that lies outside the
+    class folders, is left out with one ``SkippedFileWarning`` naming it; the load fails only when
+    no image is left.
+
     Returns ImageArrays with x of shape (N, H, W, 3).
     """
-    source = Path(source).expanduser()
+    source = check_path("source", source)
+    if subfolder is not None:
+        if not isinstance(subfolder, str) or not subfolder.strip("/"):
+            raise CourseTypeError(f"subfolder must be the name of a folder inside {source} (e.g. 'train'), "
+                                  f"or None, got {describe(subfolder)}")
+        subfolder = subfolder.strip("/")
+    size = _image_size(image_size)
     if not source.exists():
-        raise DatasetNotFoundError(f"no image folder or archive at {source}")
-    size = (image_size, image_size) if isinstance(image_size, int) else image_size
-    key = f"{source.resolve()}|{_fingerprint(source)}|{subfolder}|{size}"
-    return _cached(f"folder-{source.name}", key, lambda: _decode_folder(source, subfolder, size))
+        raise DatasetNotFoundError(f"no image folder or archive at {source}: check the path (relative to "
+                                   f"{Path.cwd()}), or use a folder of <class>/<image> files, a .zip or a .tar.gz")
+    key = f"v2|{source.resolve()}|{_fingerprint(source)}|{subfolder}|{size}"
+    return _cached(f"folder-{source.name}", key, lambda: _decode_folder(source, subfolder, size), source)
+
+
+def _image_size(image_size) -> tuple[int, int] | None:
+    """None, or (height, width) from an int or a pair of ints."""
+    if image_size is None:
+        return None
+    hint = "give one whole number for square images (image_size=64) or (height, width)"
+    if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        return tuple(check_int("image_size", side, low=1, hint=hint) for side in image_size)
+    return (check_int("image_size", image_size, low=1, hint=hint),) * 2
 
 
 def _fingerprint(path: Path) -> str:
@@ -122,52 +197,104 @@ def _fingerprint(path: Path) -> str:
     return hashlib.sha1("".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()
 
 
-def _decode_folder(source: Path, subfolder, size) -> ImageArrays:
+def _decode_folder(source: Path, subfolder, size) -> tuple[ImageArrays, list[str]]:
+    """The images under ``source``'s class folders, and the files left out (each "path: reason")."""
+    images, others, skipped = [], [], []  # (path parts, reader) of image files and of other files
+    for path, read in _iter_files(source, skipped):
+        parts = PurePosixPath(path).parts
+        if any(part.startswith(".") or part.lower() in NOT_DATA for part in parts):
+            continue
+        (images if PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES else others).append((parts, read))
+    if not images:
+        raise DatasetNotFoundError(f"{source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                                   + _listed("; files left out", skipped))
+    root = _root([parts for parts, _ in images], subfolder, source)
+    depth = len(root) + 2  # root/<class>/<image>
+    below = lambda entries: [(parts, read) for parts, read in entries if parts[:len(root)] == root]  # noqa: E731
+    images, others = below(images), below(others)
+    skipped += [f"{'/'.join(parts)}: not in a class folder" for parts, _ in images if len(parts) != depth]
+    skipped += [f"{'/'.join(parts)}: not an image ({PurePosixPath(*parts).suffix or 'no suffix'})"
+                for parts, _ in others if len(parts) == depth]
+    images = sorted(((parts, read) for parts, read in images if len(parts) == depth), key=lambda entry: entry[0])
+    class_names = sorted({parts[-2] for parts, _ in images})
+    label = {name: i for i, name in enumerate(class_names)}
+    pixels, labels, names = [], [], []
+    for parts, read in images:
+        try:
+            pixels.append(_decode_image(read(), size))
+        except Exception as err:  # PIL's errors for damaged, truncated and non-image files vary
+            skipped.append(f"{'/'.join(parts)}: not a readable image ({type(err).__name__}: {err})")
+            continue
+        labels.append(label[parts[-2]])
+        names.append("/".join(parts))
+    if not pixels:
+        raise DatasetNotFoundError(f"none of the {len(images)} image files in {source} could be read"
+                                   + _listed("", skipped) + "\nReplace them, or point at another folder or archive.")
+    shapes = Counter(image.shape[:2] for image in pixels)
+    if len(shapes) > 1:
+        (common, _), (other, _) = shapes.most_common(2)
+        examples = [names[[im.shape[:2] for im in pixels].index(shape)] for shape in (common, other)]
+        raise CourseValueError(
+            f"images in {source} differ in size ({len(shapes)} sizes, e.g. {common[0]}x{common[1]} in {examples[0]} "
+            f"and {other[0]}x{other[1]} in {examples[1]}): pass image_size=(height, width) to resize them all")
+    return ImageArrays(np.stack(pixels), np.array(labels, dtype=np.int64), class_names), skipped
+
+
+def _decode_image(data: bytes, size) -> np.ndarray:
+    """One image file's bytes -> (H, W, 3) uint8 RGB, upright (EXIF), resized to ``size`` = (height, width)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        try:
+            upright = ImageOps.exif_transpose(opened)
+        except Exception:  # a broken EXIF block: keep the pixels as stored
+            upright = opened
+        image = _rgb(upright)
+    if size is not None:
+        image = image.resize((size[1], size[0]), Image.BILINEAR)
+    return np.asarray(image)
+
+
+def _rgb(image):
+    """A PIL image of any mode as RGB: 16-bit and float scaled to 8 bits, transparency on white."""
     from PIL import Image
 
-    entries = []  # (class name, bytes)
-    for path, read in _iter_files(source):
-        parts = PurePosixPath(path).parts
-        if PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES and not any(p.startswith(".") for p in parts):
-            entries.append((parts, read))
-    if not entries:
-        raise DatasetNotFoundError(f"{source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    entries = _under_root(entries, subfolder, source)
-    class_names = sorted({parts[-2] for parts, _ in entries})
-    label = {name: i for i, name in enumerate(class_names)}
-    images, labels = [], []
-    for parts, read in sorted(entries, key=lambda entry: entry[0]):
-        image = Image.open(io.BytesIO(read())).convert("RGB")
-        if size is not None:
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
-        images.append(np.asarray(image))
-        labels.append(label[parts[-2]])
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise ValueError(f"images in {source} differ in size ({len(shapes)} sizes); pass image_size=(height, width)")
-    return ImageArrays(np.stack(images), np.array(labels, dtype=np.int64), class_names)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        image = Image.fromarray(np.clip(np.round(values * (255 / top)), 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("RGB")
 
 
-def _under_root(entries, subfolder, source):
-    """Keep entries below ``subfolder`` (or a single wrapping folder) and make paths relative to it."""
-    if subfolder is not None:
-        prefix = PurePosixPath(subfolder).parts
-        entries = [(parts[len(prefix):], read) for parts, read in entries if parts[:len(prefix)] == prefix]
-        if not entries:
-            raise DatasetNotFoundError(f"{source} has no images under {subfolder}/")
-    while len({parts[0] for parts, _ in entries}) == 1 and min(len(parts) for parts, _ in entries) > 2:
-        entries = [(parts[1:], read) for parts, read in entries]
-    depths = {len(parts) for parts, _ in entries}
-    if depths != {2}:
-        raise ValueError(
+def _root(paths, subfolder, source) -> tuple:
+    """The path parts of the folder that holds the class folders: ``subfolder`` (or ``()``), then
+    down through any single folder that wraps everything. Images at other depths than
+    <root>/<class>/<image> are left for the caller to skip, unless there are no images at that depth."""
+    root = PurePosixPath(subfolder).parts if subfolder is not None else ()
+    paths = [parts[len(root):] for parts in paths if parts[:len(root)] == root]
+    if not paths:
+        raise DatasetNotFoundError(f"{source} has no images under {subfolder}/")
+    while len({parts[0] for parts in paths}) == 1 and min(len(parts) for parts in paths) > 2:
+        root += (paths[0][0],)
+        paths = [parts[1:] for parts in paths]
+    depths = Counter(len(parts) for parts in paths)
+    if depths.most_common(1)[0][0] != 2:
+        raise CourseValueError(
             f"{source}: expected <class>/<image> below the root, found images at depths {sorted(depths)}; "
             "pass subfolder='train' (or similar) to pick one part"
         )
-    return entries
+    return root
 
 
-def _iter_files(source: Path):
-    """Yield (relative posix path, reader) for every file in a folder, zip or tar archive."""
+def _iter_files(source: Path, skipped: list):
+    """Yield (relative posix path, reader) for every file in a folder, zip or tar archive.
+
+    A damaged archive yields the files before the damage and adds a line about it to ``skipped``.
+    """
     if source.is_dir():
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             yield path.relative_to(source).as_posix(), path.read_bytes
@@ -177,22 +304,46 @@ def _iter_files(source: Path):
             if not info.is_dir():
                 yield info.filename, (lambda name=info.filename: archive.read(name))
     elif tarfile.is_tarfile(source):
-        with tarfile.open(source) as archive:
-            for member in archive:
-                if member.isfile():
-                    data = archive.extractfile(member).read()
-                    yield member.name, (lambda data=data: data)
+        try:
+            with tarfile.open(source) as archive:
+                for member in archive:
+                    if member.isfile():
+                        data = archive.extractfile(member).read()
+                        yield member.name, (lambda data=data: data)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+            skipped.append(f"the rest of {source.name}: the archive is damaged ({type(err).__name__}: {err})")
+    elif source.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+        raise DatasetNotFoundError(f"{source} is a damaged archive (cut short while downloading or copying?): "
+                                   f"nothing in it can be read; download or copy it again")
     else:
-        raise ValueError(f"{source} is neither a folder nor a .zip or .tar(.gz) archive")
+        raise CourseValueError(f"{source} is neither a folder nor a .zip or .tar(.gz) archive: unpack it, or "
+                               f"give a folder of <class>/<image> files")
 
 
-def _cached(stem: str, key: str, build) -> ImageArrays:
-    """Load ``build()``'s result from the cache, or build and store it (atomically)."""
+def _listed(title: str, skipped: list, shown: int = 10) -> str:
+    """Lines naming the first ``shown`` skipped files, and how many more there are."""
+    if not skipped:
+        return ""
+    more = f"\n  ... and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"{title}:\n" + "\n".join(f"  - {line}" for line in skipped[:shown]) + more
+
+
+def _warn_skipped(source: Path, skipped: list) -> None:
+    if skipped:
+        warnings.warn(f"{source}: left out {len(skipped)} file(s) that are not readable images in a class folder"
+                      + _listed("", skipped), SkippedFileWarning, stacklevel=4)
+
+
+def _cached(stem: str, key: str, build, source: Path) -> ImageArrays:
+    """Load ``build()``'s result from the cache, or build and store it (atomically); warn about the
+    files ``build`` left out either way."""
     path = cache_dir() / "arrays" / f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path.exists():
         with np.load(path) as saved:
+            _warn_skipped(source, list(saved["skipped"]) if "skipped" in saved.files else [])
             return ImageArrays(saved["x"], saved["y"], list(saved["class_names"]))
-    data = build()
+    data, skipped = build()
+    _warn_skipped(source, skipped)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -200,7 +351,7 @@ def _cached(stem: str, key: str, build) -> ImageArrays:
     if not os.access(path.parent, os.W_OK):
         return data
     partial = path.with_suffix(f".{os.getpid()}.partial.npz")
-    np.savez(partial, x=data.x, y=data.y, class_names=np.array(data.class_names))
+    np.savez(partial, x=data.x, y=data.y, class_names=np.array(data.class_names), skipped=np.array(skipped, dtype=str))
     os.replace(partial, path)
     return data
 
@@ -216,9 +367,10 @@ def _find(name: str, candidates, download=None) -> ImageArrays:
             continue
         try:
             return load()
-        except RuntimeError as err:  # torchvision's folder from a download that did not finish
-            tried.append(f"  - {description}: {path} is there but incomplete ({err})")
-    if download is not None and os.environ.get("COURSE_DOWNLOAD", "1") != "0":
+        except Exception as err:  # a damaged copy: say so, and try the next place
+            tried.append(f"  - {description}: {path} is there but could not be read ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})")
+    if download is not None and downloads_allowed():
         try:
             return download()
         except Exception as err:  # no network, server down, ...
@@ -250,9 +402,9 @@ def load_cifar10(split: str = "train") -> ImageArrays:
     ``<data dir>/cifar10/<split>/<class>/*``, torchvision's ``cifar-10-batches-py`` in the data
     or cache folder, then a torchvision download. Krizhevsky (2009).
     """
+    _check_split(split, ("train", "test"))
     import torchvision
 
-    _check_split(split, ("train", "test"))
     folder = data_dir() / "cifar10"
     train = split == "train"
     candidates = [
@@ -276,13 +428,16 @@ def cifar10_splits(scheme: str = "official", val_fraction: float = 0.1, seed: in
       (stratified) becomes the validation set: 45,000 / 5,000 / 10,000 by default.
     - ``"80/10/10"``: all 60,000 images pooled and split 48,000 / 6,000 / 6,000.
     """
+    check_choice("scheme", scheme, ("official", "80/10/10"))
+    val_fraction = check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True,
+                                hint="the share of the official training set held out, e.g. 0.1")
+    seed = check_seed("seed", seed)
     train, test = load_cifar10("train"), load_cifar10("test")
     if scheme == "80/10/10":
         pooled = ImageArrays(np.concatenate([train.x, test.x]), np.concatenate([train.y, test.y]), CIFAR10_CLASSES)
         return split(pooled, (0.8, 0.1, 0.1), seed)
-    if scheme != "official":
-        raise ValueError(f"unknown scheme {scheme!r}: use 'official' or '80/10/10'")
-    fit, val = train_test_split(np.arange(len(train)), test_size=val_fraction, stratify=train.y, random_state=seed)
+    fit, val = _stratified(np.arange(len(train)), train.y, seed, f"{val_fraction:g} for validation",
+                          test_size=val_fraction)
     return Splits(train[np.sort(fit)], train[np.sort(val)], test)
 
 
@@ -305,9 +460,9 @@ def load_fashion_mnist(split: str = "train") -> ImageArrays:
 
 
 def _mnist_like(name: str, folder_name: str, split: str, class_names) -> ImageArrays:
+    _check_split(split, ("train", "test"))
     import torchvision
 
-    _check_split(split, ("train", "test"))
     dataset_class = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[folder_name]
     folder = data_dir() / folder_name
     found = sorted(folder.glob(f"{folder_name}_{split}*.npz"), key=lambda p: p.stat().st_size) if folder.is_dir() else []
@@ -396,5 +551,18 @@ def load_digits() -> ImageArrays:
 
 
 def _check_split(split: str, allowed) -> None:
-    if split not in allowed:
-        raise ValueError(f"split must be one of {allowed}, got {split!r}")
+    check_choice("split", split, allowed)
+
+
+def _as_array(name: str, values) -> np.ndarray:
+    """``values`` (array, tensor on any device, nested lists) as a NumPy array of numbers."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu()
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as err:
+        raise CourseValueError(f"{name} must be an array of numbers with one row per image, got {describe(values)} "
+                               f"({err})") from None
+    if array.dtype.kind not in "biuf":
+        raise CourseTypeError(f"{name} must hold numbers, got {describe(values)} with dtype {array.dtype}")
+    return array

@@ -24,3 +24,37 @@ class CourseValueError(CourseError, ValueError):
 
 class CourseTypeError(CourseError, TypeError):
     """An argument of the wrong type (a tuple where a data loader was expected)."""
+
+
+class CourseRuntimeError(CourseError, RuntimeError):
+    """Something that stops a run and that the user can fix (a device that is not there, a model
+    tensor left on another device)."""
+
+
+class CourseFileNotFoundError(CourseError, FileNotFoundError):
+    """A file or folder that is not where it was looked for; the message says where it looked."""
+
+
+class DatasetNotFoundError(CourseFileNotFoundError):
+    """No copy of a dataset was found and none could be downloaded, or nothing in it could be read."""
+
+
+class SettingError(CourseValueError):
+    """An environment variable (``COURSE_FAST``, ``COURSE_DEVICE``, ...) set to a value course_lib cannot use."""
+
+
+class FolderError(SettingError, NotADirectoryError):
+    """A folder setting (``COURSE_CACHE_DIR``, ...) that names a file, or a path inside one. Also an
+    ``OSError``, so code that falls back when a folder cannot be written does so here too."""
+
+
+class NonFiniteLossError(CourseError, FloatingPointError):
+    """Training produced a loss that is NaN or infinite; the message names the epoch and step."""
+
+
+class CheckpointError(CourseValueError):
+    """A checkpoint that is missing, damaged, or holds another model or optimizer than the one given."""
+
+
+class SkippedFileWarning(UserWarning):
+    """Files of a dataset that could not be read and were left out (the warning names them)."""

@@ -5,7 +5,8 @@ class works on CIFAR-10 (3x32x32, 10 classes), MNIST (1x28x28) and two-class pro
 float tensors of shape (N, C, H, W); outputs are logits of shape (N, num_classes).
 
 Parameter counts in the docstrings are for the default arguments (3x32x32 input, 10 classes);
-``tests/test_models.py`` checks them.
+``tests/test_models.py`` checks them. Sizes that cannot build a model (0 channels, 2.5 classes, a
+dropout of 1.5) raise ``CourseValueError`` or ``CourseTypeError`` naming the argument.
 
 | model          | idea                                                    | parameters |
 |----------------|---------------------------------------------------------|-----------:|
@@ -25,16 +26,48 @@ import math
 import torch
 from torch import nn
 
+from course_lib.errors import CourseValueError
+from course_lib.validation import check_int, check_module, check_number, describe, explain_forward_error
+
 __all__ = [
     "MLP1", "MLP2", "PlainCNN", "SimpleCNN", "DeepCNN", "ResNetSmall", "TwoBranchNet",
     "FastCIFARNet", "count_params", "count_macs",
 ]
 
 
+MAX_WIDTH = 4096               # channels or units of one layer: a 3x3 conv of 4096 to 4096 fits in 1 GiB
+MAX_CLASSES = 65536
+MAX_LAYER_WEIGHTS = 2**28      # one layer's weights: 1 GiB of float32
+
+
 def _num_pixels(image_size) -> int:
     """32 -> 1024, (28, 28) -> 784."""
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    hint = "the images' side in pixels (image_size=32) or (height, width)"
+    if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        height, width = (check_int("image_size", side, low=1, high=4096, hint=hint) for side in image_size)
+    else:
+        height = width = check_int("image_size", image_size, low=1, high=4096, hint=hint)
     return height * width
+
+
+def _sizes(in_channels, num_classes, **widths) -> None:
+    """Check the arguments every model takes, and any layer widths, as whole numbers >= 1."""
+    check_int("in_channels", in_channels, low=1, high=MAX_WIDTH, hint="3 for colour images, 1 for grayscale")
+    check_int("num_classes", num_classes, low=1, high=MAX_CLASSES,
+              hint="the number of classes (1 gives one logit for two classes)")
+    for name, value in widths.items():
+        for width in value if isinstance(value, (tuple, list)) else [value]:
+            check_int(name, width, low=1, high=MAX_WIDTH, hint="layer widths are whole numbers of units or channels")
+
+
+def _flattened(model: str, in_channels: int, image_size, hidden: int) -> int:
+    """C * H * W, the inputs of an MLP's first layer, if that layer (times ``hidden``) fits in memory."""
+    inputs = in_channels * _num_pixels(image_size)
+    if inputs * hidden > MAX_LAYER_WEIGHTS:
+        raise CourseValueError(
+            f"{model}'s first layer would hold {inputs:,} x {hidden:,} = {inputs * hidden:,} weights, more than "
+            f"{MAX_LAYER_WEIGHTS:,} (1 GiB): use a smaller image_size or hidden, or a ConvNet for images this large")
+    return inputs
 
 
 class MLP1(nn.Module):
@@ -46,9 +79,10 @@ class MLP1(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size=32, hidden: int = 512):
         super().__init__()
+        _sizes(in_channels, num_classes, hidden=hidden)
         self.net = nn.Sequential(
             nn.Flatten(),                                                # (N, C*H*W)
-            nn.Linear(in_channels * _num_pixels(image_size), hidden),
+            nn.Linear(_flattened("MLP1", in_channels, image_size, hidden), hidden),
             nn.ReLU(),
             nn.Linear(hidden, num_classes),
         )
@@ -66,10 +100,13 @@ class MLP2(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size=32, hidden=(512, 256)):
         super().__init__()
+        if not isinstance(hidden, (tuple, list)) or len(hidden) != 2:
+            raise CourseValueError(f"MLP2's hidden must be two widths (h1, h2), got {describe(hidden)}")
+        _sizes(in_channels, num_classes, hidden=hidden)
         h1, h2 = hidden
         self.net = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(in_channels * _num_pixels(image_size), h1),
+            nn.Linear(_flattened("MLP2", in_channels, image_size, h1), h1),
             nn.ReLU(),
             nn.Linear(h1, h2),
             nn.ReLU(),
@@ -93,8 +130,10 @@ class PlainCNN(nn.Module):
 
     def __init__(self, depth: int = 3, in_channels: int = 3, num_classes: int = 10, width: int = 32):
         super().__init__()
-        if depth not in (3, 4, 5):
-            raise ValueError(f"PlainCNN depth must be 3, 4 or 5, got {depth}")
+        if isinstance(depth, bool) or depth not in (3, 4, 5):
+            raise CourseValueError(f"PlainCNN depth must be 3, 4 or 5, got {describe(depth)}")
+        _sizes(in_channels, num_classes)
+        check_int("width", width, low=1, high=MAX_WIDTH // 4, hint="its deepest layers have 4 * width channels")
         channels = [width, 2 * width, 4 * width, 4 * width, 4 * width][:depth]
         layers, c_in = [], in_channels
         for i, c_out in enumerate(channels):
@@ -122,6 +161,7 @@ class SimpleCNN(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10):
         super().__init__()
+        _sizes(in_channels, num_classes)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -152,6 +192,9 @@ class DeepCNN(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 32, dropout: float = 0.25):
         super().__init__()
+        _sizes(in_channels, num_classes)
+        check_int("width", width, low=1, high=MAX_WIDTH // 4, hint="its last block has 4 * width channels")
+        check_number("dropout", dropout, low=0, high=1, high_open=True, hint="the probability of zeroing a unit")
         blocks, c_in = [], in_channels
         for c_out in (width, 2 * width, 4 * width):
             blocks += [_conv_bn_relu(c_in, c_out), _conv_bn_relu(c_out, c_out), nn.MaxPool2d(2), nn.Dropout(dropout)]
@@ -200,6 +243,11 @@ class ResNetSmall(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, widths=(16, 32, 64), blocks_per_stage: int = 2):
         super().__init__()
+        if not isinstance(widths, (tuple, list)) or not widths:
+            raise CourseValueError(f"ResNetSmall's widths must be a tuple of stage widths, e.g. (16, 32, 64), got "
+                                   f"{describe(widths)}")
+        _sizes(in_channels, num_classes, widths=widths)
+        check_int("blocks_per_stage", blocks_per_stage, low=1, hint="3 gives ResNet-20")
         self.stem = _conv_bn_relu(in_channels, widths[0])
         blocks, c_in = [], widths[0]
         for stage, c_out in enumerate(widths):
@@ -227,6 +275,7 @@ class TwoBranchNet(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden: int = 64):
         super().__init__()
+        _sizes(in_channels, num_classes, hidden=hidden)
         self.mlp_branch = nn.Sequential(
             nn.AdaptiveAvgPool2d(8), nn.Flatten(),
             nn.Linear(in_channels * 64, hidden), nn.ReLU(), nn.Linear(hidden, num_classes),
@@ -267,6 +316,11 @@ class FastCIFARNet(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, widths=(16, 32, 64, 64),
                  logit_scale: float = 1 / 8):
         super().__init__()
+        if not isinstance(widths, (tuple, list)) or len(widths) < 2:
+            raise CourseValueError(f"FastCIFARNet's widths must be (stem, block 1, ...), at least two widths, got "
+                                   f"{describe(widths)}")
+        _sizes(in_channels, num_classes, widths=widths)
+        check_number("logit_scale", logit_scale, low=0, low_open=True, hint="e.g. 1/8")
         stem, *block_widths = widths
         layers = [nn.Conv2d(in_channels, stem, 3, padding=1, bias=False), _shift_only_bn(stem), nn.GELU()]
         c_in = stem
@@ -293,15 +347,24 @@ def _shift_only_bn(channels: int) -> nn.BatchNorm2d:
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (elements, not tensors); ``trainable_only`` skips frozen ones."""
+    check_module("model", model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def count_macs(model: nn.Module, input_shape=(3, 32, 32)) -> int:
-    """Multiply-adds of one forward pass for one input of shape (C, H, W).
+    """Multiply-adds of one forward pass for one input of shape (C, H, W) (or any other per-sample shape).
 
     Counts ``nn.Conv2d`` and ``nn.Linear`` layers only (they dominate); runs one forward pass
     with hooks, on a zero input, in eval mode.
     """
+    check_module("model", model)
+    if not isinstance(input_shape, (tuple, list, torch.Size)) or not input_shape:
+        raise CourseValueError(f"input_shape must be the shape of one input, e.g. (3, 32, 32) for (C, H, W), got "
+                               f"{describe(input_shape)}")
+    input_shape = tuple(check_int("input_shape", side, low=1, hint="sizes of one input") for side in input_shape)
+    if math.prod(input_shape) > 2**26:
+        raise CourseValueError(f"input_shape {input_shape} is {math.prod(input_shape):,} numbers per input, more than "
+                               f"2**26: pass the shape of one input the model is used with, e.g. (3, 32, 32)")
     total = 0
 
     def conv_hook(layer, inputs, output):
@@ -320,11 +383,18 @@ def count_macs(model: nn.Module, input_shape=(3, 32, 32)) -> int:
         elif isinstance(layer, nn.Linear):
             hooks.append(layer.register_forward_hook(linear_hook))
     was_training = model.training
-    param = next(model.parameters())
+    param = next(model.parameters(), torch.zeros(()))
+    x = torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype)
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+            model(x)
+    except RuntimeError as err:
+        explained = explain_forward_error(model, x, err, "Pass the (C, H, W) of the images the model was built "
+                                          "for as input_shape.")
+        if explained is None:
+            raise
+        raise explained from err
     finally:
         for hook in hooks:
             hook.remove()

@@ -4,8 +4,12 @@ from __future__ import annotations
 import operator
 import time
 
+from collections.abc import Mapping
+
+from course_lib.errors import CourseTypeError, CourseValueError
 from course_lib.results import format_value, results_dir, write_results
 from course_lib.settings import data_dir, describe_device, get_device, is_fast, seed_everything
+from course_lib.validation import describe
 
 _COMPARE = {">=": operator.ge, "<=": operator.le}
 
@@ -34,6 +38,15 @@ class NotebookRun:
 
         Writes ``<COURSE_RESULTS_DIR>/<name>.json`` when that variable is set; returns the numbers.
         """
+        if not isinstance(results, Mapping) or not isinstance(promised, Mapping):
+            raise CourseTypeError(f"finish takes two dicts, results and promised, got {describe(results)} and "
+                                  f"{describe(promised)}")
+        for key, promise in promised.items():
+            if not (isinstance(promise, tuple) and len(promise) == 2 and promise[0] in _COMPARE):
+                raise CourseValueError(f"promised[{key!r}] must be ('>=' or '<=', number), got {describe(promise)}")
+        bad = [key for key, value in results.items() if isinstance(value, bool) or not hasattr(value, "__float__")]
+        if bad:
+            raise CourseTypeError(f"results must be numbers; {bad[0]!r} is {describe(results[bad[0]])}")
         numbers = {**{k: float(v) for k, v in results.items()}, "seconds": time.perf_counter() - self.started}
         path = write_results(self.name, numbers)
         print(f"{'result':<20} {'reached':>10}   promised (full mode)")

@@ -1,8 +1,20 @@
-"""Plots the notebooks share: training curves, image grids, confusion matrices."""
+"""Plots the notebooks share: training curves, image grids, confusion matrices.
+
+Each function checks what it is given first: a wrong layout, a label beyond the class names or
+an empty input is a ``CourseValueError`` / ``CourseTypeError`` that says what to pass instead.
+"""
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from course_lib.errors import CourseTypeError, CourseValueError
+from course_lib.validation import check_int, check_number, describe
+
+MAX_IMAGES = 256  # more than this in one grid takes minutes to draw and shows nothing
+CURVES = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def plot_history(history, title: str | None = None):
@@ -11,7 +23,11 @@ def plot_history(history, title: str | None = None):
     ``history``: a mapping (or an object with ``as_dict()``) holding lists ``train_loss``,
     ``train_acc`` and, optionally, ``val_loss`` and ``val_acc``. Returns the figure.
     """
-    curves = history.as_dict() if hasattr(history, "as_dict") else dict(history)
+    curves = _curves("history", history)
+    if not any(len(curves.get(key, [])) for key in CURVES):
+        raise CourseValueError(f"history has no values for any of {', '.join(CURVES)} (keys: "
+                               f"{', '.join(map(str, curves)) or 'none'}): pass what fit returned, after at least "
+                               f"one epoch")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
         for part, style in (("train", "-"), ("val", "--")):
@@ -29,10 +45,30 @@ def plot_history(history, title: str | None = None):
 
 
 def show_images(images, labels=None, class_names=None, ncols: int = 8, scale: float = 1.3, title: str | None = None):
-    """A grid of images: (N, H, W), (N, H, W, C) uint8/float, or (N, C, H, W) tensors/arrays."""
-    images = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
-    if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
+    """A grid of images: (N, H, W), (N, H, W, C) uint8/float, or (N, C, H, W) tensors/arrays.
+
+    At most ``MAX_IMAGES`` (256) images; C is 1, 3 (RGB) or 4 (RGBA).
+    """
+    images = _numbers("images", images)
+    if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3, 4):
         images = images.transpose(0, 2, 3, 1)
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)) \
+            or 0 in images.shape[1:]:
+        raise CourseValueError(f"images must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1, 3 or 4, got "
+                               f"{describe(images)}: for one image, use images[None]")
+    if not 0 < len(images) <= MAX_IMAGES:
+        raise CourseValueError(f"show_images draws 1 to {MAX_IMAGES} images, got {len(images)}: pass a slice, "
+                               f"e.g. images[:32]")
+    if images.dtype == bool:
+        images = images.astype(np.uint8) * 255
+    ncols = check_int("ncols", ncols, low=1, hint="images per row")
+    scale = check_number("scale", scale, low=0, high=10, low_open=True, hint="inches per image, e.g. 1.3")
+    if class_names is not None and (isinstance(class_names, str) or not hasattr(class_names, "__len__")):
+        raise CourseTypeError(f"class_names must be a list of names, got {describe(class_names)}")
+    if labels is not None:
+        labels = _labels("labels", labels, len(class_names) if class_names else None)
+        if len(labels) != len(images):
+            raise CourseValueError(f"{len(images)} images but {len(labels)} labels: give one label per image")
     n = len(images)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows), squeeze=False)
@@ -40,7 +76,7 @@ def show_images(images, labels=None, class_names=None, ncols: int = 8, scale: fl
         ax.axis("off")
         if i >= n:
             continue
-        image = images[i].squeeze()
+        image = images[i][..., 0] if images[i].ndim == 3 and images[i].shape[-1] == 1 else images[i]
         ax.imshow(_displayable(image), cmap="gray" if image.ndim == 2 else None)
         if labels is not None:
             label = int(labels[i])
@@ -52,17 +88,33 @@ def show_images(images, labels=None, class_names=None, ncols: int = 8, scale: fl
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:
+    """uint8 as it is; anything else scaled from its finite range to [0, 1] (NaN and inf as 0)."""
     if image.dtype == np.uint8:
         return image
-    low, high = image.min(), image.max()
-    return (image - low) / (high - low) if high > low else np.zeros_like(image, dtype=float)
+    image = image.astype(np.float64)
+    finite = np.isfinite(image)
+    if not finite.any():
+        return np.zeros_like(image)
+    low, high = image[finite].min(), image[finite].max()
+    scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return np.where(finite, scaled, 0.0)
 
 
 def plot_confusion_matrix(targets, predictions, class_names, normalize: bool = True, title: str | None = None):
-    """Confusion matrix (rows: true class, columns: predicted), as fractions of each row by default."""
+    """Confusion matrix (rows: true class, columns: predicted), as fractions of each row by default.
+
+    targets, predictions: (N,) class indices in [0, len(class_names)).
+    """
     from sklearn.metrics import confusion_matrix
 
-    matrix = confusion_matrix(np.asarray(targets), np.asarray(predictions), labels=range(len(class_names)))
+    if isinstance(class_names, str) or not hasattr(class_names, "__len__") or not len(class_names):
+        raise CourseTypeError(f"class_names must be a list of names, one per class, got {describe(class_names)}")
+    targets, predictions = (_labels(name, values, len(class_names))
+                            for name, values in (("targets", targets), ("predictions", predictions)))
+    if len(targets) != len(predictions) or not len(targets):
+        raise CourseValueError(f"targets and predictions must be as long as each other and not empty, got "
+                               f"{len(targets)} targets and {len(predictions)} predictions")
+    matrix = confusion_matrix(targets, predictions, labels=range(len(class_names)))
     if normalize:
         matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(0.6 * len(class_names) + 2, 0.6 * len(class_names) + 1.5))
@@ -90,13 +142,26 @@ def compare_histories(histories: dict, keys=("train_loss", "val_acc"), title: st
     ``histories``: run name → a ``History`` (or a mapping of lists). Losses get a log axis.
     ``axes``: one matplotlib axes per key to draw into (default: a new figure). Returns the figure.
     """
+    if not isinstance(histories, Mapping) or not histories:
+        raise CourseTypeError(f"histories must be a dict of run name -> History with at least one run, got "
+                              f"{describe(histories)}")
+    curves = {name: _curves(f"histories[{name!r}]", history) for name, history in histories.items()}
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    for name, record in curves.items():
+        missing = [key for key in keys if key not in record]
+        if missing:
+            raise CourseValueError(f"run {name!r} has no {', '.join(missing)}; it has {', '.join(map(str, record))}: "
+                                   f"pick keys from those")
+    if not keys:
+        raise CourseValueError("keys is empty: name at least one History field, e.g. keys=('val_acc',)")
     if axes is None:
         axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.6), squeeze=False)[1][0]
+    axes = [axes] if hasattr(axes, "plot") else list(np.ravel(np.asarray(axes, dtype=object)))
     if len(axes) != len(keys):
-        raise ValueError(f"got {len(axes)} axes for {len(keys)} keys {keys}")
+        raise CourseValueError(f"got {len(axes)} axes for {len(keys)} keys {keys}: pass one axes per key")
     for ax, key in zip(axes, keys):
-        for name, history in histories.items():
-            values = (history.as_dict() if hasattr(history, "as_dict") else dict(history))[key]
+        for name, record in curves.items():
+            values = record[key]
             ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
         ax.set(xlabel="epoch", ylabel=_LABELS.get(key, key), yscale="log" if key.endswith("loss") else "linear")
         ax.grid(alpha=0.3)
@@ -106,3 +171,40 @@ def compare_histories(histories: dict, keys=("train_loss", "val_acc"), title: st
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _curves(name: str, history) -> dict:
+    """A History (or a mapping of lists) as a dict of name -> list of numbers."""
+    if hasattr(history, "as_dict"):
+        history = history.as_dict()
+    if not isinstance(history, Mapping):
+        raise CourseTypeError(f"{name} must be a History (what fit returns) or a dict of lists, got "
+                              f"{describe(history)}")
+    return dict(history)
+
+
+def _numbers(name: str, values) -> np.ndarray:
+    """An array or tensor (any device) as a NumPy array of numbers."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu()
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as err:
+        raise CourseTypeError(f"{name} must be an array of numbers, got {describe(values)} ({err})") from None
+    if array.dtype.kind not in "biuf":
+        raise CourseTypeError(f"{name} must hold numbers, got {describe(values)} of dtype {array.dtype}")
+    return array
+
+
+def _labels(name: str, values, num_classes: int | None) -> np.ndarray:
+    """(N,) class indices as int64, each in [0, num_classes) when that is known."""
+    array = _numbers(name, values).reshape(-1) if np.ndim(values) <= 1 else None
+    if array is None or (array.dtype.kind == "f" and not np.all(array == np.round(array))):
+        raise CourseValueError(f"{name} must be (N,) class indices (whole numbers), got {describe(values)}")
+    array = array.astype(np.int64)
+    if len(array) and array.min() < 0:
+        raise CourseValueError(f"{name} must be class indices >= 0, but found {array.min()}")
+    if len(array) and num_classes is not None and array.max() >= num_classes:
+        raise CourseValueError(f"{name} go up to {array.max()}, but there are {num_classes} class names "
+                               f"(labels 0..{num_classes - 1}): pass one name per class")
+    return array

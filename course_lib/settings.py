@@ -6,8 +6,14 @@
 | ``COURSE_DATA_DIR`` | folder with the datasets (read only is fine)        | ``<cache dir>/data``       |
 | ``COURSE_CACHE_DIR``| where decoded arrays and downloads are kept         | ``~/.cache/course_lib``    |
 | ``COURSE_DEVICE``   | force ``cuda``, ``mps`` or ``cpu``                  | best available             |
+| ``COURSE_DOWNLOAD`` | ``0`` forbids dataset downloads                     | allowed                    |
 | ``COURSE_RESULTS_DIR`` | where notebooks write their results as JSON      | not written                |
 | ``COURSE_CHECKPOINT_DIR`` | where trained models are kept for later notebooks | ``<cache dir>/checkpoints`` |
+
+Switches (``COURSE_FAST``, ``COURSE_DOWNLOAD``) take ``1``/``true``/``yes``/``on`` or
+``0``/``false``/``no``/``off`` (any case; empty means the default); anything else is a
+``SettingError`` naming the variable. So is a ``COURSE_DEVICE`` that is no device, and a folder
+variable that names something that cannot be a folder.
 """
 from __future__ import annotations
 
@@ -17,12 +23,32 @@ from pathlib import Path
 
 import numpy as np
 
-_TRUE = {"1", "true", "yes", "on"}
+from course_lib.errors import CourseRuntimeError, CourseTypeError, CourseValueError, FolderError, SettingError
+from course_lib.validation import check_seed, describe
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def env_switch(variable: str, default: bool) -> bool:
+    """The on/off environment variable ``variable``: ``default`` when unset or empty."""
+    value = os.environ.get(variable, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise SettingError(
+        f"{variable}={os.environ[variable]!r} is neither on ({', '.join(_TRUE)}) nor off ({', '.join(_FALSE)}): "
+        f"set it to one of those (any case), or unset it for the default ({'on' if default else 'off'})")
 
 
 def is_fast() -> bool:
     """True when ``COURSE_FAST`` asks for small subsets and few epochs."""
-    return os.environ.get("COURSE_FAST", "").strip().lower() in _TRUE
+    return env_switch("COURSE_FAST", default=False)
+
+
+def downloads_allowed() -> bool:
+    """False when ``COURSE_DOWNLOAD`` forbids downloading datasets (default: allowed)."""
+    return env_switch("COURSE_DOWNLOAD", default=True)
 
 
 def fast_or_full(fast, full):
@@ -32,10 +58,8 @@ def fast_or_full(fast, full):
 
 def cache_dir() -> Path:
     """Writable folder for decoded datasets and downloads (created on demand)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "course_lib"
-    path = Path(os.environ.get("COURSE_CACHE_DIR", default)).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "course_lib"
+    return _folder("COURSE_CACHE_DIR", default)
 
 
 def data_dir() -> Path:
@@ -48,13 +72,27 @@ def data_dir() -> Path:
 def checkpoint_dir() -> Path:
     """Folder where notebooks keep trained models that later notebooks load (created on demand):
     ``COURSE_CHECKPOINT_DIR``, else ``<cache dir>/checkpoints``."""
-    path = Path(os.environ.get("COURSE_CHECKPOINT_DIR") or cache_dir() / "checkpoints").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    return _folder("COURSE_CHECKPOINT_DIR", cache_dir() / "checkpoints")
+
+
+def _folder(variable: str, default: Path) -> Path:
+    """The folder ``$variable`` (else ``default``), created if missing; a file in its place is an error."""
+    path = Path(os.environ.get(variable) or default).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        source = f"{variable}={os.environ[variable]!r}" if os.environ.get(variable) else f"the default {path}"
+        raise FolderError(f"{source} is, or lies inside, a file, not a folder: point {variable} at a folder "
+                           f"(it is created if missing)") from None
     return path
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and torch (CPU and GPU) so that CPU runs repeat exactly."""
+    """Seed Python, NumPy and torch (CPU and GPU) so that CPU runs repeat exactly.
+
+    seed: a whole number in [0, 2**32).
+    """
+    seed = check_seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed)
     try:
@@ -70,22 +108,38 @@ _DEVICES = ("cuda", "mps", "cpu")
 def get_device(preferred: str | None = None):
     """The ``torch.device`` to compute on.
 
-    Order: the ``preferred`` argument, then ``COURSE_DEVICE``, then CUDA, Apple MPS, CPU.
-    Asking for a device that is not available raises ``RuntimeError`` saying what is.
+    Order: the ``preferred`` argument (a str or ``torch.device``), then ``COURSE_DEVICE``, then CUDA,
+    Apple MPS, CPU. A name that is no device raises ``CourseValueError`` (``SettingError`` for
+    ``COURSE_DEVICE``); a device that is not available here a ``CourseRuntimeError`` saying what is.
     """
     import torch
 
     available = [name for name in _DEVICES if _is_available(name)]
+    if preferred is not None and not isinstance(preferred, (str, torch.device)):
+        raise CourseTypeError(f"device must be a name such as 'cuda', 'mps' or 'cpu' (or a torch.device), "
+                              f"got {describe(preferred)}")
+    source = "the device argument" if preferred else "COURSE_DEVICE" if os.environ.get("COURSE_DEVICE") else None
     choice = preferred or os.environ.get("COURSE_DEVICE") or available[0]
-    kind = torch.device(choice).type
-    if kind not in _DEVICES:
-        raise ValueError(f"unknown device {choice!r}: use one of {', '.join(_DEVICES)}")
-    if kind not in available:
-        raise RuntimeError(
-            f"device {choice!r} was asked for (argument or COURSE_DEVICE) but is not available here; "
+    try:
+        device = torch.device(choice.strip().lower() if isinstance(choice, str) else choice)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in _DEVICES:
+        error = SettingError if source == "COURSE_DEVICE" else CourseValueError
+        unset = " (or unset it to pick the best)" if source == "COURSE_DEVICE" else ""
+        raise error(f"{source} is {str(choice)!r}, which is not a device course_lib can use: use one of "
+                    f"{', '.join(_DEVICES)} (optionally with an index, e.g. 'cuda:1'); available here: "
+                    f"{', '.join(available)}{unset}")
+    if device.type not in available:
+        raise CourseRuntimeError(
+            f"device {str(choice)!r} was asked for ({source}) but is not available here; "
             f"available: {', '.join(available)}. Unset COURSE_DEVICE or pass one of those."
         )
-    return torch.device(choice)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise CourseRuntimeError(
+            f"device {str(choice)!r} was asked for ({source}) but this machine has {torch.cuda.device_count()} "
+            f"CUDA device(s), numbered from 0: use 'cuda' or 'cuda:0'")
+    return device
 
 
 def _is_available(name: str) -> bool:
@@ -99,10 +153,11 @@ def _is_available(name: str) -> bool:
 
 
 def describe_device(device) -> str:
-    """One line about ``device``: the GPU's name and memory, or the CPU thread count."""
+    """One line about ``device`` (checked as by :func:`get_device`): the GPU's name and memory, or the
+    CPU thread count."""
     import torch
 
-    device = torch.device(device)
+    device = get_device(device)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB)"

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.errors import CourseError
+from course_lib.errors import CourseFileNotFoundError
 from course_lib.models import FastCIFARNet
-from course_lib.settings import checkpoint_dir, fast_or_full, is_fast, seed_everything
+from course_lib.settings import checkpoint_dir, downloads_allowed, fast_or_full, is_fast, seed_everything
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-class BackboneNotFoundError(CourseError, FileNotFoundError):
+class BackboneNotFoundError(CourseFileNotFoundError):
     """Notebook 03's checkpoint is not where notebook 06 looks for it."""
 
 
@@ -155,7 +155,7 @@ def imagenet_backbone() -> Backbone:
     import torchvision
 
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    if os.environ.get("COURSE_DOWNLOAD", "1") == "0":
+    if not downloads_allowed():
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         if not cached.exists():
             raise BackboneNotFoundError(f"ImageNet weights are not in {cached.parent} and COURSE_DOWNLOAD=0 "

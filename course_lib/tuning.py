@@ -12,7 +12,8 @@ Many workers: ``python -m course_lib tune STUDY --objective file.py:function --t
 --storage URL``, started on as many machines as you like, share one study until it holds N
 finished trials. Every running trial sends a heartbeat; a trial whose worker died (no heartbeat
 for three intervals) is marked FAIL and queued again, at most three times, for whichever worker
-asks next.
+asks next. A trial whose training went NaN (``NonFiniteLossError`` from ``fit``) is recorded as
+FAIL with its message, and the study goes on.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from course_lib.errors import CourseFileNotFoundError, CourseTypeError, CourseValueError, NonFiniteLossError
 from course_lib.settings import cache_dir
+from course_lib.validation import SEED_LIMIT, check_callable, check_choice, check_int, check_number, describe
 
 __all__ = [
     "STORAGE_VARIABLE", "StorageError", "default_storage_url", "open_storage", "study_name", "open_study",
@@ -49,7 +52,7 @@ DEFAULT_SOURCE = "the default storage"
 URL_EXAMPLES = "an SQLAlchemy URL such as postgresql://user:password@host/db or sqlite:///path/studies.db"
 
 
-class StorageError(ValueError):
+class StorageError(CourseValueError):
     """A storage URL that Optuna cannot open; the message says where the URL came from and what to do."""
 
 
@@ -71,8 +74,10 @@ def open_storage(url: str | None = None, *, heartbeat: float = 10, source: str =
     ``source`` names where an explicit ``url`` came from in error messages (the CLI passes
     ``"--storage"``). Raises ``StorageError`` when the storage cannot be opened.
     """
-    if heartbeat <= 0:
-        raise ValueError(f"heartbeat must be a positive number of seconds, got {heartbeat!r}")
+    heartbeat = check_number("heartbeat", heartbeat, low=0, low_open=True, hint="seconds between a trial's beats")
+    if url is not None and not isinstance(url, str):
+        raise CourseTypeError(f"storage must be a database URL ({URL_EXAMPLES}), an Optuna storage or None, got "
+                              f"{describe(url)}")
     if url is None and os.environ.get(STORAGE_VARIABLE):
         url, source = os.environ[STORAGE_VARIABLE], STORAGE_VARIABLE
     elif url is None:
@@ -174,8 +179,14 @@ def study_name(name: str, *parts) -> str:
     not available), anything else its ``repr``: give settings as plain values (numbers, strings,
     lists, dicts). Functions the objective calls are not included: pass them too if they change.
     """
+    _check_name(name)
     description = "\n".join(_describe_part(part) for part in parts)
     return f"{name}-{hashlib.sha1(description.encode()).hexdigest()[:8]}"
+
+
+def _check_name(name) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise CourseValueError(f"a study's name must be a non-empty string, e.g. 'lr-search', got {describe(name)}")
 
 
 def _describe_part(part) -> str:
@@ -193,8 +204,16 @@ def open_study(name: str, *, storage=None, direction: str = "maximize", sampler=
     """Create the study ``name``, or load it to resume; prints one line saying which.
 
     ``storage``: None (see ``open_storage``), a URL or an Optuna storage. Loading a study that
-    was created with the other direction raises ``ValueError``.
+    was created with the other direction raises ``CourseValueError``.
     """
+    _check_name(name)
+    check_choice("direction", direction, ("maximize", "minimize"))
+    for what, value, kind in (("sampler", sampler, optuna.samplers.BaseSampler),
+                              ("pruner", pruner, optuna.pruners.BasePruner)):
+        if value is not None and not isinstance(value, kind):
+            build = ": call it to build one" if isinstance(value, type) else ""
+            raise CourseTypeError(f"{what} must be an Optuna {what} or None (e.g. optuna.samplers.TPESampler(), "
+                                  f"optuna.pruners.MedianPruner()), got {describe(value)}{build}")
     if not isinstance(storage, optuna.storages.BaseStorage):
         storage = open_storage(storage, heartbeat=heartbeat)
     where = describe_storage(storage)
@@ -202,8 +221,9 @@ def open_study(name: str, *, storage=None, direction: str = "maximize", sampler=
         study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler,
                                     pruner=pruner, load_if_exists=True)
     if study.directions != [optuna.study.StudyDirection[direction.upper()]]:
-        raise ValueError(f"study {name} in {where} was created to {study.direction.name.lower()}, not to {direction}: "
-                         f"ask for direction {study.direction.name.lower()!r} or choose another study name")
+        created = study.direction.name.lower()
+        raise CourseValueError(f"study {name} in {where} was created to {created}, not to {direction}: ask for "
+                               f"direction {created!r} or choose another study name")
     trials = study.get_trials(deepcopy=False)
     if not trials:
         print(f"new study {name} in {where}")
@@ -236,15 +256,21 @@ def optimize(study, objective, n_trials: int, *, progress: bool = True):
 
     Trials already in the study count, so running this again after a restart only adds the
     missing ones. Several workers on one study stop together near ``n_trials`` (one that is in
-    a trial when the target is reached still finishes it). Returns the study.
+    a trial when the target is reached still finishes it). A trial whose training went NaN
+    (``NonFiniteLossError``) is recorded as FAIL and does not count: run again to replace it.
+    Returns the study.
     """
+    if not isinstance(study, optuna.Study):
+        raise CourseTypeError(f"study must be an Optuna study (open_study(...) gives one), got {describe(study)}")
+    check_callable("objective", objective, example="objective(trial) -> a number")
+    n_trials = check_int("n_trials", n_trials, low=0, hint="the number of finished trials the study should hold")
     remaining = n_trials - len(finished_trials(study))
     if remaining <= 0:
         print(f"study {study.study_name} already holds {n_trials - remaining} finished trials "
               f"(asked for {n_trials}): nothing to run")
         return study
     with optuna_logging(optuna.logging.WARNING):
-        study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
+        study.optimize(objective, n_trials=remaining, show_progress_bar=progress, catch=(NonFiniteLossError,),
                        callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED)])
     return study
 
@@ -279,10 +305,13 @@ def plot_best_so_far(studies: dict, axes=None):
     """
     import matplotlib.pyplot as plt
 
+    if not isinstance(studies, dict) or not studies or not all(isinstance(s, optuna.Study) for s in studies.values()):
+        raise CourseTypeError(f"studies must be a dict of label -> Optuna study, with at least one, got "
+                              f"{describe(studies)}")
     if axes is None:
         axes = plt.subplots(1, 2, figsize=(10, 3.6))[1]
     if len(axes) != 2:
-        raise ValueError(f"plot_best_so_far draws two panels, got {len(axes)} axes")
+        raise CourseValueError(f"plot_best_so_far draws two panels, got {len(axes)} axes")
     for label, study in studies.items():
         curve = best_so_far(study)
         axes[0].step(curve["trial"], curve["best"], where="post", marker="o", ms=3, label=label)
@@ -302,17 +331,21 @@ def plot_best_so_far(studies: dict, axes=None):
 # ----------------------------------------------------------------------------------------------
 def load_objective(spec: str):
     """The function named by ``"path/to/file.py:function"`` or ``"package.module:function"``."""
-    where, sep, name = spec.rpartition(":")
+    where, sep, name = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
     if not sep or not where or not name:
-        raise ValueError(f"objective {spec!r} should look like path/to/file.py:function or package.module:function")
+        raise CourseValueError(f"objective {spec!r} should look like path/to/file.py:function or "
+                               f"package.module:function")
     if where.endswith(".py") or os.sep in where or "/" in where:
         path = Path(where)
         if not path.is_file():
-            raise FileNotFoundError(f"objective file {where} not found (relative to {Path.cwd()})")
+            raise CourseFileNotFoundError(f"objective file {where} not found (relative to {Path.cwd()})")
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[path.stem] = module
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:  # a syntax error or a failing import in the objective's file
+            raise CourseValueError(f"objective file {where} failed to run: {type(err).__name__}: {err}") from err
     else:
         try:
             module = importlib.import_module(where)
@@ -368,8 +401,12 @@ def main(argv: list[str]) -> None:
     """``python -m course_lib tune ...``: one worker on a study (see ``build_parser``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.trials < 1 or args.heartbeat <= 0:
-        parser.error("--trials and --heartbeat must be positive")
+    if args.trials < 1 or not args.heartbeat > 0 or args.heartbeat == float("inf"):
+        parser.error("--trials and --heartbeat must be positive (and --heartbeat finite)")
+    if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
+        parser.error(f"--seed must be a whole number from 0 to {SEED_LIMIT - 1}, got {args.seed}")
+    if not args.study.strip():
+        parser.error("the study name is empty: give every worker the same, non-empty name")
     try:
         objective = load_objective(args.objective)
     except (ValueError, ImportError, OSError, AttributeError) as err:

@@ -17,7 +17,9 @@ import io
 import matplotlib.pyplot as plt
 import numpy as np
 
-from course_lib.plots import _displayable
+from course_lib.errors import CourseTypeError, CourseValueError
+from course_lib.plots import MAX_IMAGES, _displayable
+from course_lib.validation import check_callable, check_int, check_number, describe
 
 __all__ = ["PRESET_KERNELS", "grayscale", "show_feature_maps", "conv_explorer", "ConvExplorer", "path_explorer",
            "PathExplorer"]
@@ -42,7 +44,9 @@ def grayscale(images) -> np.ndarray:
 
     uint8 images are scaled to [0, 1]; colour becomes luminance (0.299 R + 0.587 G + 0.114 B).
     """
-    x = np.asarray(images)
+    x = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+    if x.dtype.kind not in "biuf":
+        raise CourseTypeError(f"images must be an array of numbers, got {describe(images)}")
     x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
     if x.ndim == 3:
         return x[:, None]
@@ -50,7 +54,8 @@ def grayscale(images) -> np.ndarray:
         return (x @ _LUMA)[:, None]
     if x.ndim == 4 and x.shape[1] in (1, 3):
         return x if x.shape[1] == 1 else np.einsum("nchw,c->nhw", x, _LUMA)[:, None]
-    raise ValueError(f"expected images (N, H, W), (N, H, W, 3) or (N, C, H, W), got shape {x.shape}")
+    raise CourseValueError(f"expected images (N, H, W), (N, H, W, 3) or (N, C, H, W), got shape {x.shape}: for "
+                           f"one image, use image[None]")
 
 
 def show_feature_maps(maps, row_names=None, col_names=None, inputs=None, scale: float = 1.25, title: str | None = None):
@@ -62,16 +67,28 @@ def show_feature_maps(maps, row_names=None, col_names=None, inputs=None, scale: 
     Returns the figure.
     """
     maps = np.asarray(maps.detach().cpu() if hasattr(maps, "detach") else maps)
+    if maps.ndim != 4 or maps.dtype.kind not in "biuf" or 0 in maps.shape:
+        raise CourseValueError(f"maps must be numbers of shape (N, F, H, W), got {describe(maps)}")
     n, f = maps.shape[:2]
+    if n * (f + (inputs is not None)) > MAX_IMAGES:
+        raise CourseValueError(f"{n} images x {f} filters is more than the {MAX_IMAGES} panels one figure can show: "
+                               f"pass fewer, e.g. maps[:4, :16]")
+    for names, count, what in ((row_names, n, "row_names (one per image)"),
+                               (col_names, f, "col_names (one per filter)")):
+        if names is not None and (isinstance(names, str) or len(names) != count):
+            raise CourseValueError(f"{what} must hold {count} names, got {describe(names)}")
+    scale = check_number("scale", scale, low=0, high=10, low_open=True, hint="inches per panel")
     if inputs is not None:
         inputs = np.asarray(inputs)
         if inputs.ndim == 4 and inputs.shape[1] in (1, 3) and inputs.shape[-1] not in (1, 3):
             inputs = inputs.transpose(0, 2, 3, 1)
+        if inputs.ndim not in (3, 4) or len(inputs) != n:
+            raise CourseValueError(f"inputs must be the {n} images the maps came from, got {describe(inputs)}")
     extra = inputs is not None
     fig, axes = plt.subplots(n, f + extra, figsize=(scale * (f + extra), scale * n), squeeze=False)
     for i in range(n):
         if extra:
-            image = inputs[i].squeeze()
+            image = inputs[i][..., 0] if inputs[i].ndim == 3 and inputs[i].shape[-1] == 1 else inputs[i]
             axes[i, 0].imshow(_displayable(image), cmap="gray" if image.ndim == 2 else None)
         for j in range(f):
             axes[i, j + extra].imshow(_displayable(maps[i, j]), cmap="gray")
@@ -114,14 +131,20 @@ class ConvExplorer:
     def __init__(self, conv, images, names=None, kernels=None, display_size: int = 192):
         import ipywidgets as w
 
-        self.conv = conv
+        self.conv = check_callable("conv", conv, example="your conv2d(x, w, b=None, stride=1, padding=0)")
+        display_size = check_int("display_size", display_size, low=16, high=2048, hint="screen pixels, e.g. 192")
+        if kernels is not None and (not isinstance(kernels, dict) or not kernels or any(
+                np.ndim(kernel) != 2 or 0 in np.shape(kernel) for kernel in kernels.values())):
+            raise CourseValueError(f"kernels must be a dict of name -> 2-D array, got {describe(kernels)}")
         if isinstance(images, (list, tuple)):  # single images, possibly of different sizes
             self.images = [grayscale(np.asarray(image)[None])[0] for image in images]
         else:
             self.images = list(grayscale(images))
         self.names = list(names) if names is not None else [f"image {i}" for i in range(len(self.images))]
         if len(self.names) != len(self.images):
-            raise ValueError(f"{len(self.images)} images but {len(self.names)} names")
+            raise CourseValueError(f"{len(self.images)} images but {len(self.names)} names: give one name per image")
+        if not self.images:
+            raise CourseValueError("conv_explorer needs at least one image")
         self.kernels = {**(PRESET_KERNELS if kernels is None else kernels)}
         self.zoom = max(1, display_size // max(max(image.shape[1:]) for image in self.images))
         self.output = self.output_shape = self.kernel_values = None
@@ -237,6 +260,14 @@ class PathExplorer:
     def __init__(self, make_paths, losses: dict, steps: int = 60, display_width: int = 640):
         import ipywidgets as w
 
+        check_callable("make_paths", make_paths,
+                       example="make_paths(loss, start, sgd_lr, momentum, adam_lr, betas, steps)")
+        if not isinstance(losses, dict) or not losses or not all(
+                all(hasattr(loss, name) for name in ("view", "start", "minimum", "grad")) for loss in losses.values()):
+            raise CourseTypeError(f"losses must be a dict of name -> loss from course_lib.landscapes (Quadratic(), "
+                                  f"Rosenbrock()), got {describe(losses)}")
+        steps = check_int("steps", steps, low=5, high=500, hint="the steps slider runs from 5 to 500")
+        display_width = check_int("display_width", display_width, low=100, high=4000, hint="pixels, e.g. 640")
         self.make_paths, self.losses, self.width = make_paths, dict(losses), display_width
         self.paths, self.settings, self.message = {}, {}, ""
         style = {"description_width": "initial"}

@@ -3,8 +3,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Property-based tests (tests/test_properties.py) draw the same examples on every run and keep no
+# example database, so CI is deterministic; HYPOTHESIS_PROFILE=explore draws new ones each run.
+settings.register_profile("course", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", settings.get_profile("course"), derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "course"))
 
 
 @pytest.fixture
