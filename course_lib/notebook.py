@@ -4,6 +4,7 @@ from __future__ import annotations
 import operator
 import time
 
+from course_lib.errors import show_errors_briefly
 from course_lib.results import format_value, results_dir, write_results
 from course_lib.settings import data_dir, describe_device, get_device, is_fast, seed_everything
 
@@ -52,7 +53,12 @@ class NotebookRun:
 
 
 def setup_notebook(name: str, seed: int = 0, use_torch: bool = True) -> NotebookRun:
-    """Seed everything, pick the device, start the clock and print one line about the set-up."""
+    """Seed everything, pick the device, start the clock and print one line about the set-up.
+
+    In IPython, failed checks, stubs and names not defined yet show as one brief block each
+    (:func:`course_lib.errors.show_errors_briefly`).
+    """
+    show_errors_briefly()
     run = NotebookRun(name, seed, use_torch)
     print(run.report())
     return run

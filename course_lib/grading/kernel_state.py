@@ -20,12 +20,14 @@ import sys
 import sysconfig
 import types
 
+from course_lib.errors import show_errors_briefly
+
 WATCHED_MODULES = (
     "builtins", "math", "numpy", "numpy.linalg", "numpy.random", "numpy.testing", "numpy.lib.stride_tricks",
     "torch", "torch.nn", "torch.nn.functional", "torch.linalg", "torch.testing", "torch.optim", "torch.autograd",
     "course_lib", "course_lib.checks", "course_lib.checks.mlp", "course_lib.checks.conv", "course_lib.checks.cnn",
     "course_lib.checks.optim", "course_lib.checks.gradient_check", "course_lib.settings", "course_lib.data",
-    "course_lib.trainer", "course_lib.models", "course_lib.notebook", "course_lib.results",
+    "course_lib.trainer", "course_lib.models", "course_lib.notebook", "course_lib.results", "course_lib.errors",
     "course_lib.grading.kernel_state",
 )
 SYS_HOOKS = ("excepthook", "displayhook", "breakpointhook", "unraisablehook")
@@ -102,11 +104,14 @@ def take_snapshot(aliases: dict | None = None) -> None:
     global _snapshot
     for name in WATCHED_MODULES:
         importlib.import_module(name)
+    shell = get_ipython()  # noqa: F821  (IPython's builtin)
+    # The course's brief error display, installed now as the setup cell would install it: the setup
+    # cell then changes nothing, and any later change of IPython's exception handler is a finding.
+    show_errors_briefly(shell)
     # Imported now, not in a cell: pyplot registers the inline backend's hooks and torch._dynamo
     # wraps torch.manual_seed when they are first imported.
     import matplotlib.pyplot  # noqa: F401
     import torch._dynamo  # noqa: F401
-    shell = get_ipython()  # noqa: F821  (IPython's builtin)
     parts = _shell_parts(shell)
     _snapshot = {
         "modules": {name: (sys.modules[name], _callables(vars(sys.modules[name]))) for name in WATCHED_MODULES},
