@@ -17,6 +17,7 @@ import io
 import matplotlib.pyplot as plt
 import numpy as np
 
+from course_lib.errors import describe_failure
 from course_lib.plots import _displayable
 
 __all__ = ["PRESET_KERNELS", "grayscale", "show_feature_maps", "conv_explorer", "ConvExplorer", "path_explorer",
@@ -172,20 +173,20 @@ class ConvExplorer:
         self.kernel_view.value = _kernel_table(kernel)
         (h, width), (kh, kw) = x.shape[2:], kernel.shape
         padded = (h + 2 * padding, width + 2 * padding)
+        name = getattr(self.conv, "__name__", "conv")
+        if kh > padded[0] or kw > padded[1]:
+            return self._failed(f"a {kh}×{kw} kernel does not fit in the padded {padded[0]}×{padded[1]} image: "
+                                "add padding or pick a smaller kernel")
         try:
-            if kh > padded[0] or kw > padded[1]:
-                raise ValueError(f"a {kh}×{kw} kernel does not fit in the padded {padded[0]}×{padded[1]} image")
             out = np.asarray(self.conv(x, kernel[None, None], None, stride=stride, padding=padding))
-            if out.ndim != 4 or out.shape[:2] != (1, 1):
-                raise ValueError(f"expected an output of shape (1, 1, H_out, W_out), got {out.shape}")
         except Exception as err:  # a student's bug must not break the widget
-            self.output = self.output_shape = None
-            self.output_view.value = b""
-            self.message = f"{getattr(self.conv, '__name__', 'conv')} failed: {type(err).__name__}: {err}"
-            self.info.value = f"<span style='color:#b00'>{html.escape(self.message)}</span>"
-            return
+            return self._failed(describe_failure(name, err))
+        if out.ndim != 4 or out.shape[:2] != (1, 1):
+            return self._failed(f"{name} returned shape {out.shape}: expected (1, 1, H_out, W_out) for one image "
+                                "and one filter")
         self.output, self.output_shape = out[0, 0], tuple(out.shape)
         self.output_view.value = _png(self.output, self.zoom)
+        self.output_view.layout.display = None
         expected = _torch_output_shape(x.shape, (1, 1, kh, kw), stride, padding)
         self.message = (f"input {x.shape} · kernel {kh}×{kw} · stride {stride} · padding {padding} (padded "
                         f"{padded[0]}×{padded[1]}) → output {self.output_shape}: "
@@ -193,8 +194,25 @@ class ConvExplorer:
                         + ("" if self.output_shape == expected else f" — but torch's conv2d gives {expected}"))
         self.info.value = html.escape(self.message)
 
+    def _failed(self, message: str) -> None:
+        """The error state: no output map (an empty image would show as a broken one), the message once."""
+        self.output = self.output_shape = None
+        self.output_view.layout.display = "none"
+        self.message = message
+        self.info.value = _error_html(message)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _bundle(self.widget, self.message, **kwargs)
+
+
+def _bundle(widget, message: str, **kwargs) -> dict:
+    """The widget for a live notebook; its message as the text of an exported or graded copy."""
+    bundle = widget._repr_mimebundle_(**kwargs)
+    return {**bundle, "text/plain": message} if bundle else bundle
+
+
+def _error_html(message: str) -> str:
+    return f"<span style='color:#b00'>{html.escape(message)}</span>"
 
 
 def _torch_output_shape(x_shape, w_shape, stride: int, padding: int) -> tuple:
@@ -292,9 +310,10 @@ class PathExplorer:
         try:
             paths = self.make_paths(loss, start, **self.settings)
         except Exception as err:  # a student's bug must not break the widget
-            self.paths, self.picture.value = {}, b""
-            self.message = f"{getattr(self.make_paths, '__name__', 'make_paths')} failed: {type(err).__name__}: {err}"
-            self.info.value = f"<span style='color:#b00'>{html.escape(self.message)}</span>"
+            self.paths = {}
+            self.picture.layout.display = "none"  # an empty image would show as a broken one
+            self.message = describe_failure(getattr(self.make_paths, "__name__", "make_paths"), err)
+            self.info.value = _error_html(self.message)
             return
         self.paths = {name: np.asarray(path, dtype=np.float64) for name, path in paths.items()}
         fig, ax = plt.subplots(figsize=(self.width / 100, 0.6 * self.width / 100), dpi=100)
@@ -303,13 +322,14 @@ class PathExplorer:
         fig.savefig(buffer, format="png", bbox_inches="tight")
         plt.close(fig)
         self.picture.value = buffer.getvalue()
+        self.picture.layout.display = None
         finals = ", ".join(f"{name} diverged" if len(finite_part(p)) < len(p) else f"{name} {float(loss(p[-1])):.3g}"
                            for name, p in self.paths.items())
         self.message = f"{self.steps.value} steps from ({start[0]:.1f}, {start[1]:.1f}); final loss: {finals}"
         self.info.value = html.escape(self.message)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _bundle(self.widget, self.message, **kwargs)
 
 
 def path_explorer(make_paths, losses: dict, steps: int = 60, display_width: int = 640) -> PathExplorer:
