@@ -7,12 +7,14 @@
 | ``COURSE_CACHE_DIR``| where decoded arrays and downloads are kept         | ``~/.cache/course_lib``    |
 | ``COURSE_DEVICE``   | force ``cuda``, ``mps`` or ``cpu``                  | best available             |
 | ``COURSE_RESULTS_DIR`` | where notebooks write their results as JSON      | not written                |
-| ``COURSE_CHECKPOINT_DIR`` | where trained models are kept for later notebooks | ``<cache dir>/checkpoints`` |
+| ``COURSE_CHECKPOINT_DIR`` | where trained models are kept for later notebooks | Google Drive on Colab when mounted, else ``<cache dir>/checkpoints`` |
 """
 from __future__ import annotations
 
 import os
 import random
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +47,26 @@ def data_dir() -> Path:
     return cache_dir() / "data"
 
 
+# Where Colab mounts Google Drive (``from google.colab import drive; drive.mount("/content/drive")``).
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+
+
 def checkpoint_dir() -> Path:
-    """Folder where notebooks keep trained models that later notebooks load (created on demand):
-    ``COURSE_CHECKPOINT_DIR``, else ``<cache dir>/checkpoints``."""
-    path = Path(os.environ.get("COURSE_CHECKPOINT_DIR") or cache_dir() / "checkpoints").expanduser()
+    """Folder where notebooks keep trained models that later notebooks load (created on demand).
+
+    ``COURSE_CHECKPOINT_DIR``; else, on Colab with Google Drive mounted, ``MyDrive/course_lib/checkpoints``
+    (a Colab session's own disk is wiped when it ends); else ``<cache dir>/checkpoints``.
+    """
+    if os.environ.get("COURSE_CHECKPOINT_DIR"):
+        path = Path(os.environ["COURSE_CHECKPOINT_DIR"]).expanduser()
+    elif COLAB_DRIVE.is_dir():
+        path = COLAB_DRIVE / "course_lib" / "checkpoints"
+    else:
+        path = cache_dir() / "checkpoints"
+        if "google.colab" in sys.modules:
+            warnings.warn(f"Google Drive is not mounted, so checkpoints go to {path}, which is deleted when this "
+                          'Colab session ends: run `from google.colab import drive; drive.mount("/content/drive")` '
+                          "to keep them in your Drive (MyDrive/course_lib/checkpoints).", stacklevel=2)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
