@@ -82,13 +82,14 @@ def brief_lines(value: BaseException, tb, shell=None) -> list[str] | None:
 def describe_failure(name: str, err: BaseException) -> str:
     """One line about ``err``, raised by the student's ``name``, for a widget in an error state:
     what to finish for a stub, else the error and the line of the student's code that raised it."""
-    if isinstance(err, NotImplementedError):
-        return (f"{name} is not implemented yet: replace `raise NotImplementedError()` in its cell with your "
-                "code, run that cell, then run this one again.")
-    detail = str(err).strip()
-    line = f"{name} raised {type(err).__name__}" + (f": {detail}" if detail else "")
     shell = _shell()
     cells = _cell_frames(err.__traceback__, shell)
+    if isinstance(err, NotImplementedError):
+        cell = _cell_label(cells[-1][0].f_code.co_filename, shell) if cells else None
+        return (f"{name} is not implemented yet: replace `raise NotImplementedError()` in "
+                f"{cell or 'its cell'} with your code, run that cell, then run this one again.")
+    detail = str(err).strip()
+    line = f"{name} raised {type(err).__name__}" + (f": {detail}" if detail else "")
     return line + (f" ({_where(cells[-1], shell)})" if cells else "")
 
 

@@ -137,3 +137,15 @@ def test_a_failure_of_the_display_falls_back_to_the_usual_traceback(notebook, sh
 def test_outside_ipython_nothing_is_installed():
     errors.show_errors_briefly()  # no shell: nothing to do, no error
     assert errors.brief_lines(AssertionError("x"), None) is None
+
+
+def test_a_widget_names_the_cell_to_finish(notebook):
+    notebook(STUB)
+    result, shown = notebook("from course_lib.errors import describe_failure\n"
+                             "try:\n    sigmoid(0)\nexcept Exception as err:\n    print(describe_failure('sigmoid', err))")
+    assert result.success and shown.strip() == ("sigmoid is not implemented yet: replace `raise NotImplementedError()` "
+                                                "in cell In[2] with your code, run that cell, then run this one again.")
+    notebook("def sigmoid(x):\n    return 1 / (1 + np.exp(-x)) @ np.ones(7)")
+    _, shown = notebook("try:\n    sigmoid(np.zeros(3))\nexcept Exception as err:\n    print(describe_failure('sigmoid', err))")
+    assert shown.startswith("sigmoid raised ValueError: matmul") and \
+        shown.strip().endswith("(cell In[4], line 2, in `sigmoid`: return 1 / (1 + np.exp(-x)) @ np.ones(7))")
