@@ -3,9 +3,10 @@
 Runs in the kernel that executes a submission. ``take_snapshot`` records, before any student code,
 the objects a test's verdict depends on: how IPython and ipykernel run a cell and report its error
 (hooks, transformers, exception handlers, the methods that send the error to the grader), the
-functions of ``builtins``, ``numpy``, ``torch`` and ``course_lib``, ``sys.modules`` and the module
-aliases the locked cells bind. ``report`` prints, after every cell, what has changed since: one line
-``<nonce> <json list of changes>``, which the grader (``course_lib.grading.preprocessors``) reads.
+functions of ``builtins``, ``numpy``, ``torch`` and ``course_lib``, ``sys.modules``, the module
+aliases the locked cells bind, and ``COURSE_FAST`` (fast and full mode have different tests).
+``report`` prints, after every cell, what has changed since: one line ``<nonce> <json list of
+changes>``, which the grader (``course_lib.grading.preprocessors``) reads.
 Additions made by installed libraries (matplotlib registering its figure flush) are allowed;
 additions defined in the notebook are not.
 """
@@ -31,6 +32,8 @@ WATCHED_MODULES = (
     "course_lib.grading.kernel_state",
 )
 SYS_HOOKS = ("excepthook", "displayhook", "breakpointhook", "unraisablehook")
+# Fast and full mode have different tests (thresholds, data sizes): the grader's mode must hold throughout.
+WATCHED_ENVIRONMENT = ("COURSE_FAST",)
 _LIBRARY_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "purelib", "platlib")})
 
 _snapshot: dict | None = None
@@ -122,6 +125,7 @@ def take_snapshot(aliases: dict | None = None) -> None:
         "classes": {cls: dict(vars(cls)) for cls in _classes(parts)},
         "hooks": _hook_lists(shell),
         "custom_exceptions": shell.custom_exceptions,
+        "environment": {name: os.environ.get(name) for name in WATCHED_ENVIRONMENT},
         "aliases": dict(aliases or {}),
     }
 
@@ -161,6 +165,10 @@ def changes() -> list:
         now = vars(cls)
         found += [f"{cls.__module__}.{cls.__qualname__}.{key} was changed"
                   for key in set(members) | set(now) if members.get(key, now) is not now.get(key, members)]
+    for name, value in _snapshot["environment"].items():
+        if os.environ.get(name) != value:
+            found.append(f"{name} was changed from {value!r} to {os.environ.get(name)!r} (a cell switched between fast "
+                         "and full mode, whose tests differ)")
     if shell.custom_exceptions != _snapshot["custom_exceptions"]:
         found.append("a custom exception handler was installed (set_custom_exc)")
     for name, items in _hook_lists(shell).items():
