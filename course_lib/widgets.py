@@ -136,8 +136,9 @@ class ConvExplorer:
         self.seed = w.IntSlider(value=0, min=0, max=99, description="seed (random kernels)", style=style)
         self.stride = w.IntSlider(value=1, min=1, max=4, description="stride S", style=style)
         self.padding = w.IntSlider(value=1, min=0, max=4, description="padding P", style=style)
-        self.input_view = w.Image(format="png")
-        self.output_view = w.Image(format="png")
+        # At their own size (one zoom for both, so a smaller output looks smaller), not stretched to the title.
+        self.input_view = w.Image(format="png", layout=w.Layout(align_self="flex-start"))
+        self.output_view = w.Image(format="png", layout=w.Layout(align_self="flex-start"))
         self.kernel_view = w.HTML()
         self.info = w.HTML()
         self.controls = [self.image, self.kernel, self.seed, self.stride, self.padding]
@@ -268,7 +269,7 @@ class PathExplorer:
         self.steps = slider(w.IntSlider, "steps", value=steps, min=5, max=500, step=5)
         self.start_x = slider(w.FloatSlider, "start x", value=0.0, min=-5.0, max=5.0, step=0.1)
         self.start_y = slider(w.FloatSlider, "start y", value=0.0, min=-3.0, max=3.0, step=0.1)
-        self.picture = w.Image(format="png")
+        self.picture = w.Image(format="png", layout=w.Layout(align_self="flex-start"))  # at its own size
         self.info = w.HTML()
         self.controls = [self.loss, self.sgd_lr, self.momentum, self.adam_lr, self.beta1, self.beta2, self.steps,
                          self.start_x, self.start_y]
