@@ -1,9 +1,10 @@
-"""Each notebook's first cell shows its run times as measured, from one source (README, Results), and
-says how to turn fast mode on."""
+"""Each notebook's first cells: its run times as measured, from one source (README, Results), how to turn
+fast mode on, and a Colab install pinned to the release."""
 from __future__ import annotations
 
 import re
 
+import nbformat
 import pytest
 
 from notebook_cells import ROOT, assignments, read_solution
@@ -22,6 +23,10 @@ def measured_times() -> dict[str, dict[str, str]]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         times[cells[0]] = {"full": RESULT.match(cells[full]).group(), "fast": RESULT.match(cells[fast]).group()}
     return times
+
+
+def read_notebook(path):
+    return nbformat.read(path, as_version=4)
 
 
 def header(assignment: str) -> str:
@@ -49,3 +54,14 @@ def test_header_says_how_to_turn_on_fast_mode(assignment):
 def test_the_times_are_read_from_the_table():
     times = measured_times()
     assert times["03_building_cnns"]["full"] == "591" and times["04_optimizers"]["full"] == "944–958"
+
+
+def test_colab_installs_the_release_the_notebook_came_from():
+    """The setup cell pins course_lib to course.toml's tag, not a branch that moves on (`main`)."""
+    config = dict(re.findall(r'^(\w+) = "([^"]*)"', ROOT.joinpath("course.toml").read_text(), re.M))
+    assert re.fullmatch(r"v\d+(\.\d+)+", config["student_ref"]), \
+        f"course.toml's student_ref {config['student_ref']!r} should be a release tag such as v0.1.0, not a branch"
+    pinned = f"course_lib @ git+https://github.com/{config['student_repository']}@{config['student_ref']}"
+    for path in sorted(ROOT.glob("notebooks/*/*.ipynb")):
+        setup = next(c.source for c in read_notebook(path).cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup")
+        assert pinned in setup, f"{path.name}'s setup cell should install {pinned}"
