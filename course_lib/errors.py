@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import linecache
+import re
 import sys
 import traceback
 
@@ -162,7 +163,11 @@ def _cell_label(filename: str, shell) -> str | None:
     """``cell In[7]`` for code typed in a notebook cell, None for code from a file."""
     if shell is None:
         return None
-    named = shell.compile.format_code_name(filename)
+    format_code_name = getattr(shell.compile, "format_code_name", None)
+    if format_code_name is None:  # IPython 7 (Colab) names a cell's code <ipython-input-7-…>
+        match = re.fullmatch(r"<ipython-input-(\d+)-[0-9a-f]+>", filename)
+        return f"cell In[{match.group(1)}]" if match else None
+    named = format_code_name(filename)
     return f"cell {named[1]}" if named else None
 
 

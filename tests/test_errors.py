@@ -149,3 +149,22 @@ def test_a_widget_names_the_cell_to_finish(notebook):
     _, shown = notebook("try:\n    sigmoid(np.zeros(3))\nexcept Exception as err:\n    print(describe_failure('sigmoid', err))")
     assert shown.startswith("sigmoid raised ValueError: matmul") and \
         shown.strip().endswith("(cell In[4], line 2, in `sigmoid`: return 1 / (1 + np.exp(-x)) @ np.ones(7))")
+
+
+def test_cells_are_named_under_ipython_7_too():
+    """Colab runs IPython 7, whose compiler names a cell's code <ipython-input-N-hash> (no format_code_name)."""
+    class OldCompiler:
+        pass
+
+    class OldShell:
+        compile = OldCompiler()
+
+    namespace = {}
+    try:
+        exec(compile("checks.check_sigmoid(sigmoid)", "<ipython-input-4-0123abcd>", "exec"), namespace)
+    except NameError as err:
+        lines = errors.brief_lines(err, err.__traceback__, OldShell())
+    assert [ANSI.sub("", line) for line in lines] == [
+        "NameError: name 'checks' is not defined",
+        "→ Run the cell that defines `checks` first (Run → Run All Above Selected Cell runs every cell above this "
+        "one), then run this one again."]
