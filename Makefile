@@ -20,7 +20,7 @@ ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup sandbox lab test release student-dist results clean-venv
+.PHONY: setup sandbox chromium lab test release student-dist results clean-venv
 
 # Installs once per change of pyproject.toml; reuses an existing environment otherwise.
 $(DEPS_STAMP): pyproject.toml $(CONSTRAINTS)
@@ -42,7 +42,15 @@ sandbox:
 	  apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; else \
 	  echo "the autograder's tests need bubblewrap: install it (Debian/Ubuntu: sudo apt-get install bubblewrap)"; exit 1; fi; }
 
-test: setup sandbox
+# The browser test (tests/test_browser.py) drives JupyterLab in Debian's Chromium through Playwright; without
+# Chromium it is skipped (and fails under CI). No browser is downloaded: never `playwright install`.
+chromium:
+	@command -v chromium >/dev/null || [ -n "$$COURSE_CHROMIUM" ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && { apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; }; } || \
+	  echo "the browser test needs Chromium (Debian: sudo apt-get install chromium; or set COURSE_CHROMIUM): skipped without it"
+
+test: setup sandbox chromium
 	COURSE_FAST=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax tests solutions
 
 # First writes course.toml's student repository and ref into the solutions' Colab badges and setup

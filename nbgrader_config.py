@@ -8,6 +8,12 @@ c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "dl-images"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
+# A course-local exchange, so that release, fetch, submit and collect work on one machine (`make lab`,
+# JupyterLab's Nbgrader menu); fetched copies go to ./dl-images/NN_name. For a class on a shared
+# server, point it at a folder every user can write instead (nbgrader's docs, "Setting up the exchange").
+c.Exchange.root = os.path.join(c.CourseDirectory.root, "exchange")
+c.Exchange.path_includes_course = True
+os.makedirs(c.Exchange.root, exist_ok=True)  # nbgrader needs it to exist
 # SQLite by default; point NBGRADER_DB_URL at PostgreSQL (postgresql://user@host/gradebook) for a class.
 # (postgresql:// goes through psycopg 3, which the course installs, instead of SQLAlchemy's default psycopg2.)
 c.CourseDirectory.db_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://",

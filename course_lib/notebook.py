@@ -6,7 +6,7 @@ import time
 
 from collections.abc import Mapping
 
-from course_lib.errors import CourseTypeError, CourseValueError
+from course_lib.errors import CourseTypeError, CourseValueError, show_errors_briefly
 from course_lib.results import format_value, results_dir, write_results
 from course_lib.settings import data_dir, describe_device, get_device, is_fast, seed_everything
 from course_lib.validation import describe
@@ -65,7 +65,12 @@ class NotebookRun:
 
 
 def setup_notebook(name: str, seed: int = 0, use_torch: bool = True) -> NotebookRun:
-    """Seed everything, pick the device, start the clock and print one line about the set-up."""
+    """Seed everything, pick the device, start the clock and print one line about the set-up.
+
+    In IPython, failed checks, stubs and names not defined yet show as one brief block each
+    (:func:`course_lib.errors.show_errors_briefly`).
+    """
+    show_errors_briefly()
     run = NotebookRun(name, seed, use_torch)
     print(run.report())
     return run

@@ -8,7 +8,7 @@
 | ``COURSE_DEVICE``   | force ``cuda``, ``mps`` or ``cpu``                  | best available             |
 | ``COURSE_DOWNLOAD`` | ``0`` forbids dataset downloads                     | allowed                    |
 | ``COURSE_RESULTS_DIR`` | where notebooks write their results as JSON      | not written                |
-| ``COURSE_CHECKPOINT_DIR`` | where trained models are kept for later notebooks | ``<cache dir>/checkpoints`` |
+| ``COURSE_CHECKPOINT_DIR`` | where trained models are kept for later notebooks | Google Drive on Colab when mounted, else ``<cache dir>/checkpoints`` |
 
 Switches (``COURSE_FAST``, ``COURSE_DOWNLOAD``) take ``1``/``true``/``yes``/``on`` or
 ``0``/``false``/``no``/``off`` (any case; empty means the default); anything else is a
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +71,25 @@ def data_dir() -> Path:
     return cache_dir() / "data"
 
 
+# Where Colab mounts Google Drive (``from google.colab import drive; drive.mount("/content/drive")``).
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+
+
 def checkpoint_dir() -> Path:
-    """Folder where notebooks keep trained models that later notebooks load (created on demand):
-    ``COURSE_CHECKPOINT_DIR``, else ``<cache dir>/checkpoints``."""
-    return _folder("COURSE_CHECKPOINT_DIR", cache_dir() / "checkpoints")
+    """Folder where notebooks keep trained models that later notebooks load (created on demand).
+
+    ``COURSE_CHECKPOINT_DIR``; else, on Colab with Google Drive mounted, ``MyDrive/course_lib/checkpoints``
+    (a Colab session's own disk is wiped when it ends); else ``<cache dir>/checkpoints``.
+    """
+    default = cache_dir() / "checkpoints"
+    if not os.environ.get("COURSE_CHECKPOINT_DIR"):
+        if COLAB_DRIVE.is_dir():
+            default = COLAB_DRIVE / "course_lib" / "checkpoints"
+        elif "google.colab" in sys.modules:
+            warnings.warn(f"Google Drive is not mounted, so checkpoints go to {default}, which is deleted when this "
+                          'Colab session ends: run `from google.colab import drive; drive.mount("/content/drive")` '
+                          "to keep them in your Drive (MyDrive/course_lib/checkpoints).", stacklevel=2)
+    return _folder("COURSE_CHECKPOINT_DIR", default)
 
 
 def _folder(variable: str, default: Path) -> Path:

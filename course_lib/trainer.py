@@ -13,8 +13,8 @@ What ``fit`` does for you, and the rules it follows:
 - Device: ``device=None`` uses the data's device for a ``DeviceLoader`` and ``settings.get_device()``
   (CUDA > MPS > CPU, or ``COURSE_DEVICE``) otherwise. The model (and any optimizer state) is moved
   to that device in place, and the progress header says so; every batch is copied there too.
-- Mixed precision: ``amp="auto"`` turns autocast on for CUDA only (bfloat16 where the GPU has it,
-  else float16 with a ``GradScaler``); ``amp=True`` also turns it on for CPU (bfloat16) and MPS.
+- Mixed precision: ``amp="auto"`` turns autocast on for CUDA only (bfloat16 from compute capability
+  8.0 on, as on an A100 or H100; float16 with a ``GradScaler`` below, as on Colab's T4); ``amp=True`` also turns it on for CPU (bfloat16) and MPS.
 - No host synchronisation per step: loss and correct counts are summed on the device and read
   once per epoch, or when the progress bar refreshes (at most twice a second).
 - Schedulers: OneCycleLR and CyclicLR are stepped after every batch, every other scheduler once
@@ -742,7 +742,8 @@ def _amp_dtype(amp, device: torch.device) -> torch.dtype | None:
         return torch.float16
     if amp is True or (amp == "auto" and device.type == "cuda"):
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            # Not is_bf16_supported(): it is also true where bf16 is emulated (a T4), and slower than fp16 there.
+            return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
         return torch.float16 if device.type == "mps" else torch.bfloat16
     if amp is False or amp is None or amp == "auto":
         return None

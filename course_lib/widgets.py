@@ -17,7 +17,7 @@ import io
 import matplotlib.pyplot as plt
 import numpy as np
 
-from course_lib.errors import CourseTypeError, CourseValueError
+from course_lib.errors import CourseTypeError, CourseValueError, describe_failure
 from course_lib.plots import MAX_IMAGES, _displayable
 from course_lib.validation import check_callable, check_int, check_number, describe
 
@@ -158,8 +158,9 @@ class ConvExplorer:
         self.seed = w.IntSlider(value=0, min=0, max=99, description="seed (random kernels)", style=style)
         self.stride = w.IntSlider(value=1, min=1, max=4, description="stride S", style=style)
         self.padding = w.IntSlider(value=1, min=0, max=4, description="padding P", style=style)
-        self.input_view = w.Image(format="png")
-        self.output_view = w.Image(format="png")
+        # At their own size (one zoom for both, so a smaller output looks smaller), not stretched to the title.
+        self.input_view = w.Image(format="png", layout=w.Layout(align_self="flex-start"))
+        self.output_view = w.Image(format="png", layout=w.Layout(align_self="flex-start"))
         self.kernel_view = w.HTML()
         self.info = w.HTML()
         self.controls = [self.image, self.kernel, self.seed, self.stride, self.padding]
@@ -195,20 +196,20 @@ class ConvExplorer:
         self.kernel_view.value = _kernel_table(kernel)
         (h, width), (kh, kw) = x.shape[2:], kernel.shape
         padded = (h + 2 * padding, width + 2 * padding)
+        name = getattr(self.conv, "__name__", "conv")
+        if kh > padded[0] or kw > padded[1]:
+            return self._failed(f"a {kh}×{kw} kernel does not fit in the padded {padded[0]}×{padded[1]} image: "
+                                "add padding or pick a smaller kernel")
         try:
-            if kh > padded[0] or kw > padded[1]:
-                raise ValueError(f"a {kh}×{kw} kernel does not fit in the padded {padded[0]}×{padded[1]} image")
             out = np.asarray(self.conv(x, kernel[None, None], None, stride=stride, padding=padding))
-            if out.ndim != 4 or out.shape[:2] != (1, 1):
-                raise ValueError(f"expected an output of shape (1, 1, H_out, W_out), got {out.shape}")
         except Exception as err:  # a student's bug must not break the widget
-            self.output = self.output_shape = None
-            self.output_view.value = b""
-            self.message = f"{getattr(self.conv, '__name__', 'conv')} failed: {type(err).__name__}: {err}"
-            self.info.value = f"<span style='color:#b00'>{html.escape(self.message)}</span>"
-            return
+            return self._failed(describe_failure(name, err))
+        if out.ndim != 4 or out.shape[:2] != (1, 1):
+            return self._failed(f"{name} returned shape {out.shape}: expected (1, 1, H_out, W_out) for one image "
+                                "and one filter")
         self.output, self.output_shape = out[0, 0], tuple(out.shape)
         self.output_view.value = _png(self.output, self.zoom)
+        self.output_view.layout.display = None
         expected = _torch_output_shape(x.shape, (1, 1, kh, kw), stride, padding)
         self.message = (f"input {x.shape} · kernel {kh}×{kw} · stride {stride} · padding {padding} (padded "
                         f"{padded[0]}×{padded[1]}) → output {self.output_shape}: "
@@ -216,8 +217,25 @@ class ConvExplorer:
                         + ("" if self.output_shape == expected else f" — but torch's conv2d gives {expected}"))
         self.info.value = html.escape(self.message)
 
+    def _failed(self, message: str) -> None:
+        """The error state: no output map (an empty image would show as a broken one), the message once."""
+        self.output = self.output_shape = None
+        self.output_view.layout.display = "none"
+        self.message = message
+        self.info.value = _error_html(message)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _bundle(self.widget, self.message, **kwargs)
+
+
+def _bundle(widget, message: str, **kwargs) -> dict:
+    """The widget for a live notebook; its message as the text of an exported or graded copy."""
+    bundle = widget._repr_mimebundle_(**kwargs)
+    return {**bundle, "text/plain": message} if bundle else bundle
+
+
+def _error_html(message: str) -> str:
+    return f"<span style='color:#b00'>{html.escape(message)}</span>"
 
 
 def _torch_output_shape(x_shape, w_shape, stride: int, padding: int) -> tuple:
@@ -281,7 +299,7 @@ class PathExplorer:
         self.steps = slider(w.IntSlider, "steps", value=steps, min=5, max=500, step=5)
         self.start_x = slider(w.FloatSlider, "start x", value=0.0, min=-5.0, max=5.0, step=0.1)
         self.start_y = slider(w.FloatSlider, "start y", value=0.0, min=-3.0, max=3.0, step=0.1)
-        self.picture = w.Image(format="png")
+        self.picture = w.Image(format="png", layout=w.Layout(align_self="flex-start"))  # at its own size
         self.info = w.HTML()
         self.controls = [self.loss, self.sgd_lr, self.momentum, self.adam_lr, self.beta1, self.beta2, self.steps,
                          self.start_x, self.start_y]
@@ -323,9 +341,10 @@ class PathExplorer:
         try:
             paths = self.make_paths(loss, start, **self.settings)
         except Exception as err:  # a student's bug must not break the widget
-            self.paths, self.picture.value = {}, b""
-            self.message = f"{getattr(self.make_paths, '__name__', 'make_paths')} failed: {type(err).__name__}: {err}"
-            self.info.value = f"<span style='color:#b00'>{html.escape(self.message)}</span>"
+            self.paths = {}
+            self.picture.layout.display = "none"  # an empty image would show as a broken one
+            self.message = describe_failure(getattr(self.make_paths, "__name__", "make_paths"), err)
+            self.info.value = _error_html(self.message)
             return
         self.paths = {name: np.asarray(path, dtype=np.float64) for name, path in paths.items()}
         fig, ax = plt.subplots(figsize=(self.width / 100, 0.6 * self.width / 100), dpi=100)
@@ -334,13 +353,14 @@ class PathExplorer:
         fig.savefig(buffer, format="png", bbox_inches="tight")
         plt.close(fig)
         self.picture.value = buffer.getvalue()
+        self.picture.layout.display = None
         finals = ", ".join(f"{name} diverged" if len(finite_part(p)) < len(p) else f"{name} {float(loss(p[-1])):.3g}"
                            for name, p in self.paths.items())
         self.message = f"{self.steps.value} steps from ({start[0]:.1f}, {start[1]:.1f}); final loss: {finals}"
         self.info.value = html.escape(self.message)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _bundle(self.widget, self.message, **kwargs)
 
 
 def path_explorer(make_paths, losses: dict, steps: int = 60, display_width: int = 640) -> PathExplorer:

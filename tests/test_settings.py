@@ -1,3 +1,6 @@
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +22,21 @@ def test_folders_follow_the_environment(monkeypatch, tmp_path):
     assert settings.data_dir() == tmp_path / "cache" / "data"
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "mine"))
     assert settings.data_dir() == tmp_path / "mine"
+
+
+def test_checkpoints_go_where_the_student_keeps_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("COURSE_CHECKPOINT_DIR", raising=False)
+    monkeypatch.setattr(settings, "COLAB_DRIVE", tmp_path / "drive" / "MyDrive")
+    assert settings.checkpoint_dir() == tmp_path / "cache" / "checkpoints"    # no Drive mounted
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    with pytest.warns(UserWarning, match="Google Drive is not mounted.*drive.mount"):
+        assert settings.checkpoint_dir() == tmp_path / "cache" / "checkpoints"  # on Colab: says how to keep them
+    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)                       # Colab, Drive mounted
+    assert settings.checkpoint_dir() == tmp_path / "drive" / "MyDrive" / "course_lib" / "checkpoints"
+    assert settings.checkpoint_dir().is_dir()
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path / "mine"))        # the variable wins
+    assert settings.checkpoint_dir() == tmp_path / "mine" and (tmp_path / "mine").is_dir()
 
 
 def test_seed_everything_repeats_numpy_and_torch():

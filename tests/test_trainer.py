@@ -12,7 +12,7 @@ from course_lib.data import load_digits
 from course_lib.models import MLP1, PlainCNN
 from course_lib.settings import seed_everything
 from course_lib.trainer import (
-    DeviceLoader, History, evaluate, fit, load_checkpoint, random_crop, random_flip, save_checkpoint,
+    DeviceLoader, History, _amp_dtype, evaluate, fit, load_checkpoint, random_crop, random_flip, save_checkpoint,
 )
 
 DIGITS = load_digits()          # 1,797 uint8 images (N, 8, 8), labels 0..9
@@ -215,6 +215,18 @@ def test_asking_for_a_missing_gpu_is_a_clear_error(monkeypatch):
         fit(model, train, None, 1, sgd(model), device="cuda", progress=False)
     with pytest.raises(RuntimeError, match="not available"):
         DeviceLoader(DIGITS.x, DIGITS.y, device="cuda")
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
+                                                   ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)],
+                         ids=["T4", "V100", "A100", "H100"])
+def test_automatic_precision_on_cuda_follows_the_compute_capability(monkeypatch, capability, expected):
+    """bf16 from compute capability 8.0 on; below it fp16, even where torch emulates bf16 (Colab's T4)."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert _amp_dtype("auto", torch.device("cuda")) is expected
+    assert _amp_dtype(True, torch.device("cuda", 0)) is expected
+    assert _amp_dtype("bf16", torch.device("cuda")) is torch.bfloat16  # asked for by name: as asked
 
 
 def test_bf16_autocast_runs_on_cpu_when_asked():

@@ -94,9 +94,25 @@ def test_a_failing_conv_becomes_a_message_not_an_exception(images):
         raise NotImplementedError()
 
     explorer = conv_explorer(conv2d_fast, images)
-    assert explorer.output is None and "conv2d_fast failed: NotImplementedError" in explorer.message
+    assert explorer.output is None
+    assert explorer.message == ("conv2d_fast is not implemented yet: replace `raise NotImplementedError()` in its "
+                                "cell with your code, run that cell, then run this one again.")
+    assert explorer.output_view.layout.display == "none"  # no empty image: a browser shows it as broken
+    assert explorer._repr_mimebundle_()["text/plain"] == explorer.message  # an exported copy shows it once
     explorer.stride.value = 3  # still no exception
-    assert "failed" in explorer.info.value
+    assert "not implemented yet" in explorer.info.value
+
+
+def test_the_output_comes_back_once_the_conv_works(images):
+    def conv2d_fast(x, w, b=None, stride=1, padding=0):
+        raise ValueError()
+
+    explorer = conv_explorer(conv2d_fast, images)
+    assert explorer.message == "conv2d_fast raised ValueError"  # no colon before an empty message
+    explorer.conv = torch_conv
+    explorer.stride.value = 2
+    assert explorer.output_view.layout.display is None and bytes(explorer.output_view.value).startswith(PNG)
+    assert explorer._repr_mimebundle_()["text/plain"].startswith("input (1, 1, 32, 32)")
 
 
 def test_a_wrong_output_size_is_drawn_and_named(images):
@@ -122,7 +138,12 @@ def test_a_kernel_that_does_not_fit_is_reported(images):
     explorer = conv_explorer(torch_conv, images[:, :4, :4])
     explorer.padding.value = 0
     explorer.kernel.value = "random 7×7"
-    assert explorer.output is None and "does not fit" in explorer.message
+    assert explorer.output is None and "does not fit" in explorer.message and "add padding" in explorer.message
+
+
+def test_an_output_of_the_wrong_rank_is_named(images):
+    explorer = conv_explorer(lambda x, w, b=None, stride=1, padding=0: torch_conv(x, w, b, stride, padding)[0], images)
+    assert explorer.output is None and "returned shape (1, 32, 32): expected (1, 1, H_out, W_out)" in explorer.message
 
 
 def test_grayscale_layouts():
@@ -187,4 +208,5 @@ def test_path_explorer_shows_an_error_instead_of_breaking():
         raise ValueError("shapes do not match")
 
     explorer = path_explorer(broken, {"bowl": Quadratic()})
-    assert explorer.paths == {} and "broken failed: ValueError: shapes do not match" in explorer.message
+    assert explorer.paths == {} and explorer.message == "broken raised ValueError: shapes do not match"
+    assert explorer.picture.layout.display == "none"

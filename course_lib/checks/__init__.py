@@ -36,7 +36,7 @@ def call(fn, *args, **kwargs):
     except Exception as err:
         shapes = ", ".join(_describe(a) for a in args)
         raise AssertionError(
-            f"{name}({shapes}) raised {type(err).__name__}: {err}. The traceback above shows the line."
+            f"{name}({shapes}) raised {type(err).__name__}: {err}."
         ) from err
 
 

@@ -302,8 +302,7 @@ def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
             raise AssertionError("first_layer_grad_norm is not implemented yet: replace "
                                  "`raise NotImplementedError()` with your code.") from None
         except Exception as err:
-            raise AssertionError(f"first_layer_grad_norm on {what} raised {type(err).__name__}: {err}. "
-                                 "The traceback above shows the line.") from err
+            raise AssertionError(f"first_layer_grad_norm on {what} raised {type(err).__name__}: {err}.") from err
         expect(all(p.grad is not None and torch.equal(p.grad, b) for p, b in zip(model.parameters(), before))
                and all(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), weights)),
                "first_layer_grad_norm changed the model's gradients or weights: it should only read them "

@@ -41,7 +41,7 @@ def _call(fn, name: str, *args, **kwargs):
         raise AssertionError(f"{name} {_STUB}") from None
     except Exception as err:
         kinds = {type(a).__module__.split(".")[0] for a in args if hasattr(a, "shape")}
-        what = (f" on {' and '.join(sorted(kinds))} arrays" if kinds else "") + f": {err}. The traceback above shows the line"
+        what = (f" on {' and '.join(sorted(kinds))} arrays" if kinds else "") + f": {err}"
         hint = ("; the same code must work on NumPy arrays and on torch tensors (use arithmetic operators, which "
                 "both have)." if kinds else ".")
         raise AssertionError(f"{name} raised {type(err).__name__}{what}{hint}") from err
@@ -465,7 +465,7 @@ def _step(optimizer, model) -> None:
             hint = (" This model has a parameter whose .grad is None (a frozen batch-norm scale, as in "
                     "FastCIFARNet): skip such parameters.")
         else:
-            hint = " The traceback above shows the line."
+            hint = ""
         raise AssertionError(f"{name} raised {type(err).__name__}: {err}.{hint}") from err
 
 

@@ -85,7 +85,7 @@ def _call(fn, name: str, *args, **kwargs):
     except NotImplementedError:
         raise AssertionError(f"{name} {_STUB}") from None
     except Exception as err:
-        raise AssertionError(f"{name} raised {type(err).__name__}: {err}. The traceback above shows the line.") from err
+        raise AssertionError(f"{name} raised {type(err).__name__}: {err}.") from err
 
 
 def as_indices(value, what: str) -> np.ndarray:
@@ -387,7 +387,7 @@ def run_objective(objective, pruner=None, seed: int = 0):
     except AssertionError:
         raise
     except Exception as err:
-        raise AssertionError(f"objective raised {type(err).__name__}: {err}. The traceback above shows the line.") from err
+        raise AssertionError(f"objective raised {type(err).__name__}: {err}.") from err
     return study.trials[0]
 
 

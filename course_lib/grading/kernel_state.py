@@ -3,9 +3,10 @@
 Runs in the kernel that executes a submission. ``take_snapshot`` records, before any student code,
 the objects a test's verdict depends on: how IPython and ipykernel run a cell and report its error
 (hooks, transformers, exception handlers, the methods that send the error to the grader), the
-functions of ``builtins``, ``numpy``, ``torch`` and ``course_lib``, ``sys.modules`` and the module
-aliases the locked cells bind. ``report`` prints, after every cell, what has changed since: one line
-``<nonce> <json list of changes>``, which the grader (``course_lib.grading.preprocessors``) reads.
+functions of ``builtins``, ``numpy``, ``torch`` and ``course_lib``, ``sys.modules``, the module
+aliases the locked cells bind, and ``COURSE_FAST`` (fast and full mode have different tests).
+``report`` prints, after every cell, what has changed since: one line ``<nonce> <json list of
+changes>``, which the grader (``course_lib.grading.preprocessors``) reads.
 Additions made by installed libraries (matplotlib registering its figure flush) are allowed;
 additions defined in the notebook are not.
 """
@@ -20,15 +21,19 @@ import sys
 import sysconfig
 import types
 
+from course_lib.errors import show_errors_briefly
+
 WATCHED_MODULES = (
     "builtins", "math", "numpy", "numpy.linalg", "numpy.random", "numpy.testing", "numpy.lib.stride_tricks",
     "torch", "torch.nn", "torch.nn.functional", "torch.linalg", "torch.testing", "torch.optim", "torch.autograd",
     "course_lib", "course_lib.checks", "course_lib.checks.mlp", "course_lib.checks.conv", "course_lib.checks.cnn",
     "course_lib.checks.optim", "course_lib.checks.gradient_check", "course_lib.settings", "course_lib.data",
-    "course_lib.trainer", "course_lib.models", "course_lib.notebook", "course_lib.results",
+    "course_lib.trainer", "course_lib.models", "course_lib.notebook", "course_lib.results", "course_lib.errors",
     "course_lib.grading.kernel_state",
 )
 SYS_HOOKS = ("excepthook", "displayhook", "breakpointhook", "unraisablehook")
+# Fast and full mode have different tests (thresholds, data sizes): the grader's mode must hold throughout.
+WATCHED_ENVIRONMENT = ("COURSE_FAST",)
 _LIBRARY_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "purelib", "platlib")})
 
 _snapshot: dict | None = None
@@ -102,11 +107,14 @@ def take_snapshot(aliases: dict | None = None) -> None:
     global _snapshot
     for name in WATCHED_MODULES:
         importlib.import_module(name)
+    shell = get_ipython()  # noqa: F821  (IPython's builtin)
+    # The course's brief error display, installed now as the setup cell would install it: the setup
+    # cell then changes nothing, and any later change of IPython's exception handler is a finding.
+    show_errors_briefly(shell)
     # Imported now, not in a cell: pyplot registers the inline backend's hooks and torch._dynamo
     # wraps torch.manual_seed when they are first imported.
     import matplotlib.pyplot  # noqa: F401
     import torch._dynamo  # noqa: F401
-    shell = get_ipython()  # noqa: F821  (IPython's builtin)
     parts = _shell_parts(shell)
     _snapshot = {
         "modules": {name: (sys.modules[name], _callables(vars(sys.modules[name]))) for name in WATCHED_MODULES},
@@ -117,6 +125,7 @@ def take_snapshot(aliases: dict | None = None) -> None:
         "classes": {cls: dict(vars(cls)) for cls in _classes(parts)},
         "hooks": _hook_lists(shell),
         "custom_exceptions": shell.custom_exceptions,
+        "environment": {name: os.environ.get(name) for name in WATCHED_ENVIRONMENT},
         "aliases": dict(aliases or {}),
     }
 
@@ -156,6 +165,10 @@ def changes() -> list:
         now = vars(cls)
         found += [f"{cls.__module__}.{cls.__qualname__}.{key} was changed"
                   for key in set(members) | set(now) if members.get(key, now) is not now.get(key, members)]
+    for name, value in _snapshot["environment"].items():
+        if os.environ.get(name) != value:
+            found.append(f"{name} was changed from {value!r} to {os.environ.get(name)!r} (a cell switched between fast "
+                         "and full mode, whose tests differ)")
     if shell.custom_exceptions != _snapshot["custom_exceptions"]:
         found.append("a custom exception handler was installed (set_custom_exc)")
     for name, items in _hook_lists(shell).items():
