@@ -131,9 +131,10 @@ CASES = {
         BEFORE_MLP_FORWARD, "numpy.allclose was replaced"),
     "torch_reference_patched": (lambda: with_cell(release(), "import torch\ntorch.relu = lambda z: z * 0"),
                                 0, "torch.relu was replaced"),
-    # a cell left from trying fast mode (the header's `%env COURSE_FAST=1`): the grader's mode holds
-    "correct_mode_switched": (lambda: with_cell(solution(), "%env COURSE_FAST=yes", before="test_accuracy"),
-                              FULL - 2, "COURSE_FAST was changed"),
+    # a cell left from trying another mode (the header's `%env COURSE_FAST=1`): the grader sets its own
+    # mode back, so the notebook is graded in that mode and loses nothing
+    "correct_mode_switched": (lambda: with_cell(solution(), "%env COURSE_FAST=0", before="setup"), FULL,
+                              "COURSE_FAST was set to '0'; the grader set it back"),
     "typed_test_accuracy": (lambda: with_cell(release(), "test_accuracy = 0.99", before="test_accuracy"), 0, None),
     "locked_cell_edited": (lambda: locked_cell_emptied(release()), 0, "locked cell 'test_relu' had been edited"),
     "correct_locked_cell_edited": (lambda: locked_cell_emptied(solution()), FULL, "locked cell 'test_relu'"),

@@ -4,9 +4,10 @@ Runs in the kernel that executes a submission. ``take_snapshot`` records, before
 the objects a test's verdict depends on: how IPython and ipykernel run a cell and report its error
 (hooks, transformers, exception handlers, the methods that send the error to the grader), the
 functions of ``builtins``, ``numpy``, ``torch`` and ``course_lib``, ``sys.modules``, the module
-aliases the locked cells bind, and ``COURSE_FAST`` (fast and full mode have different tests).
-``report`` prints, after every cell, what has changed since: one line ``<nonce> <json list of
-changes>``, which the grader (``course_lib.grading.preprocessors``) reads.
+aliases the locked cells bind, and ``COURSE_FAST``. ``report`` prints, after every cell, what has
+changed since, which the grader (``course_lib.grading.preprocessors``) reads. ``COURSE_FAST`` is not
+a change but put back: fast and full mode have different tests, and a cell left from trying fast
+mode (``%env COURSE_FAST=1``) must neither earn the easier tests nor cost the cells after it.
 Additions made by installed libraries (matplotlib registering its figure flush) are allowed;
 additions defined in the notebook are not.
 """
@@ -27,12 +28,13 @@ WATCHED_MODULES = (
     "builtins", "math", "numpy", "numpy.linalg", "numpy.random", "numpy.testing", "numpy.lib.stride_tricks",
     "torch", "torch.nn", "torch.nn.functional", "torch.linalg", "torch.testing", "torch.optim", "torch.autograd",
     "course_lib", "course_lib.checks", "course_lib.checks.mlp", "course_lib.checks.conv", "course_lib.checks.cnn",
-    "course_lib.checks.optim", "course_lib.checks.gradient_check", "course_lib.settings", "course_lib.data",
+    "course_lib.checks.optim", "course_lib.checks.tuning", "course_lib.checks.transfer",
+    "course_lib.checks.gradient_check", "course_lib.settings", "course_lib.data", "course_lib.transfer",
     "course_lib.trainer", "course_lib.models", "course_lib.notebook", "course_lib.results", "course_lib.errors",
     "course_lib.grading.kernel_state",
 )
 SYS_HOOKS = ("excepthook", "displayhook", "breakpointhook", "unraisablehook")
-# Fast and full mode have different tests (thresholds, data sizes): the grader's mode must hold throughout.
+# Fast and full mode have different tests (thresholds, data sizes): the grader's mode holds throughout.
 WATCHED_ENVIRONMENT = ("COURSE_FAST",)
 _LIBRARY_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "purelib", "platlib")})
 
@@ -165,10 +167,6 @@ def changes() -> list:
         now = vars(cls)
         found += [f"{cls.__module__}.{cls.__qualname__}.{key} was changed"
                   for key in set(members) | set(now) if members.get(key, now) is not now.get(key, members)]
-    for name, value in _snapshot["environment"].items():
-        if os.environ.get(name) != value:
-            found.append(f"{name} was changed from {value!r} to {os.environ.get(name)!r} (a cell switched between fast "
-                         "and full mode, whose tests differ)")
     if shell.custom_exceptions != _snapshot["custom_exceptions"]:
         found.append("a custom exception handler was installed (set_custom_exc)")
     for name, items in _hook_lists(shell).items():
@@ -187,6 +185,21 @@ def changes() -> list:
     return sorted(set(found))
 
 
+def restore_environment() -> list:
+    """Set the variables of ``WATCHED_ENVIRONMENT`` back to the grader's values; what was changed, in words."""
+    restored = []
+    for name, value in _snapshot["environment"].items() if _snapshot else ():
+        if os.environ.get(name) != value:
+            restored.append(f"{name} was set to {os.environ.get(name)!r}; the grader set it back to {value!r}, so the "
+                            "cells after it ran in the grader's mode")
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return restored
+
+
 def report(nonce: str) -> None:
-    """Print ``<nonce> <json list of changes>`` for the grader."""
-    builtins.print(nonce, json.dumps(changes()), flush=True)
+    """Print ``<nonce> <json {"changes": [...], "restored": [...]}>`` for the grader: what a hidden test
+    relies on that changed (``changes``), and the settings put back (``restore_environment``)."""
+    builtins.print(nonce, json.dumps({"changes": changes(), "restored": restore_environment()}), flush=True)

@@ -244,11 +244,15 @@ class GuardedExecute(Execute):
             self._stop(f"the notebook reached its time limit ({self.notebook_timeout} s) in this cell", cell, cell_index)
         if self._stopped is None and self._tampered is None:
             nonce = secrets.token_hex(16)
-            changes = await self._run_guard_code(
+            found = await self._run_guard_code(
                 "import course_lib.grading.kernel_state as _course_state\n"
                 f"_course_state.report({nonce!r})\ndel _course_state", cell_index, nonce)
-            if changes:
-                self._tamper("; ".join(changes) if isinstance(changes, list) else changes, cell, cell_index)
+            if isinstance(found, str):
+                self._tamper(found, cell, cell_index)
+            elif found:
+                self._findings += [f"{self._where(cell, cell_index)}: {note}" for note in found["restored"]]
+                if found["changes"]:
+                    self._tamper("; ".join(found["changes"]), cell, cell_index)
         if utils.is_grade(cell):
             for output in cell.outputs:  # nbgrader zeroes a cell with any stderr: a warning is not a failure
                 if output.output_type == "stream" and output.name == "stderr":
@@ -281,9 +285,7 @@ class GuardedExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
     def _stop(self, why: str, cell, cell_index: int) -> None:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        where = f"cell {cell_index + 1}" + (f" ({grade_id})" if grade_id else "")
-        self._stopped = f"{where}: {why}"
+        self._stopped = f"{self._where(cell, cell_index)}: {why}"
         self._findings.append(f"{self._stopped}; the cells after it were not run and every autograded one scores 0")
         self.log.warning("stopped at %s", self._stopped)
 
@@ -297,15 +299,18 @@ class GuardedExecute(Execute):
 
     execute_cell = run_sync(async_execute_cell)  # nbclient's sync wrapper would call its own method
 
-    def _tamper(self, what: str, cell, cell_index: int) -> None:
+    @staticmethod
+    def _where(cell, cell_index: int) -> str:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        where = f"cell {cell_index + 1}" + (f" ({grade_id})" if grade_id else "")
-        self._tampered = f"after {where}: {what}"
+        return f"cell {cell_index + 1}" + (f" ({grade_id})" if grade_id else "")
+
+    def _tamper(self, what: str, cell, cell_index: int) -> None:
+        self._tampered = f"after {self._where(cell, cell_index)}: {what}"
         self._findings.append(f"the kernel was changed {self._tampered}; every autograded cell from there on scores 0")
 
     async def _run_guard_code(self, source: str, cell_index: int, nonce: str | None = None):
         """Run the grader's own code in the kernel; returns None when all is well, else what went wrong
-        (a string) or, with a ``nonce``, the list of changes the kernel reported."""
+        (a string) or, with a ``nonce``, what the kernel reported (``kernel_state.report``)."""
         probe, cell, timeout = new_code_cell(source), self.nb.cells[cell_index], self.timeout
         self.timeout, self._probing = self.probe_timeout, True
         try:
@@ -328,7 +333,7 @@ class GuardedExecute(Execute):
         for line in text.splitlines():
             if line.startswith(nonce + " "):
                 found = json.loads(line[len(nonce) + 1:])
-                return found or None
+                return found if any(found.values()) else None
         return "the grader's check did not run as sent (its answer never came back)"
 
     def _report(self, nb, resources, workdir: str) -> None:
