@@ -1,0 +1,244 @@
+"""Notebook 06's test cells must reject plausible wrong adaptations, transforms and parameter groups
+with a message that names the mistake, and accept valid alternatives.
+
+Each wrong answer is the solution with one mistake written in (a textual edit of the solution cell,
+checked to apply), so the tests follow the notebook when it changes.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from notebook_cells import cell_source, run_test_cell
+
+NB = "06_transfer"
+
+
+def define(name: str, edits=()):
+    """The solution's ``name`` with ``edits`` applied."""
+    source = cell_source(NB, name)
+    for old, new in edits:
+        assert old in source, f"the edit {old!r} no longer applies to the solution of {name}"
+        source = source.replace(old, new)
+    namespace = {"np": np, "torch": torch, "nn": nn, "v2": v2, "copy": copy}
+    exec(source, namespace)
+    return namespace[name]
+
+
+def rejects(grade_id: str, match: str, **objects) -> None:
+    with pytest.raises(AssertionError, match=match):
+        run_test_cell(NB, grade_id, **objects)
+
+
+def test_solutions_pass():
+    run_test_cell(NB, "test_adapt_model", adapt_model=define("adapt_model"))
+    run_test_cell(NB, "test_param_groups", param_groups=define("param_groups"))
+    run_test_cell(NB, "test_photo_transforms", photo_transforms=define("photo_transforms"))
+
+
+def test_stubs_fail():
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    for name in ("adapt_model", "param_groups", "photo_transforms"):
+        rejects(f"test_{name}", "not implemented yet", **{name: stub})
+
+
+# ---------------------------------------------------------------- adapt_model
+
+ADAPT_MISTAKES = {
+    "head not replaced": ([("    new_head = nn.Linear(old_head.in_features, num_classes)\n", "    new_head = old_head\n")],
+                          "head was not replaced"),
+    "backbone not frozen in a probe": ([("            parameter.requires_grad_(False)\n",
+                                         "            parameter.requires_grad_(True)\n")],
+                                       "only the new head learns"),
+    "head frozen too in a probe": ([("        new_head.requires_grad_(True)\n", "")], "new head is frozen"),
+    "first layer summed": ([("first.weight.detach().mean(dim=1, keepdim=True)", "first.weight.detach().sum(dim=1, keepdim=True)")],
+                           "SUM of the RGB filters"),
+    "first layer takes the red filter": ([("first.weight.detach().mean(dim=1, keepdim=True)", "first.weight.detach()[:, :1]")],
+                                         "one colour's filters"),
+    "first layer's in_channels not adapted": ([("        first.weight = nn.Parameter(averaged.repeat(1, in_channels, 1, 1))\n"
+                                               "        first.in_channels = in_channels\n", "")],
+                                             "fails on a batch"),
+    "backbone changed in place": ([("model = copy.deepcopy(backbone)", "model = backbone")], "changed the backbone"),
+    "scratch keeps the pretrained weights": ([('    if mode == "scratch":\n', '    if mode == "from scratch":\n')],
+                                             "kept the pretrained weights"),
+    "unknown mode accepted": ([('    if mode not in ("linear_probe", "fine_tune", "scratch"):\n', "    if False:\n")],
+                              "accepted mode='finetune'"),
+    "no model returned": ([("    return model\n", "    return None\n")], "not a model"),
+}
+
+
+@pytest.mark.parametrize("mistake", ADAPT_MISTAKES)
+def test_adapt_model_mistake_is_named(mistake):
+    edits, match = ADAPT_MISTAKES[mistake]
+    rejects("test_adapt_model", match, adapt_model=define("adapt_model", edits))
+
+
+def probe_frozen_after_the_head(backbone, num_classes, in_channels=3, mode="fine_tune"):
+    """Wrong: the probe freezes everything after replacing the head, the new head included."""
+    model = define("adapt_model")(backbone, num_classes, in_channels, "fine_tune" if mode == "linear_probe" else mode)
+    if mode == "linear_probe":
+        model.requires_grad_(False)
+    return model
+
+
+def fine_tune_frozen(backbone, num_classes, in_channels=3, mode="fine_tune"):
+    """Wrong: fine-tuning with the convolutional layers frozen (a probe under another name)."""
+    return define("adapt_model")(backbone, num_classes, in_channels, "linear_probe" if mode == "fine_tune" else mode)
+
+
+def scratch_zero_weights(backbone, num_classes, in_channels=3, mode="fine_tune"):
+    """Wrong: 'from scratch' as all-zero weights."""
+    model = define("adapt_model")(backbone, num_classes, in_channels, mode)
+    if mode == "scratch":
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.weight.zero_()
+    return model
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (probe_frozen_after_the_head, "new head is frozen"),
+    (fine_tune_frozen, "trains the whole network"),
+    (scratch_zero_weights, "all zero"),
+])
+def test_adapt_model_other_mistakes_are_named(wrong, match):
+    rejects("test_adapt_model", match, adapt_model=wrong)
+
+
+def rebuilt_as_sequential(backbone, num_classes, in_channels=3, mode="fine_tune"):
+    """Valid: a new nn.Sequential of the backbone's features and a new head, built without deepcopy
+    of the whole model, registering the head first."""
+    features = copy.deepcopy(backbone.features)
+    if in_channels == 1:
+        conv = features[0]
+        new = nn.Conv2d(1, conv.out_channels, conv.kernel_size, padding=conv.padding, bias=False)
+        with torch.no_grad():
+            new.weight.copy_(conv.weight.mean(1, keepdim=True))
+        features[0] = new
+
+    class Adapted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.classify = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(features[-3].out_channels, num_classes))
+            self.body = features
+
+        def forward(self, x):
+            return self.classify(self.body(x))
+
+    model = Adapted()
+    # registration order: classify's Linear comes first in modules(), so put it last for the "last Linear" rule
+    model = nn.Sequential(model.body, model.classify)
+    if mode == "scratch":
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    elif mode == "linear_probe":
+        model[0].requires_grad_(False)
+    elif mode not in ("fine_tune",):
+        raise ValueError(mode)
+    return model
+
+
+def test_adapt_model_written_differently_passes():
+    run_test_cell(NB, "test_adapt_model", adapt_model=rebuilt_as_sequential)
+
+
+# ---------------------------------------------------------------- param_groups
+
+GROUP_MISTAKES = {
+    "learning rates swapped": ([('"lr": lr_backbone}', '"lr": lr_head}'), ('"lr": lr_head}]', '"lr": lr_backbone}]')],
+                               "swapped"),
+    "frozen parameters included": ([("learning = [p for p in model.parameters() if p.requires_grad]",
+                                     "learning = list(model.parameters())")], "frozen parameters"),
+    "head in both groups": ([("[p for p in learning if id(p) not in head_ids]", "learning")], "two groups"),
+    "no lr per group": ([('"lr": lr_backbone}', '}'), ('"lr": lr_head}]', '}]')], "no 'lr' of its own"),
+    "head is the first linear layer": ([("[m for m in model.modules() if isinstance(m, nn.Linear)][-1]",
+                                         "[m for m in model.modules() if isinstance(m, nn.Linear)][0]")],
+                                       "an earlier nn.Linear got lr_head"),
+    "backbone left out": ([("    return [group for group in groups if group[\"params\"]]\n",
+                            "    return groups[1:]\n")], "in no group"),
+}
+
+
+@pytest.mark.parametrize("mistake", GROUP_MISTAKES)
+def test_param_groups_mistake_is_named(mistake):
+    edits, match = GROUP_MISTAKES[mistake]
+    rejects("test_param_groups", match, param_groups=define("param_groups", edits))
+
+
+def groups_by_name(model, lr_backbone, lr_head):
+    """Valid: names instead of identities, a generator, an empty backbone group kept."""
+    head_name = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    params = dict(model.named_parameters())
+    head = [p for n, p in params.items() if n.startswith(head_name + ".") and p.requires_grad]
+    rest = [p for n, p in params.items() if not n.startswith(head_name + ".") and p.requires_grad]
+    yield {"params": rest, "lr": lr_backbone, "weight_decay": 5e-4}
+    yield {"params": head, "lr": lr_head}
+
+
+def test_param_groups_written_differently_passes():
+    run_test_cell(NB, "test_param_groups", param_groups=groups_by_name)
+
+
+# ---------------------------------------------------------------- photo_transforms
+
+TRANSFORM_MISTAKES = {
+    "augmentation at evaluation": ([("        steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]",
+                                     "        steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]")],
+                                   "random augmentation at evaluation"),
+    "photo squashed at evaluation": ([("v2.Resize(size, antialias=True), v2.CenterCrop(size)",
+                                       "v2.Resize((size, size), antialias=True)")], "squashed"),
+    "flip at evaluation": ([("v2.Resize(size, antialias=True), v2.CenterCrop(size)",
+                             "v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomHorizontalFlip(p=1.0)")],
+                           "flipped left to right"),
+    "not normalised": ([(", v2.Normalize(mean, std)])", "])")], "does not normalise"),
+    "ImageNet statistics": ([("v2.Normalize(mean, std)", "v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])")],
+                            "ImageNet's statistics"),
+    "not scaled to [0, 1]": ([("v2.ToDtype(torch.float32, scale=True)", "v2.ToDtype(torch.float32)")],
+                             "not scaled to \\[0, 1\\]"),
+    "no augmentation in training": ([("""        steps = [v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+                 v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)]""",
+                                      "        steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]")],
+                                    "same tensor every time"),
+    "no flips in training": ([("v2.RandomHorizontalFlip(),\n", "\n")], "never flips"),
+    "always flipped in training": ([("v2.RandomHorizontalFlip(),", "v2.RandomHorizontalFlip(p=1.0),")], "flips every time"),
+    "no colour jitter": ([(",\n                 v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)]", "]")],
+                         "colour jitter"),
+    "wrong output size": ([("v2.CenterCrop(size)", "v2.CenterCrop(size - 2)")], "expected \\(3, 48, 48\\)"),
+}
+
+
+@pytest.mark.parametrize("mistake", TRANSFORM_MISTAKES)
+def test_photo_transforms_mistake_is_named(mistake):
+    edits, match = TRANSFORM_MISTAKES[mistake]
+    rejects("test_photo_transforms", match, photo_transforms=define("photo_transforms", edits))
+
+
+def transforms_in_another_order(size, train, mean, std):
+    """Valid: floats first, then geometry, v1-style tensors, a list of steps run in a function."""
+    scale = v2.ToDtype(torch.float32, scale=True)
+    if train:
+        steps = [v2.ToImage(), scale, v2.RandomHorizontalFlip(0.5), v2.RandomResizedCrop((size, size)),
+                 v2.ColorJitter(0.2, 0.2, 0.2, 0.02)]
+    else:
+        steps = [v2.ToImage(), scale, v2.Resize(size), v2.CenterCrop((size, size))]
+    normalise = v2.Normalize(list(mean), list(std))
+
+    def transform(image):
+        for step in steps:
+            image = step(image)
+        return normalise(image)
+
+    return transform
+
+
+def test_photo_transforms_written_differently_pass():
+    run_test_cell(NB, "test_photo_transforms", photo_transforms=transforms_in_another_order)
