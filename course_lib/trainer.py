@@ -55,11 +55,13 @@ _PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_sch
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class History:
-    """Per-epoch training record; every field is a list with one float per epoch.
+    """Per-epoch training record; every list field holds one float per epoch.
 
     ``lr`` is the learning rate of the first parameter group when the epoch started, ``seconds``
     the epoch's wall-clock time (validation included). ``val_loss`` and ``val_acc`` stay empty
     when ``fit`` ran without validation data. Accuracies are fractions in [0, 1].
+    ``time_limit_reached`` is True when ``fit`` stopped at its ``time_limit``: then the last
+    epoch is the partial one it stopped in.
     """
 
     train_loss: list = field(default_factory=list)
@@ -68,6 +70,7 @@ class History:
     val_acc: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    time_limit_reached: bool = False
 
     def __len__(self) -> int:
         return len(self.train_loss)
@@ -90,7 +93,8 @@ class History:
 
     @classmethod
     def from_dict(cls, record: dict) -> "History":
-        return cls(**{key: list(values) for key, values in record.items()})
+        return cls(**{key: list(value) if isinstance(value, (list, tuple)) else value
+                      for key, value in record.items()})
 
 
 @dataclass
@@ -218,7 +222,8 @@ class DeviceLoader:
 # ----------------------------------------------------------------------------------------------
 def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimizer, scheduler=None, *,
         loss_fn=None, device=None, amp="auto", channels_last: bool = False, compile: bool = False,
-        scheduler_step: str = "auto", progress: bool = True, on_step=None, on_epoch=None) -> History:
+        scheduler_step: str = "auto", progress: bool = True, on_step=None, on_epoch=None,
+        time_limit: float | None = None) -> History:
     """Train ``model`` for ``epochs`` passes over ``train``; evaluate on ``val`` after each.
 
     model: outputs logits (N, K), or (N,) / (N, 1) for a binary problem.
@@ -236,9 +241,16 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
         ``.grad`` still holds that step's gradient (unscaled, unless fp16 autocast is on).
     on_epoch: called as ``on_epoch(epoch, history)`` after every epoch (0, 1, ...), once ``history``
         holds it: report to a tuner, stop early by raising (the exception leaves ``fit``).
+    time_limit: seconds of wall-clock time from the call (validation included). The step that
+        reaches it is the last: its epoch is closed as usual (validated, recorded, ``on_epoch``
+        called) and ``fit`` returns with ``history.time_limit_reached`` True. None: no limit.
 
     Returns a ``History``; the model is left in eval mode.
     """
+    started = time.perf_counter()
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                                   or not time_limit > 0):
+        raise ValueError(f"time_limit must be a positive number of seconds, or None for no limit; got {time_limit!r}")
     if hasattr(train, "__len__") and len(train) == 0:
         raise ValueError(_EMPTY_TRAIN)
     device = _pick_device(device, train)
@@ -280,6 +292,9 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
             correct += (predict(logits) == y_device).sum()
             count += len(y)
             bar.step(loss_sum, correct, count)
+            if time_limit is not None and time.perf_counter() - started >= time_limit:
+                history.time_limit_reached = True
+                break
         if count == 0:
             raise ValueError(_EMPTY_TRAIN)
         history.train_loss.append(loss_sum.item() / count)
@@ -302,6 +317,9 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
                 bar.close()
                 model.eval()
                 raise
+        if history.time_limit_reached:
+            bar.note(f"stopped at the time limit of {time_limit:g} s, in epoch {epoch + 1} of {epochs}")
+            break
     bar.close()
     model.eval()
     return history
@@ -663,6 +681,10 @@ class _Progress:
             self.last = now
             self.bar.set_postfix_str(f"loss {loss_sum.item() / count:.3f}, acc {correct.item() / count:.1%}",
                                      refresh=False)
+
+    def note(self, text: str):
+        if self.enabled:
+            self.bar.write(text)
 
     def epoch_done(self, epoch, epochs, history):
         if not self.enabled:
