@@ -22,6 +22,8 @@ What ``fit`` does for you, and the rules it follows:
   None). ``scheduler_step="batch"`` or ``"epoch"`` overrides the rule.
 - Models may output (N, K) logits with K >= 2 (cross-entropy, prediction = argmax) or a single
   logit (N,) / (N, 1) for two classes (binary cross-entropy, prediction = logit > 0).
+- Time budget: ``time_limit=seconds`` ends training after the step that reaches it (that epoch is
+  still validated and recorded); ``History.time_limit_reached`` says whether it did.
 """
 from __future__ import annotations
 
