@@ -28,6 +28,8 @@ What ``fit`` does for you, and the rules it follows:
   the model's outputs. A loss that turns NaN or infinite stops ``fit`` at once on a CPU, and at the
   next progress-bar refresh or epoch end on a GPU (so as not to wait for the GPU at every step),
   naming the epoch and step where it first happened; ``stop_on_nonfinite=False`` trains on.
+- Time budget: ``time_limit=seconds`` ends training after the step that reaches it (that epoch is
+  still validated and recorded); ``History.time_limit_reached`` says whether it did.
 """
 from __future__ import annotations
 
@@ -66,11 +68,13 @@ _PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_sch
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class History:
-    """Per-epoch training record; every field is a list with one float per epoch.
+    """Per-epoch training record; every list field holds one float per epoch.
 
     ``lr`` is the learning rate of the first parameter group when the epoch started, ``seconds``
     the epoch's wall-clock time (validation included). ``val_loss`` and ``val_acc`` stay empty
     when ``fit`` ran without validation data. Accuracies are fractions in [0, 1].
+    ``time_limit_reached`` is True when ``fit`` stopped at its ``time_limit``: then the last
+    epoch is the partial one it stopped in.
     """
 
     train_loss: list = field(default_factory=list)
@@ -79,6 +83,7 @@ class History:
     val_acc: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    time_limit_reached: bool = False
 
     def __len__(self) -> int:
         return len(self.train_loss)
@@ -107,7 +112,8 @@ class History:
         if not isinstance(record, dict) or not set(record) <= set(names):
             raise CourseValueError(f"History.from_dict takes a dict with some of the keys {', '.join(names)}, "
                                    f"got {describe(record)}")
-        return cls(**{key: list(values) for key, values in record.items()})
+        return cls(**{key: list(value) if isinstance(value, (list, tuple)) else value
+                      for key, value in record.items()})
 
 
 @dataclass
@@ -272,7 +278,7 @@ class DeviceLoader:
 def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimizer, scheduler=None, *,
         loss_fn=None, device=None, amp="auto", channels_last: bool = False, compile: bool = False,
         scheduler_step: str = "auto", progress: bool = True, on_step=None, on_epoch=None,
-        stop_on_nonfinite: bool = True) -> History:
+        stop_on_nonfinite: bool = True, time_limit: float | None = None) -> History:
     """Train ``model`` for ``epochs`` passes over ``train``; evaluate on ``val`` after each.
 
     model: outputs logits (N, K), or (N,) / (N, 1) for a binary problem.
@@ -292,9 +298,13 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
         holds it: report to a tuner, stop early by raising (the exception leaves ``fit``).
     stop_on_nonfinite: raise ``NonFiniteLossError`` at the first loss that is NaN or infinite
         (naming its epoch and step); False trains on regardless.
+    time_limit: seconds of wall-clock time from the call (validation included). The step that
+        reaches it is the last: its epoch is closed as usual (validated, recorded, ``on_epoch``
+        called) and ``fit`` returns with ``history.time_limit_reached`` True. None: no limit.
 
     Returns a ``History``; the model is left in eval mode.
     """
+    started = time.perf_counter()
     check_module("model", model)
     check_batches("train", train)
     check_batches("val", val, allow_none=True)
@@ -303,6 +313,9 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
     _check_scheduler(scheduler, optimizer)
     for name, function in (("loss_fn", loss_fn), ("on_step", on_step), ("on_epoch", on_epoch)):
         check_callable(name, function, allow_none=True)
+    if time_limit is not None:
+        time_limit = check_number("time_limit", time_limit, low=0, low_open=True,
+                                  hint="seconds of training, or None for no limit")
     if hasattr(train, "__len__") and len(train) == 0:
         raise CourseValueError(_EMPTY_TRAIN)
     device = _pick_device(device, train)
@@ -351,6 +364,9 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
                 count += len(y)
                 if bar.step(loss_sum, correct, count):
                     nonfinite.check(epoch)
+                if time_limit is not None and time.perf_counter() - started >= time_limit:
+                    history.time_limit_reached = True
+                    break
             if count == 0:
                 raise CourseValueError(_EMPTY_TRAIN)
             nonfinite.check(epoch)
@@ -369,6 +385,9 @@ def fit(model: nn.Module, train, val, epochs: int, optimizer: torch.optim.Optimi
             bar.epoch_done(epoch, epochs, history)
             if on_epoch is not None:
                 on_epoch(epoch, history)
+            if history.time_limit_reached:
+                bar.note(f"stopped at the time limit of {time_limit:g} s, in epoch {epoch + 1} of {epochs}")
+                break
     finally:
         bar.close()
         model.eval()
@@ -1000,6 +1019,10 @@ class _Progress:
                                      refresh=False)
             return True
         return False
+
+    def note(self, text: str):
+        if self.enabled:
+            self.bar.write(text)
 
     def epoch_done(self, epoch, epochs, history):
         if not self.enabled:

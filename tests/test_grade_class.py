@@ -34,7 +34,7 @@ from test_hostile_submissions import HOOKS, index_of, release, solution, without
 
 pytestmark = pytest.mark.notebook
 NAME = "01_numpy_mlp"
-FULL = 18
+FULL = 20
 BEFORE_MLP_FORWARD = 8      # the points of the tests before mlp_forward
 CELL_TIMEOUT = 30
 RECORDS = Path("autograded", ".course-grade", NAME)

@@ -21,7 +21,7 @@ from test_autograder import nbgrader
 
 pytestmark = pytest.mark.notebook
 NAME = "01_numpy_mlp"
-FULL = 18  # autograded points of notebook 01
+FULL = 20  # autograded points of notebook 01
 BEFORE_MLP_FORWARD = 8  # one_hot, relu, relu_backward, sigmoid (1 each), softmax, cross_entropy (2 each)
 
 HOOKS = {

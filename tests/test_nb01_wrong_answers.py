@@ -11,7 +11,7 @@ from notebook_cells import cell_source, run_test_cell
 
 NB = "01_numpy_mlp"
 FUNCTIONS = ["one_hot", "relu", "relu_backward", "sigmoid", "softmax", "cross_entropy", "mlp_forward",
-             "mlp_backward", "sgd_step", "step_lr", "iterations_per_epoch"]
+             "mlp_backward", "l2_regularization", "sgd_step", "step_lr", "iterations_per_epoch"]
 
 
 @pytest.fixture(scope="module")
@@ -462,6 +462,79 @@ def test_iterations_per_epoch_accepts(valid):
     run_test_cell(NB, "test_iterations_per_epoch", iterations_per_epoch=valid)
 
 
+# ---------------------------------------------------------------- l2_regularization
+
+def l2_variant(penalty_of=lambda W: 0.5 * np.sum(W ** 2), grad_of=lambda W, reg: reg * W, biases=False,
+               bias_grads="zeros", keys=lambda params: [k for k in params if k.startswith("W")], as_float=True):
+    """An L2 penalty, correct with the defaults; each argument plants one mistake (or a valid variation)."""
+    def l2_regularization(params, reg):
+        weights = keys(params)
+        penalised = list(params) if biases else weights
+        penalty = reg * sum(penalty_of(params[k]) for k in penalised)
+        grads = {k: grad_of(v, reg) for k, v in params.items() if k in weights}
+        for k, v in params.items():
+            if k not in weights:
+                if bias_grads == "zeros":
+                    grads[k] = np.zeros_like(v)
+                elif bias_grads == "decayed":
+                    grads[k] = reg * v
+        return (float(penalty) if as_float else np.array([penalty])), grads
+    return l2_regularization
+
+
+def l2_decays_in_place(params, reg):
+    penalty = 0.5 * reg * sum(float(np.sum(v ** 2)) for k, v in params.items() if k.startswith("W"))
+    grads = {k: (reg * v if k.startswith("W") else np.zeros_like(v)) for k, v in params.items()}
+    for k in params:
+        if k.startswith("W"):
+            params[k] *= 1 - reg  # decays the weights itself
+    return penalty, grads
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (l2_variant(penalty_of=lambda W: np.sum(W ** 2), grad_of=lambda W, reg: reg * W), "penalty is twice too large"),
+    (l2_variant(grad_of=lambda W, reg: 2 * reg * W), "twice too large: the 1/2 in the penalty cancels"),
+    (l2_variant(biases=True), "penalty includes the biases"),
+    (l2_variant(bias_grads="decayed"), "penalises a bias"),
+    (l2_variant(bias_grads="missing"), r"grads lacks b1, b2"),
+    (l2_variant(penalty_of=lambda W: 0.5 * np.mean(W ** 2)), r"averages the squares"),
+    (l2_variant(penalty_of=lambda W: 0.5 * np.sqrt(np.sum(W ** 2))), "norms, not the squared norms"),
+    (l2_variant(penalty_of=lambda W: 0.5 * np.sum(np.abs(W))), "L1 penalty"),
+    (l2_variant(grad_of=lambda W, reg: reg * np.sign(W)), "gradient of an L1 penalty"),
+    (l2_variant(grad_of=lambda W, reg: W), "ignores reg: the gradient scales"),
+    (l2_variant(grad_of=lambda W, reg: -reg * W), "wrong sign"),
+    (l2_variant(keys=lambda params: ["W1"]), "Only W1 is penalised"),
+    (l2_variant(as_float=False), "one number for the whole network"),
+    (l2_decays_in_place, r"changed params\['W1'\]"),
+    (lambda params, reg: {k: reg * v for k, v in params.items()}, r"should return a pair \(penalty, grads\)"),
+], ids=["penalty_without_half", "gradient_without_half", "biases_penalised", "bias_gradients", "bias_keys_missing",
+        "mean", "norm", "l1_penalty", "l1_gradient", "gradient_without_reg", "gradient_sign", "only_w1", "array",
+        "in_place", "grads_only"])
+def test_l2_regularization_rejects(wrong, match):
+    rejects("test_l2_regularization", match, l2_regularization=wrong)
+
+
+def l2_loop(params, reg):
+    penalty, grads = 0.0, {}
+    for name, value in params.items():
+        if name[0] == "W":
+            penalty += 0.5 * reg * float((value * value).sum())
+            grads[name] = value * reg
+        else:
+            grads[name] = 0 * value
+    return penalty, grads
+
+
+@pytest.mark.parametrize("valid", [
+    l2_loop,
+    l2_variant(penalty_of=lambda W: 0.5 * np.linalg.norm(W) ** 2),
+    l2_variant(penalty_of=lambda W: 0.5 * np.einsum("ij,ij->", W, W), as_float=True),
+    lambda params, reg: (np.float64(l2_loop(params, reg)[0]), l2_loop(params, reg)[1]),
+], ids=["loop", "linalg_norm", "einsum", "numpy_scalar"])
+def test_l2_regularization_accepts(valid):
+    run_test_cell(NB, "test_l2_regularization", l2_regularization=valid)
+
+
 # ---------------------------------------------------------------- NumPy only
 
 def one_hot_torch(y, num_classes):
@@ -507,6 +580,13 @@ def relu_backward_course_lib(dout, z):
     return dz + dout * numerical_gradient(lambda: float(np.maximum(z, 0).sum()), z.copy())
 
 
+def l2_regularization_torch(params, reg):
+    import torch
+    weights = [torch.as_tensor(v) for k, v in params.items() if k.startswith("W")]
+    penalty = 0.5 * reg * float(sum(w.square().sum() for w in weights))
+    return penalty, {k: (reg * v if k.startswith("W") else np.zeros_like(v)) for k, v in params.items()}
+
+
 def iterations_per_epoch_torch(n_samples, batch_size, drop_last=False):
     from torch.utils.data import DataLoader
     return len(DataLoader(range(n_samples), batch_size=batch_size, drop_last=drop_last))
@@ -521,8 +601,9 @@ def iterations_per_epoch_torch(n_samples, batch_size, drop_last=False):
     ("softmax", softmax_through_helper, r"torch.as_tensor \(in _torch_logits\)"),
     ("cross_entropy", cross_entropy_sklearn, "sklearn.metrics.log_loss"),
     ("iterations_per_epoch", iterations_per_epoch_torch, "torch.utils.data.DataLoader"),
+    ("l2_regularization", l2_regularization_torch, "torch.as_tensor"),
 ], ids=["one_hot_torch", "relu_torch", "relu_backward_course_lib", "sigmoid_scipy_expit", "softmax_scipy",
-        "softmax_torch_helper", "cross_entropy_sklearn", "iterations_per_epoch_torch"])
+        "softmax_torch_helper", "cross_entropy_sklearn", "iterations_per_epoch_torch", "l2_regularization_torch"])
 def test_numpy_only_exercises_reject_other_libraries(name, wrong, called):
     wrong.__name__ = name
     rejects(f"test_{name}", rf"{name} called {called} — this exercise is NumPy only", **{name: wrong})

@@ -13,7 +13,8 @@ from notebook_cells import cell_source, run_test_cell
 
 NB = "02_convolution"
 FUNCTIONS = ["conv_output_size", "conv2d_naive", "conv2d_fast", "linear", "global_avg_pool",
-             "count_params_mlp", "count_params_conv"]
+             "count_params_mlp", "count_params_conv", "conv2d_backward_naive", "conv2d_backward_fast",
+             "max_pool2d", "max_pool2d_backward", "global_avg_pool_backward"]
 
 
 def rejects(grade_id: str, match: str, **functions) -> None:
@@ -321,6 +322,299 @@ def test_count_params_conv_accepts(valid):
     run_test_cell(NB, "test_count_params_conv", count_params_conv=valid)
 
 
+# ---------------------------------------------------------------- conv2d_backward (naive and fast)
+
+def padded(x, padding):
+    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+
+
+def backward_loops(overwrite=False, crop="middle", batch_mean_dw=False, rotate_dw=False, db_mean=False,
+                   db_per_image=False, dw_per_image=False, reads_only_dx_dw=False, float64=False):
+    """A loop backward pass, correct with the defaults; each argument plants one mistake (or a valid variation)."""
+    def conv2d_backward(dout, cache):
+        x, w, stride, padding = cache
+        if float64:
+            x, w, dout = (np.asarray(a, dtype=np.float64) for a in (x, w, dout))
+        F, _, KH, KW = w.shape
+        N, _, H_out, W_out = dout.shape
+        x_pad = padded(x, padding)
+        dx_pad, dw = np.zeros(x_pad.shape), np.zeros((N, *w.shape))
+        for n in range(N):
+            for f in range(F):
+                for i in range(H_out):
+                    for j in range(W_out):
+                        rows, cols = slice(i * stride, i * stride + KH), slice(j * stride, j * stride + KW)
+                        dw[n, f] += dout[n, f, i, j] * x_pad[n, :, rows, cols]
+                        if overwrite:
+                            dx_pad[n, :, rows, cols] = dout[n, f, i, j] * w[f]
+                        else:
+                            dx_pad[n, :, rows, cols] += dout[n, f, i, j] * w[f]
+        H, W = x.shape[2:]
+        dx = {"middle": dx_pad[:, :, padding:padding + H, padding:padding + W], "none": dx_pad,
+              "top_left": dx_pad[:, :, :H, :W]}[crop]
+        if not dw_per_image:
+            dw = dw.mean(axis=0) if batch_mean_dw else dw.sum(axis=0)
+        if rotate_dw:
+            dw = dw[:, :, ::-1, ::-1]
+        db = dout.sum(axis=(2, 3)) if db_per_image else dout.mean(axis=(0, 2, 3)) if db_mean else dout.sum(axis=(0, 2, 3))
+        return (dx, dw) if reads_only_dx_dw else (dx, dw, db)
+    return conv2d_backward
+
+
+def transposed_conv(rotate=True, spread_by_stride=True, float64=False):
+    """The solution's vectorised recipe; each argument plants one mistake (or a valid variation)."""
+    def conv2d_backward_fast(dout, cache):
+        x, w, stride, padding = cache
+        if float64:
+            x, w, dout = (np.asarray(a, dtype=np.float64) for a in (x, w, dout))
+        N, C, H, W = x.shape
+        F, _, KH, KW = w.shape
+        H_out, W_out = dout.shape[2:]
+        windows = sliding_window_view(padded(x, padding), (KH, KW), axis=(2, 3))[:, :, ::stride, ::stride]
+        dw = np.einsum("nchwuv,nfhw->fcuv", windows, dout)
+        step = stride if spread_by_stride else 1
+        spread = np.zeros((N, F, (H_out - 1) * step + 1, (W_out - 1) * step + 1))
+        spread[:, :, ::step, ::step] = dout
+        spread = np.pad(spread, ((0, 0), (0, 0), (KH - 1, KH - 1), (KW - 1, KW - 1)))
+        kernels = w[:, :, ::-1, ::-1] if rotate else w
+        reached = np.einsum("nfhwuv,fcuv->nchw", sliding_window_view(spread, (KH, KW), axis=(2, 3)), kernels)
+        dx_pad = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
+        dx_pad[:, :, :reached.shape[2], :reached.shape[3]] = reached
+        return dx_pad[:, :, padding:padding + H, padding:padding + W], dw, dout.sum(axis=(0, 2, 3))
+    return conv2d_backward_fast
+
+
+def backward_changes_dout(dout, cache):
+    result = transposed_conv()(dout, cache)
+    dout *= 2
+    return result
+
+
+CONV_BACKWARD_WRONG = [
+    (backward_loops(overwrite=True), "overlap.*add them up instead of overwriting"),
+    (backward_loops(crop="none"), "padded image's shape"),
+    (backward_loops(crop="top_left"), "top left corner"),
+    (backward_loops(batch_mean_dw=True), r"dw is 2 times too small: it is the \*sum\* over the batch"),
+    (backward_loops(rotate_dw=True), "dw is rotated by 180°"),
+    (backward_loops(db_mean=True), "db is the mean of dout"),
+    (backward_loops(db_per_image=True), "one db per image"),
+    (backward_loops(dw_per_image=True), "one dw per image"),
+    (backward_loops(reads_only_dx_dw=True), r"should return a tuple \(dx, dw, db\)"),
+    (transposed_conv(rotate=False), "kernels used as they are.*rotated by 180°"),
+    (transposed_conv(spread_by_stride=False), "first case with stride 2"),
+    (backward_changes_dout, "changed its input dout in place"),
+]
+CONV_BACKWARD_IDS = ["overwrite", "padding_kept", "cropped_top_left", "dw_batch_mean", "dw_rotated", "db_mean",
+                     "db_per_image", "dw_per_image", "two_results", "kernel_not_rotated", "stride_not_spread",
+                     "dout_changed"]
+
+
+@pytest.mark.parametrize("name", ["conv2d_backward_naive", "conv2d_backward_fast"])
+@pytest.mark.parametrize("wrong, match", CONV_BACKWARD_WRONG, ids=CONV_BACKWARD_IDS)
+def test_conv2d_backward_rejects(name, wrong, match):
+    rejects(f"test_{name}", match, **{name: wrong})
+
+
+def test_conv2d_backward_fast_rejects_loops():
+    rejects("test_conv2d_backward_fast", "not vectorised", conv2d_backward_fast=solution("conv2d_backward_naive"))
+
+
+def scatter_windows(dout, cache):
+    """dw by einsum over the windows, dx by scattering every window's gradient back with np.add.at (col2im)."""
+    x, w, stride, padding = cache
+    KH, KW = w.shape[2:]
+    x_pad = padded(x, padding)
+    windows = sliding_window_view(x_pad, (KH, KW), axis=(2, 3))[:, :, ::stride, ::stride]
+    dw = np.einsum("nchwuv,nfhw->fcuv", windows, dout, optimize=True)
+    per_window = np.einsum("nfhw,fcuv->nchwuv", dout, w, optimize=True)        # (N, C, H_out, W_out, KH, KW)
+    H_out, W_out = dout.shape[2:]
+    rows = (np.arange(H_out) * stride)[:, None, None, None] + np.arange(KH)[None, None, :, None]
+    cols = (np.arange(W_out) * stride)[None, :, None, None] + np.arange(KW)[None, None, None, :]
+    dx_pad = np.zeros(x_pad.shape, dtype=per_window.dtype)
+    np.add.at(dx_pad, (slice(None), slice(None), rows, cols), per_window)
+    H, W = x.shape[2:]
+    return dx_pad[:, :, padding:padding + H, padding:padding + W], dw, dout.sum(axis=(0, 2, 3))
+
+
+def kernel_offset_backward(dout, cache):
+    """A loop over the KH·KW kernel offsets only, each a product over the whole batch."""
+    x, w, stride, padding = cache
+    F, C, KH, KW = w.shape
+    H_out, W_out = dout.shape[2:]
+    x_pad = padded(x, padding)
+    dx_pad, dw = np.zeros(x_pad.shape, dtype=np.result_type(x, w, dout)), np.zeros(w.shape, dtype=np.result_type(x, dout))
+    for u in range(KH):
+        for v in range(KW):
+            rows = slice(u, u + stride * (H_out - 1) + 1, stride)
+            cols = slice(v, v + stride * (W_out - 1) + 1, stride)
+            dw[:, :, u, v] = np.einsum("nfhw,nchw->fc", dout, x_pad[:, :, rows, cols])
+            dx_pad[:, :, rows, cols] += np.einsum("nfhw,fc->nchw", dout, w[:, :, u, v])
+    H, W = x.shape[2:]
+    return dx_pad[:, :, padding:padding + H, padding:padding + W], dw, dout.sum(axis=(0, 2, 3))
+
+
+@pytest.mark.parametrize("name", ["conv2d_backward_naive", "conv2d_backward_fast"])
+@pytest.mark.parametrize("valid", [scatter_windows, kernel_offset_backward, transposed_conv(float64=True),
+                                   lambda dout, cache: list(transposed_conv()(dout, cache))],
+                         ids=["scatter_add_at", "kernel_offset_loops", "float64", "list"])
+def test_conv2d_backward_accepts(name, valid):
+    run_test_cell(NB, f"test_{name}", **{name: valid})
+
+
+def test_conv2d_backward_naive_accepts_loops_in_float64():
+    run_test_cell(NB, "test_conv2d_backward_naive", conv2d_backward_naive=backward_loops(float64=True))
+
+
+# ---------------------------------------------------------------- max pooling
+
+def pool_windows(x, k, stride):
+    return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def max_pool_ceil(x, kernel_size=2, stride=None):
+    stride = stride or kernel_size
+    H, W = x.shape[2:]
+    extra = [(-(-(n - kernel_size) // stride)) * stride + kernel_size - n for n in (H, W)]
+    x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])), constant_values=-np.inf)
+    return pool_windows(x, kernel_size, stride).max(axis=(4, 5))
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda x, kernel_size=2, stride=None: pool_windows(x, kernel_size, stride or kernel_size).mean(axis=(4, 5)),
+     "average pooling"),
+    (lambda x, kernel_size=2, stride=None: pool_windows(x, kernel_size, stride or kernel_size).min(axis=(4, 5)),
+     "minimum"),
+    (lambda x, kernel_size=2, stride=None: pool_windows(x, kernel_size, stride or 1).max(axis=(4, 5)),
+     "default stride is kernel_size"),
+    (max_pool_ceil, "round down"),
+    (lambda x, kernel_size=2, stride=None: (pool_windows(x, kernel_size, stride or kernel_size).max(axis=(4, 5)),
+                                            (x, kernel_size, stride)), "returned a tuple"),
+    (lambda x, kernel_size=2, stride=None:
+     np.moveaxis(pool_windows(x, kernel_size, stride or kernel_size).max(axis=(4, 5)), 1, -1), "channels-last"),
+], ids=["average", "minimum", "stride_1_by_default", "ceil", "tuple", "channels_last"])
+def test_max_pool2d_rejects(wrong, match):
+    rejects("test_max_pool2d", match, max_pool2d=wrong)
+
+
+def max_pool_loops(x, kernel_size=2, stride=None):
+    stride = stride or kernel_size
+    N, C, H, W = x.shape
+    H_out, W_out = (H - kernel_size) // stride + 1, (W - kernel_size) // stride + 1
+    out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
+    for i in range(H_out):
+        for j in range(W_out):
+            out[:, :, i, j] = x[:, :, i * stride:i * stride + kernel_size, j * stride:j * stride + kernel_size].max(axis=(2, 3))
+    return out
+
+
+@pytest.mark.parametrize("valid", [max_pool_loops,
+                                   lambda x, kernel_size=2, stride=None: np.asarray(max_pool_loops(x, kernel_size, stride),
+                                                                                     dtype=np.float64)],
+                         ids=["loops", "float64"])
+def test_max_pool2d_accepts(valid):
+    run_test_cell(NB, "test_max_pool2d", max_pool2d=valid)
+
+
+def pool_backward(route="first", weight="dout", accumulate=True, swap_offsets=False):
+    """A loop backward pass of max pooling, correct with the defaults; each argument plants one mistake."""
+    def max_pool2d_backward(dout, cache):
+        x, k, stride = cache
+        N, C, H_out, W_out = dout.shape
+        dx = np.zeros(x.shape)
+        for i in range(H_out):
+            for j in range(W_out):
+                rows, cols = slice(i * stride, i * stride + k), slice(j * stride, j * stride + k)
+                window = x[:, :, rows, cols]
+                flat = window.reshape(N, C, -1)
+                if route == "all":
+                    share = (window == window.max(axis=(2, 3), keepdims=True)).astype(float)
+                elif route == "even":
+                    share = np.full(window.shape, 1 / (k * k))
+                else:
+                    first = (flat.argmin if route == "min" else flat.argmax)(axis=2)
+                    u, v = np.divmod(first, k)
+                    if swap_offsets:
+                        u, v = v, u
+                    share = np.zeros(window.shape)
+                    n, c = np.indices((N, C))
+                    share[n, c, u, v] = 1.0
+                value = {"dout": dout[:, :, i, j][:, :, None, None], "ones": 1.0,
+                         "x": dout[:, :, i, j][:, :, None, None] * window}[weight]
+                if accumulate:
+                    dx[:, :, rows, cols] += share * value
+                else:
+                    dx[:, :, rows, cols] = np.where(share > 0, share * value, dx[:, :, rows, cols])
+        return dx
+    return max_pool2d_backward
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (pool_backward(route="all"), "several equal maxima.*first maximum"),
+    (pool_backward(route="even"), "spreads dout evenly"),
+    (pool_backward(weight="ones"), "ignores dout"),
+    (pool_backward(weight="x"), "multiplies by x"),
+    (pool_backward(route="min"), "minimum"),
+    (pool_backward(accumulate=False), "windows overlap.*add, don't overwrite"),
+    (pool_backward(swap_offsets=True), "gradient goes to its maximum only"),
+    (lambda dout, cache: dout.copy(), "that is dout's shape"),
+], ids=["all_ties", "even", "ignores_dout", "times_x", "argmin", "overwrite", "offsets_swapped", "returns_dout"])
+def test_max_pool2d_backward_rejects(wrong, match):
+    rejects("test_max_pool2d_backward", match, max_pool2d_backward=wrong)
+
+
+def pool_backward_vectorised(dout, cache):
+    """argmax over all windows at once, then np.add.at."""
+    x, k, stride = cache
+    N, C, H_out, W_out = dout.shape
+    first = pool_windows(x, k, stride).reshape(N, C, H_out, W_out, k * k).argmax(axis=-1)
+    u, v = np.divmod(first, k)
+    n, c, i, j = np.indices((N, C, H_out, W_out))
+    dx = np.zeros(x.shape, dtype=np.result_type(x, dout))
+    np.add.at(dx, (n, c, i * stride + u, j * stride + v), dout)
+    return dx
+
+
+@pytest.mark.parametrize("valid", [pool_backward(), pool_backward_vectorised], ids=["loops", "add_at"])
+def test_max_pool2d_backward_accepts(valid):
+    run_test_cell(NB, "test_max_pool2d_backward", max_pool2d_backward=valid)
+
+
+# ---------------------------------------------------------------- global_avg_pool_backward
+
+def spread(dout, shape, scale):
+    return np.broadcast_to(dout[:, :, None, None] * scale, shape).copy()
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda dout, x: spread(dout, x.shape, 1.0), r"H·W = \d+ times too large"),
+    (lambda dout, x: spread(dout, x.shape, 1 / x.shape[2]), r"times too large: divide by H·W"),
+    (lambda dout, x: dout[:, :, None, None] / (x.shape[2] * x.shape[3]), "broadcast to x's full shape"),
+    (lambda dout, x: np.full(x.shape, 1 / (x.shape[2] * x.shape[3])), "ignores dout"),
+    (lambda dout, x: spread(dout, x.shape, 1 / (x.shape[0] * x.shape[2] * x.shape[3])),
+     "do not divide by the batch size"),
+    (lambda dout, x: spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])) * x, "multiplies by x"),
+    (lambda dout, x: dout.copy(), "that is dout's shape"),
+    (lambda dout, x: np.moveaxis(spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])), 1, -1), "channels-last"),
+    (lambda dout, x: spread(np.broadcast_to(dout.mean(axis=0), dout.shape), x.shape, 1 / (x.shape[2] * x.shape[3])),
+     "Every image got the same gradient"),
+    (lambda dout, x: spread(dout.T, x.shape, 1 / (x.shape[2] * x.shape[3])) if dout.shape[0] == dout.shape[1]
+     else spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])), "dout's axes are swapped"),
+    (lambda dout, x: np.broadcast_to(dout[:, :, None, None] / (x.shape[2] * x.shape[3]), x.shape), "read-only view"),
+], ids=["no_division", "divided_by_h", "keepdims", "ignores_dout", "divided_by_n", "times_x", "returns_dout",
+        "channels_last", "batch_mean", "dout_transposed", "read_only_view"])
+def test_global_avg_pool_backward_rejects(wrong, match):
+    rejects("test_global_avg_pool_backward", match, global_avg_pool_backward=wrong)
+
+
+@pytest.mark.parametrize("valid", [
+    lambda dout, x: np.repeat(np.repeat(dout[:, :, None, None], x.shape[2], 2), x.shape[3], 3) / (x.shape[2] * x.shape[3]),
+    lambda dout, x: np.ones_like(x, dtype=np.float64) * dout[:, :, None, None] / x[0, 0].size,
+    lambda dout, x: np.einsum("nc,hw->nchw", dout, np.full(x.shape[2:], 1 / (x.shape[2] * x.shape[3]))),
+], ids=["repeat", "ones_like", "einsum"])
+def test_global_avg_pool_backward_accepts(valid):
+    run_test_cell(NB, "test_global_avg_pool_backward", global_avg_pool_backward=valid)
+
+
 # ---------------------------------------------------------------- NumPy only
 
 def conv_torch(x, w, b=None, stride=1, padding=0):
@@ -410,12 +704,46 @@ def count_params_conv_torch(in_channels, out_channels, kernel_size, bias=True):
     return sum(p.numel() for p in layer.parameters())
 
 
+def conv2d_backward_torch(dout, cache):
+    import torch
+    x, w, stride, padding = cache
+    dout_t = torch.from_numpy(np.asarray(dout, dtype=np.float64))
+    dx = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(np.asarray(w, dtype=np.float64)), dout_t, stride, padding)
+    dw = torch.nn.grad.conv2d_weight(torch.from_numpy(np.asarray(x, dtype=np.float64)), w.shape, dout_t, stride, padding)
+    return dx.numpy(), dw.numpy(), dout.sum(axis=(0, 2, 3))
+
+
+def max_pool2d_torch(x, kernel_size=2, stride=None):
+    import torch
+    return torch.nn.functional.max_pool2d(torch.from_numpy(x), kernel_size, stride).numpy()
+
+
+def max_pool2d_backward_torch(dout, cache):
+    import torch
+    x, kernel_size, stride = cache
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, kernel_size, stride).backward(torch.from_numpy(dout))
+    return xt.grad.numpy()
+
+
+def global_avg_pool_backward_scipy(dout, x):
+    import scipy.ndimage
+    return scipy.ndimage.zoom(dout[:, :, None, None], (1, 1, *x.shape[2:]), order=0) / (x.shape[2] * x.shape[3])
+
+
 @pytest.mark.parametrize("name, wrong, called", [
+    ("conv2d_backward_naive", conv2d_backward_torch, "torch.from_numpy"),
+    ("conv2d_backward_fast", conv2d_backward_torch, "torch.from_numpy"),
+    ("max_pool2d", max_pool2d_torch, "torch.from_numpy"),
+    ("max_pool2d_backward", max_pool2d_backward_torch, "torch.tensor"),
+    ("global_avg_pool_backward", global_avg_pool_backward_scipy, "scipy.ndimage.zoom"),
     ("conv_output_size", conv_output_size_torch, "torch.zeros"),
     ("linear", linear_torch, "torch.nn.functional.linear"),
     ("global_avg_pool", global_avg_pool_scipy, "scipy.ndimage.mean"),
     ("count_params_mlp", count_params_mlp_torch, "torch.nn.Linear"),
     ("count_params_conv", count_params_conv_torch, "torch.nn.Conv2d"),
-], ids=["conv_output_size", "linear", "global_avg_pool", "count_params_mlp", "count_params_conv"])
+], ids=["conv2d_backward_naive", "conv2d_backward_fast", "max_pool2d", "max_pool2d_backward",
+        "global_avg_pool_backward", "conv_output_size", "linear", "global_avg_pool", "count_params_mlp",
+        "count_params_conv"])
 def test_every_exercise_of_the_notebook_is_numpy_only(name, wrong, called):
     rejects(f"test_{name}", rf"{wrong.__name__} called {called} — this exercise is NumPy only", **{name: wrong})

@@ -49,6 +49,16 @@ def test_forward_stub_fails():
 def test_solutions_pass():
     run_test_cell(NB, "test_ThreeBlockCNN", ThreeBlockCNN=solution("ThreeBlockCNN"))
     run_test_cell(NB, "test_first_layer_grad_norm", first_layer_grad_norm=solution("first_layer_grad_norm"))
+    run_test_cell(NB, "test_train_one_epoch", train_one_epoch=solution("train_one_epoch"))
+    run_test_cell(NB, "test_evaluate", evaluate=solution("evaluate"))
+
+
+@pytest.mark.parametrize("name", ["train_one_epoch", "evaluate"])
+def test_loop_stubs_fail(name):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    rejects(f"test_{name}", "not implemented yet", **{name: stub})
 
 
 # ---------------------------------------------------------------- ThreeBlockCNN
@@ -215,3 +225,145 @@ def children_walk(model):
 ], ids=["numpy", "children_walk", "norm_2", "sqrt_sum_squares"])
 def test_first_layer_grad_norm_accepts(valid):
     run_test_cell(NB, "test_first_layer_grad_norm", first_layer_grad_norm=valid)
+
+
+# ---------------------------------------------------------------- train_one_epoch and evaluate
+
+def train_variant(train_mode=True, move_x=True, move_y=True, zero_grad="before", step=True, weigh=True,
+                  divide=True, accuracy="fraction", as_float=True, forward_again=False):
+    """A training epoch, correct with the defaults; each argument plants one mistake (or a valid variation)."""
+    def train_one_epoch(model, loader, optimizer, loss_fn, device):
+        if train_mode:
+            model.train()
+        total, correct, seen, batch_losses, batch_accuracies = 0.0, 0, 0, [], []
+        for x, y in loader:
+            if move_x:
+                x = x.to(device)
+            if move_y:
+                y = y.to(device)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            if zero_grad == "before":
+                optimizer.zero_grad()
+            loss.backward()
+            if zero_grad == "after_backward":
+                optimizer.zero_grad()
+            if step:
+                optimizer.step()
+            if forward_again:
+                logits = model(x)
+            hits = int((logits.argmax(1) == y).sum())
+            total += float(loss) * (len(y) if weigh else 1)
+            batch_losses.append(float(loss))
+            batch_accuracies.append(hits / len(y))
+            correct += hits
+            seen += len(y)
+        mean_loss = total / (seen if weigh else len(batch_losses)) if divide else total
+        acc = {"fraction": correct / seen, "count": correct, "batch_mean": sum(batch_accuracies) / len(batch_accuracies)}[accuracy]
+        return (mean_loss, acc) if as_float else (torch.tensor(mean_loss), torch.tensor(acc))
+    return train_one_epoch
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"train_mode": False}, r"evaluation mode.*model.train\(\)"),
+    ({"move_x": False}, r"batch of images as the loader handed it out"),
+    ({"move_y": False}, r"labels as the loader handed them out"),
+    ({"zero_grad": "never"}, r"never resets the gradients"),
+    ({"zero_grad": "after_backward"}, r"did not change the weights"),
+    ({"step": False}, r"did not change the weights"),
+    ({"weigh": False}, r"mean of the batch means"),
+    ({"divide": False}, r"sum over the samples"),
+    ({"accuracy": "batch_mean"}, r"mean of the batch accuracies"),
+    ({"accuracy": "count"}, r"number of correct predictions"),
+    ({"as_float": False}, r"as a tensor.*\.item\(\)"),
+    ({"forward_again": True}, r"forward passes for 3 batches"),
+], ids=["no_train_mode", "x_not_moved", "y_not_moved", "no_zero_grad", "zero_grad_before_step", "no_step",
+        "mean_of_batch_means", "summed_loss", "mean_of_batch_accuracies", "correct_count", "tensors",
+        "second_forward"])
+def test_train_one_epoch_rejects(options, match):
+    rejects("test_train_one_epoch", match, train_one_epoch=train_variant(**options))
+
+
+def train_on_device_tensors(model, loader, optimizer, loss_fn, device):
+    """Sums on the device, one .item() at the end; model.zero_grad instead of the optimizer's."""
+    model.train(True)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device=device)
+        model.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * y.shape[0]
+        correct += (logits.detach().max(dim=1).indices == y).sum()
+        seen += y.shape[0]
+    return np.float64(total.item() / seen), correct.item() / seen
+
+
+@pytest.mark.parametrize("valid", [train_on_device_tensors, train_variant()], ids=["device_sums", "variant"])
+def test_train_one_epoch_accepts(valid):
+    run_test_cell(NB, "test_train_one_epoch", train_one_epoch=valid)
+
+
+def eval_variant(eval_mode=True, no_grad=True, move_x=True, weigh=True, divide=True, accuracy="fraction",
+                 as_float=True, forward_again=False, softmax_first=False, last_batch_accuracy=False):
+    """An evaluation, correct with the defaults; each argument plants one mistake (or a valid variation)."""
+    def evaluate(model, loader, device):
+        if eval_mode:
+            model.eval()
+        total, correct, seen, losses, last = 0.0, 0, 0, [], 0.0
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            for x, y in loader:
+                x = x.to(device) if move_x else x
+                y = y.to(device)
+                logits = model(x)
+                if forward_again:
+                    logits = model(x)
+                scores = torch.softmax(logits, 1) if softmax_first else logits
+                loss = float(nn.functional.cross_entropy(scores, y))
+                hits = int((logits.argmax(1) == y).sum())
+                total += loss * (len(y) if weigh else 1)
+                correct += hits
+                seen += len(y)
+                last = hits / len(y)
+        mean_loss = total / (seen if weigh else len(loader)) if divide else total
+        acc = last if last_batch_accuracy else {"fraction": correct / seen, "count": correct}[accuracy]
+        return (mean_loss, acc) if as_float else (torch.tensor(mean_loss), torch.tensor(acc))
+    return evaluate
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"eval_mode": False}, r"training mode.*model.eval\(\)"),
+    ({"no_grad": False}, r"recorded gradients.*torch.no_grad\(\)"),
+    ({"move_x": False}, r"batch of images as the loader handed it out"),
+    ({"weigh": False}, r"mean of the batch means"),
+    ({"divide": False}, r"averaged over every sample"),
+    ({"accuracy": "count"}, r"fraction of samples"),
+    ({"last_batch_accuracy": True}, r"fraction of samples"),
+    ({"as_float": False}, r"as a tensor"),
+    ({"forward_again": True}, r"forward passes for 3 batches"),
+    ({"softmax_first": True}, r"mean loss"),
+], ids=["no_eval_mode", "gradients", "x_not_moved", "mean_of_batch_means", "summed_loss", "correct_count",
+        "last_batch", "tensors", "second_forward", "softmax_twice"])
+def test_evaluate_rejects(options, match):
+    rejects("test_evaluate", match, evaluate=eval_variant(**options))
+
+
+def evaluate_inference_mode(model, loader, device):
+    model.train(False)
+    losses, hits = [], []
+    with torch.inference_mode():
+        for x, y in loader:
+            logits = model(x.to(device))
+            y = y.to(device)
+            losses.append(nn.functional.cross_entropy(logits, y, reduction="none"))
+            hits.append(logits.argmax(1) == y)
+    return torch.cat(losses).mean().item(), torch.cat(hits).double().mean().item()
+
+
+@pytest.mark.parametrize("valid", [evaluate_inference_mode, eval_variant()], ids=["inference_mode", "variant"])
+def test_evaluate_accepts(valid):
+    run_test_cell(NB, "test_evaluate", evaluate=valid)

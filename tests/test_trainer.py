@@ -50,8 +50,10 @@ def test_history_has_one_finite_entry_per_epoch():
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     history = fit(model, train, val, 3, optimizer, scheduler, progress=False)
 
-    assert len(history) == 3
+    assert len(history) == 3 and not history.time_limit_reached
     for name, values in history.as_dict().items():
+        if name == "time_limit_reached":
+            continue
         assert len(values) == 3, name
         assert all(math.isfinite(v) for v in values), name
     assert history.lr == pytest.approx([0.1, 0.05, 0.025])          # the lr each epoch started with
@@ -119,6 +121,52 @@ def test_on_epoch_sees_each_finished_epoch_and_can_stop_the_fit():
     assert [(epoch, length) for epoch, length, _ in seen] == [(0, 1), (1, 2)]
     assert all(0 <= acc <= 1 for *_, acc in seen)
     assert not model.training
+
+
+class StepClock:
+    """Stands in for the trainer's clock: one second passes per optimizer step, none otherwise."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def tick(self, model):
+        self.now += 1.0
+
+
+@pytest.mark.parametrize("limit, steps", [(2.5, 3), (3.0, 3), (5.5, 6), (100.0, 12)])
+def test_time_limit_stops_after_the_step_that_reaches_it(monkeypatch, limit, steps):
+    import course_lib.trainer as trainer
+    from types import SimpleNamespace
+
+    clock = StepClock()
+    monkeypatch.setattr(trainer, "time", SimpleNamespace(perf_counter=clock.perf_counter, monotonic=clock.perf_counter))
+    train, val = digits(batch_size=350)                      # 4 steps per epoch
+    model = mlp()
+    epochs_seen = []
+    history = fit(model, train, val, 3, sgd(model), progress=False, on_step=clock.tick, time_limit=limit,
+                  on_epoch=lambda epoch, history: epochs_seen.append(epoch))
+    assert clock.now == steps
+    epochs = -(-steps // len(train))                         # the partial epoch counts
+    assert len(history) == len(history.val_acc) == len(history.lr) == epochs == len(epochs_seen)
+    assert history.time_limit_reached == (steps < 3 * len(train))
+    assert not model.training
+    assert History.from_dict(json.loads(json.dumps(history.as_dict()))) == history
+
+
+def test_time_limit_must_be_a_positive_number():
+    train, _ = digits()
+    model = mlp()
+    for bad in (0, -1.0, "60", True):
+        with pytest.raises(ValueError, match="time_limit must be a positive number"):
+            fit(model, train, None, 1, sgd(model), progress=False, time_limit=bad)
+
+
+def test_history_of_an_older_checkpoint_loads_without_the_time_limit_flag():
+    record = {"train_loss": [1.0], "train_acc": [0.5], "val_loss": [], "val_acc": [], "lr": [0.1], "seconds": [2.0]}
+    assert History.from_dict(record).time_limit_reached is False
 
 
 def test_a_plain_dataloader_works_too():

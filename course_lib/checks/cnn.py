@@ -1,5 +1,6 @@
-"""Checks for notebook 03 (building CNNs): a CNN built to a written specification, and the
-first layer's gradient norm recorded during training.
+"""Checks for notebook 03 (building CNNs): a CNN built to a written specification, the student's
+own training loop (one epoch of training, and evaluation), and the first layer's gradient norm
+recorded during training.
 
 The specification of ``ThreeBlockCNN`` is held here as data (the layer types in order and the
 shape of every parameter), not as code that builds the model. When a model differs from it,
@@ -22,7 +23,7 @@ from course_lib.checks import expect, expect_shape, passed
 
 __all__ = [
     "WIDTHS", "BLOCK", "HEAD", "spec_param_shapes", "spec_param_count", "leaf_layers",
-    "check_three_block_cnn", "check_first_layer_grad_norm",
+    "check_three_block_cnn", "check_first_layer_grad_norm", "check_train_one_epoch", "check_evaluate",
 ]
 
 WIDTHS = (32, 64, 128)
@@ -324,3 +325,272 @@ def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
                                     "model.modules() order), that you measure its weight's gradient, and "
                                     "that the norm is the L2 norm."))
     passed("first_layer_grad_norm", f"equal to torch's norm of the first layer's weight gradient on {len(cases)} models")
+
+
+# ---------------------------------------------------------------- the training loop
+#
+# References: ``course_lib.trainer.fit`` for one epoch and ``course_lib.trainer.evaluate``, the
+# course's own loops, run on copies of the same model with the same data. A probe module at the
+# model's input records, at every forward pass, the train/eval mode, whether gradients are being
+# recorded and whether the batch was moved with ``.to(device)``; batches arrive as a tensor subclass
+# that only ``.to()`` turns back into a plain tensor, so a batch used as it came is recognised even
+# on a machine without a GPU.
+
+class _Unmoved(torch.Tensor):
+    """A batch as the loader hands it out: ``.to(...)`` returns a plain tensor, other operations keep the type."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        if func is torch.Tensor.to and isinstance(out, cls):
+            return out.as_subclass(torch.Tensor)
+        return out
+
+
+class _Probe(nn.Module):
+    """Identity at the model's input that records how each forward pass was made."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []                      # (training, grad enabled, input moved) per forward pass
+
+    def forward(self, x):
+        self.calls.append((self.training, torch.is_grad_enabled(), not isinstance(x, _Unmoved)))
+        return x.as_subclass(torch.Tensor) if isinstance(x, _Unmoved) else x
+
+
+def _probed_model(seed: int) -> nn.Sequential:
+    """A small float64 classifier with batch norm (whose statistics depend on the mode): 12 inputs, 3 classes."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(_Probe(), nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)).double()
+
+
+def _batches(seed: int, sizes=(8, 8, 5)) -> list:
+    """(x, y) batches of the given sizes (the last one smaller), float64 inputs of 12 features, 3 classes."""
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(n, 12, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g))
+            for n in sizes]
+
+
+def _as_loader(batches) -> list:
+    """The batches as a loader hands them out (see ``_Unmoved``)."""
+    return [(x.as_subclass(_Unmoved), y.as_subclass(_Unmoved)) for x, y in batches]
+
+
+class _Recorded:
+    """Cross-entropy that records, per batch, its mean loss, correct predictions and size, and whether
+    the labels it received were moved with ``.to(device)``."""
+
+    def __init__(self):
+        self.losses, self.correct, self.sizes, self.labels_moved = [], [], [], []
+
+    def __call__(self, logits, target):
+        self.labels_moved.append(not isinstance(target, _Unmoved))
+        target = target.as_subclass(torch.Tensor) if isinstance(target, _Unmoved) else target
+        value = F.cross_entropy(logits, target)
+        self.losses.append(float(value.detach()))
+        self.correct.append(int((logits.detach().argmax(1) == target).sum()))
+        self.sizes.append(len(target))
+        return value
+
+
+class _KeepsGradients:
+    """An optimizer whose zero_grad does nothing: what a loop without zero_grad computes."""
+
+    def __init__(self, optimizer):
+        self.optimizer, self.param_groups, self.state = optimizer, optimizer.param_groups, optimizer.state
+
+    def zero_grad(self, set_to_none=True):
+        pass
+
+    def step(self):
+        self.optimizer.step()
+
+
+def _real_number(value, what: str, name: str) -> float:
+    if isinstance(value, torch.Tensor):
+        raise AssertionError(f"{name} returned the {what} as a tensor ({value!r}): return a Python float (a 0-d "
+                             "tensor converts with .item(); summing .item()s also frees each batch's graph).")
+    expect(isinstance(value, numbers.Real) and not isinstance(value, bool),
+           f"{name} should return the {what} as a float, got {type(value).__name__} ({value!r}).")
+    return float(value)
+
+
+def _two_numbers(result, name: str) -> tuple[float, float]:
+    expect(isinstance(result, (tuple, list)) and len(result) == 2,
+           f"{name} should return a pair (mean_loss, accuracy), got {type(result).__name__}"
+           + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "") + ".")
+    return _real_number(result[0], "mean loss", name), _real_number(result[1], "accuracy", name)
+
+
+def _run_student(fn, name, *args):
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise AssertionError(f"{name} is not implemented yet: replace `raise NotImplementedError()` with your "
+                             "code.") from None
+    except Exception as err:
+        raise AssertionError(f"{name} raised {type(err).__name__}: {err}. The traceback above shows the line.") from err
+
+
+def _weights(model) -> list:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _largest_change(before, after) -> float:
+    return max(float((a - b).abs().max()) for a, b in zip(after, before))
+
+
+def _moves(probe: _Probe, recorded: _Recorded | None, name: str) -> None:
+    """Every batch moved with .to(device), images and labels."""
+    expect(all(moved for *_, moved in probe.calls),
+           f"{name} gave the model a batch of images as the loader handed it out: move x to the device first "
+           "(.to(device)). Here everything is on the CPU, but on a GPU the model's weights live on the GPU and "
+           "a batch left on the CPU stops the forward pass.")
+    if recorded is not None:
+        expect(all(recorded.labels_moved),
+               f"{name} gave loss_fn the labels as the loader handed them out: move y to the device too "
+               "(.to(device)), or the loss compares GPU logits with CPU labels.")
+
+
+def check_train_one_epoch(train_one_epoch) -> None:
+    """``train_one_epoch(model, loader, optimizer, loss_fn, device)`` against ``course_lib.trainer.fit`` for one
+    epoch, on a known case (zero weights, lr = 0) and on a small model with batch norm."""
+    from course_lib.trainer import fit
+
+    name, device = "train_one_epoch", torch.device("cpu")
+    # Known numbers: zero weights give equal logits (loss ln 3, prediction class 0); lr = 0 keeps them.
+    batches = _batches(0)
+    model = nn.Sequential(_Probe(), nn.Linear(12, 3)).double()
+    nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)
+    recorded = _Recorded()
+    result = _run_student(train_one_epoch, name, model, _as_loader(batches), torch.optim.SGD(model.parameters(), lr=0.0),
+                          recorded, device)
+    loss, accuracy = _two_numbers(result, name)
+    n = sum(len(y) for _, y in batches)
+    class_0 = sum(int((y == 0).sum()) for _, y in batches) / n
+    expect(len(recorded.losses) >= len(batches),
+           f"{name} called loss_fn {len(recorded.losses)} times for a loader of {len(batches)} batches: every batch "
+           "needs its loss (loop over all of the loader's batches).")
+    _moves(model[0], recorded, name)
+    if not math.isclose(loss, math.log(3), rel_tol=1e-9):
+        hint = ("that is the sum over the samples: divide by their number." if math.isclose(loss, n * math.log(3))
+                else f"that is the sum of the {len(batches)} batch means: average over the samples."
+                if math.isclose(loss, len(batches) * math.log(3)) else
+                "with all logits equal, every sample's cross-entropy is ln 3, and so is their mean.")
+        raise AssertionError(f"{name} returned a mean loss of {loss:.6g} for a model whose logits are all equal "
+                             f"(3 classes): expected ln 3 = {math.log(3):.6f}. " + hint[0].upper() + hint[1:])
+    if not math.isclose(accuracy, class_0, rel_tol=1e-9):
+        batch_means = sum(float((y == 0).double().mean()) for _, y in batches) / len(batches)
+        hint = (f"that is the number of correct predictions: divide by the number of samples ({n})."
+                if math.isclose(accuracy, class_0 * n) else
+                "that is the mean of the batch accuracies: the last batch is smaller (8, 8, 5 samples), so count "
+                "the correct predictions and divide by the number of samples."
+                if math.isclose(accuracy, batch_means, rel_tol=1e-9) else
+                "the prediction is the class with the largest logit (argmax over the classes, axis 1); with all "
+                "logits equal that is class 0, so the accuracy is the fraction of labels equal to 0.")
+        raise AssertionError(f"{name} returned an accuracy of {accuracy:.6g} where every prediction is class 0: "
+                             f"expected {class_0:.6g}. " + hint[0].upper() + hint[1:])
+
+    # A small model with batch norm, SGD with momentum, batches of 8, 8 and 5, against fit's epoch.
+    batches = _batches(1)
+    mine, reference = _probed_model(1), _probed_model(1)
+    mine.eval()                                        # the loop must switch to training mode itself
+    start = _weights(mine)
+    recorded = _Recorded()
+    optimizer = torch.optim.SGD(mine.parameters(), lr=0.1, momentum=0.9)
+    loss, accuracy = _two_numbers(_run_student(train_one_epoch, name, mine, _as_loader(batches), optimizer, recorded,
+                                               device), name)
+    _moves(mine[0], recorded, name)
+    expect(mine[0].calls and all(training for training, *_ in mine[0].calls),
+           f"{name} ran the model in evaluation mode (the model came in eval mode): switch it to training mode "
+           "first (model.train()), so that batch norm uses the batch's statistics and dropout is on.")
+    expect(all(grad for _, grad, _ in mine[0].calls), f"{name} ran the forward pass without gradients "
+                                                        "(torch.no_grad): training needs them.")
+    expect(len(mine[0].calls) == len(batches),
+           f"{name} ran {len(mine[0].calls)} forward passes for {len(batches)} batches: one per batch (compute the "
+           "loss and the accuracy from the same logits).")
+    expect(_largest_change(start, _weights(mine)) > 0,
+           f"{name} did not change the weights: after the loss, each step needs its gradients (backward) and the "
+           "optimizer's step, in that order, with the gradients reset before the backward pass, not between it "
+           "and the step.")
+    history = fit(reference, batches, None, 1, torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9),
+                  loss_fn=F.cross_entropy, device=device, progress=False)
+    change = max(float((a - b).abs().max()) for a, b in zip(_weights(mine), _weights(reference)))
+    if change > 1e-9:
+        kept = _probed_model(1)
+        fit(kept, batches, None, 1, _KeepsGradients(torch.optim.SGD(kept.parameters(), lr=0.1, momentum=0.9)),
+            loss_fn=F.cross_entropy, device=device, progress=False)
+        if max(float((a - b).abs().max()) for a, b in zip(_weights(mine), _weights(kept))) <= 1e-9:
+            raise AssertionError(f"{name}'s weights after the epoch are those of a loop that never resets the "
+                                 "gradients: PyTorch adds every backward pass's gradients into .grad, so reset "
+                                 "them (optimizer.zero_grad()) before each backward pass.")
+    n = sum(recorded.sizes) or 1
+    if not math.isclose(loss, history.train_loss[0], rel_tol=1e-6):
+        mean_of_means = sum(recorded.losses) / len(recorded.losses)
+        if math.isclose(loss, mean_of_means, rel_tol=1e-6):
+            hint = ("that is the mean of the batch means: the last batch is smaller (8, 8, 5 samples), so weigh "
+                    "each batch's mean loss by its size and divide by the number of samples.")
+        elif math.isclose(loss, sum(r * s for r, s in zip(recorded.losses, recorded.sizes)), rel_tol=1e-6):
+            hint = "that is the sum over the samples: divide by the number of samples."
+        else:
+            hint = ("the mean loss is the average, over every sample, of the loss computed for the batches as they "
+                    "were trained on (before each step).")
+        raise AssertionError(f"{name} returned a mean loss of {loss:.6g}, fit's epoch {history.train_loss[0]:.6g}: "
+                             + hint)
+    if not math.isclose(accuracy, history.train_acc[0], rel_tol=1e-6):
+        batch_means = sum(c / s for c, s in zip(recorded.correct, recorded.sizes)) / len(recorded.sizes)
+        hint = ("that is the mean of the batch accuracies: count the correct predictions and divide by the number "
+                "of samples." if math.isclose(accuracy, batch_means, rel_tol=1e-6) else
+                f"that is the number of correct predictions: divide by the number of samples ({n})."
+                if math.isclose(accuracy, sum(recorded.correct)) else
+                "count, over every batch, the samples whose largest logit is the true class.")
+        raise AssertionError(f"{name} returned an accuracy of {accuracy:.6g}, fit's epoch {history.train_acc[0]:.6g}: "
+                             + hint)
+    if change > 1e-9:
+        raise AssertionError(f"{name}'s weights after the epoch differ from fit's (largest difference {change:.1e}): "
+                             "each batch needs exactly one step — reset the gradients, backward, step — on the loss "
+                             "of that batch.")
+    passed("train_one_epoch", "equal to course_lib's fit on a known case and a model with batch norm")
+
+
+def check_evaluate(evaluate) -> None:
+    """``evaluate(model, loader, device)`` against ``course_lib.trainer.evaluate``: eval mode, no gradients, no
+    change to the model."""
+    from course_lib.trainer import evaluate as reference_evaluate
+
+    name, device = "evaluate", torch.device("cpu")
+    batches = _batches(2)
+    model = _probed_model(2)
+    with torch.no_grad():                               # running statistics that differ from any batch's
+        model[2].running_mean.uniform_(-1, 1), model[2].running_var.uniform_(0.5, 2)
+    model.train()                                       # evaluate must switch to evaluation mode itself
+    before = _weights(model) + [b.clone() for b in model.buffers()]
+    loss, accuracy = _two_numbers(_run_student(evaluate, name, model, _as_loader(batches), device), name)
+    probe = model[0]
+    _moves(probe, None, name)
+    expect(probe.calls and not any(training for training, *_ in probe.calls),
+           f"{name} ran the model in training mode (it came in training mode): switch it to evaluation mode "
+           "(model.eval()), so that batch norm uses its running statistics and dropout is off.")
+    expect(not any(grad for _, grad, _ in probe.calls),
+           f"{name} recorded gradients during the forward passes: wrap the loop in torch.no_grad(), which "
+           "saves the memory and time of the graph that evaluation never uses.")
+    after = _weights(model) + list(model.buffers())
+    expect(all(torch.equal(a, b) for a, b in zip(before, after)) and all(p.grad is None for p in model.parameters()),
+           f"{name} changed the model (its weights, running statistics or .grad): evaluation only reads it.")
+    expect(len(probe.calls) == len(batches), f"{name} ran {len(probe.calls)} forward passes for {len(batches)} "
+                                             "batches: one per batch.")
+    model.eval()
+    expected = reference_evaluate(model, batches, device=device)
+    if not math.isclose(loss, expected.loss, rel_tol=1e-6):
+        with torch.no_grad():
+            means = [float(F.cross_entropy(model(x), y)) for x, y in batches]
+        hint = ("that is the mean of the batch means: the last batch is smaller (8, 8, 5 samples), so weigh each "
+                "batch by its size." if math.isclose(loss, sum(means) / len(means), rel_tol=1e-6) else
+                "the mean loss is the cross-entropy averaged over every sample.")
+        raise AssertionError(f"{name} returned a mean loss of {loss:.6g}, expected {expected.loss:.6g}: " + hint)
+    if not math.isclose(accuracy, expected.accuracy, rel_tol=1e-6):
+        raise AssertionError(f"{name} returned an accuracy of {accuracy:.6g}, expected {expected.accuracy:.6g}: the "
+                             "fraction of samples whose largest logit is the true class.")
+    passed("evaluate", "equal to course_lib's evaluate; evaluation mode, no gradients, model unchanged")

@@ -1,5 +1,6 @@
 """Checks for notebook 02 (convolution by hand): output sizes, convolutions, linear layers,
-global average pooling and parameter counts, plus the single-thread benchmark.
+global average pooling and parameter counts, plus the single-thread benchmark; then the backward
+passes of convolution, max pooling and global average pooling, against torch's autograd.
 
 References come from torch, computed inside each check (``F.conv2d`` and its output shape,
 ``nn.Linear``, the parameters of ``nn.Conv2d`` and ``nn.Linear`` layers built there), and from
@@ -23,6 +24,8 @@ from course_lib.checks import NumpyOnlyError, call, expect, expect_shape, numpy_
 __all__ = [
     "check_conv_output_size", "check_conv2d_naive", "check_conv2d_fast", "check_linear",
     "check_global_avg_pool", "check_count_params_mlp", "check_count_params_conv",
+    "check_conv2d_backward_naive", "check_conv2d_backward_fast", "check_max_pool2d", "check_max_pool2d_backward",
+    "check_global_avg_pool_backward",
     "scaled_error", "tolerance", "one_thread", "best_time", "benchmark_conv2d",
 ]
 
@@ -52,10 +55,13 @@ def _name_mistake(actual, candidates, tol: float):
     return None
 
 
+_CODE_WORDS = {"dx", "dw", "db", "dout"}  # names of arrays, kept in lower case at the start of a sentence
+
+
 def _sentence(text: str) -> str:
-    """``text`` with a capital first letter, unless it starts with code (``stride=2 ...``, ``w's ...``)."""
+    """``text`` with a capital first letter, unless it starts with code (``stride=2 ...``, ``w's ...``, ``dw ...``)."""
     first = text.split(" ", 1)[0]
-    return text[0].upper() + text[1:] if first.isalpha() and first.islower() else text
+    return text[0].upper() + text[1:] if first.isalpha() and first.islower() and first not in _CODE_WORDS else text
 
 
 def _call(fn, *args, hint: str = "", **kwargs):
@@ -506,3 +512,346 @@ def benchmark_conv2d(conv2d_naive, conv2d_fast, x, w, b=None, stride=1, padding=
         print(f"  {label:<13} {result[key] * 1000:10.1f} ms   {result[key] / torch_seconds:8.1f} × torch"
               + (note if key == "naive_seconds" else ""))
     return result
+
+
+# ---------------------------------------------------------------- backward passes
+#
+# References come from torch's autograd: the same forward pass in torch, then .backward(dout).
+# Cases run from simple to hard (one image and one 1×1 filter, whose windows do not overlap, then
+# overlapping windows, several images, channels and filters, padding, strides, float32), so that
+# the first failing case names what it added. Known mistakes are recognised from what torch gives
+# for them (a kernel that is not rotated, an average instead of a sum, ...).
+
+def _grads_of(forward, inputs: dict, dout) -> dict:
+    """{name: gradient} of ``(forward(**tensors) * dout).sum()`` for float64 tensors of ``inputs``."""
+    tensors = {name: _tensor(value).requires_grad_(True) for name, value in inputs.items()}
+    forward(**tensors).backward(_tensor(dout))
+    return {name: tensor.grad.numpy() for name, tensor in tensors.items()}
+
+
+def _three_arrays(result, name: str, names=("dx", "dw", "db")):
+    """The student's (dx, dw, db), with a clear message when it is something else."""
+    what = ", ".join(names)
+    expect(isinstance(result, (tuple, list)) and len(result) == len(names),
+           f"{name} should return a tuple ({what}), got {type(result).__name__}"
+           + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "") + ".")
+    for label, value in zip(names, result):
+        expect(getattr(value, "shape", None) is not None,
+               f"{name}'s {label} should be a NumPy array, got {type(value).__name__}.")
+    return result
+
+
+def _unchanged(arrays: dict, saved: dict, name: str) -> None:
+    for label, value in arrays.items():
+        expect(np.array_equal(value, saved[label]), f"{name} changed its input {label} in place: a backward pass "
+                                                    "only reads dout and the cache, and returns new arrays.")
+
+
+_CONV_BACKWARD_NEW = {  # what each case adds, and where to look when it is the first to fail
+    "windows": "with a 1×1 kernel each output entry read one pixel of x, times the kernel's one weight.",
+    "overlap": ("here the windows overlap (stride 1, kernel wider than 1): an entry of x that lies in several "
+                "windows receives a contribution from each of them — add them up instead of overwriting."),
+    "batch": ("this case has several images, channels and filters: dx sums over the filters, dw and db over the "
+              "images (and the positions), and each filter's kernel covers every input channel."),
+    "padding": ("this is the first case with padding: the forward pass slid the kernel over x_pad, so the "
+                "gradient flows into x_pad first; the P rows and columns on each side are not inputs, and dx is "
+                "what is left in the middle, where x sits in x_pad."),
+    "stride": ("this is the first case with stride 2: output (i, j) read the window that starts at "
+               "(i·S, j·S) of x_pad, so its gradient goes back to that window; rows or columns of x_pad that "
+               "no window reached get 0."),
+    "float32": "this case is float32: check the dtype of the arrays you create (an integer array rounds every entry).",
+}
+
+
+def _conv_backward_cases(rng):
+    def r(*shape):
+        return rng.standard_normal(shape)
+
+    return [  # (what is new, x, w, stride, padding)
+        ("windows", r(1, 1, 4, 5), r(1, 1, 1, 1), 1, 0),
+        ("overlap", r(1, 1, 4, 5), r(1, 1, 2, 3), 1, 0),
+        ("batch", r(2, 3, 5, 6), r(4, 3, 3, 2), 1, 0),
+        ("padding", r(2, 2, 5, 5), r(3, 2, 3, 3), 1, 1),
+        ("stride", r(2, 3, 8, 7), r(2, 3, 3, 3), 2, 0),
+        ("stride", r(1, 2, 7, 9), r(3, 2, 2, 3), 3, 2),
+        ("float32", r(2, 3, 6, 7).astype(np.float32), r(3, 3, 3, 2).astype(np.float32), 2, 1),
+    ]
+
+
+def _conv_backward_mistakes(part, x, w, dout, stride, padding, expected):
+    """(what a known mistake gives for ``part``, hint), each computed with torch."""
+    xt, wt, dt = _tensor(x), _tensor(w), _tensor(dout)
+    n, (ho, wo) = x.shape[0], dout.shape[-2:]
+    grad_input = torch.nn.grad.conv2d_input
+    if part == "dx":
+        mistakes = [(grad_input(x.shape, wt.flip(2, 3), dt, stride=stride, padding=padding).numpy(),
+                     "dx matches the kernels used as they are: going backwards, kernel offset (u, v) carries "
+                     "dout from output (i, j) to the input pixel (i·S + u, j·S + v). Written as a correlation "
+                     "over dout, that is the kernel rotated by 180° (section 7).")]
+        if w.shape[0] == w.shape[1]:
+            mistakes.append((grad_input(x.shape, wt.transpose(0, 1), dt, stride=stride, padding=padding).numpy(),
+                             "w's first two axes are swapped: dx[n, c] collects, over the filters f, dout[n, f] "
+                             "through the kernel w[f, c]."))
+        if padding:
+            padded = (x.shape[0], x.shape[1], x.shape[2] + 2 * padding, x.shape[3] + 2 * padding)
+            dx_pad = grad_input(padded, wt, dt, stride=stride).numpy()
+            mistakes += [(dx_pad[:, :, :x.shape[2], :x.shape[3]], "dx was cut from the top left corner of the "
+                          "padded image's gradient: x sits in its middle, P rows and columns in from each side."),
+                         (dx_pad[:, :, 2 * padding:, 2 * padding:], "dx was cut from the bottom right corner of "
+                          "the padded image's gradient: x sits in its middle, P rows and columns in from each side.")]
+        return mistakes
+    if part == "dw":
+        return [(expected / n, f"dw is {n} times too small: it is the *sum* over the batch, not the mean."),
+                (expected[:, :, ::-1, ::-1], "dw is rotated by 180°: weight w[f, c, u, v] multiplied the pixel u "
+                                             "rows down and v columns right of each window's corner, so dw[f, c, u, "
+                                             "v] collects that pixel times the window's entry of dout."),
+                (expected / (ho * wo), f"dw is {ho * wo} times too small: sum over the output positions, don't "
+                                       "average.")]
+    return [(expected / (n * ho * wo), "db is the mean of dout: it is the sum over the images and positions."),
+            (expected / n, f"db is {n} times too small: sum over the images too, don't average."),
+            (expected / (ho * wo), f"db is {ho * wo} times too small: sum over the positions, don't average.")]
+
+
+def _shape_hint(part, shape, x, w, dout, padding) -> str:
+    n, f, ho, wo = dout.shape
+    c = x.shape[1]
+    hints = {
+        "dx": {(n, c, x.shape[2] + 2 * padding, x.shape[3] + 2 * padding):
+               "that is the padded image's shape: drop the P rows and columns of padding on each side."},
+        "dw": {(n, *w.shape): "one dw per image: sum over the batch axis.",
+               (c, f, *w.shape[2:]): "the first two axes are swapped: dw has w's layout (F, C, KH, KW)."},
+        "db": {(n, f): "one db per image: sum over the images too.",
+               (f, ho, wo): "one db per position: sum over the positions too.",
+               (n, f, ho, wo): "that is dout's shape: sum it over the images and positions.",
+               (): "one number for all filters: each filter has its own bias, so db has one entry per filter."},
+    }
+    return hints[part].get(tuple(shape), f"{part} has the shape of what it is the gradient of.")
+
+
+def _check_conv_backward(fn, name: str) -> int:
+    rng = np.random.default_rng(6)
+    cases = _conv_backward_cases(rng)
+    for new, x, w, stride, padding in cases:
+        b = rng.standard_normal(w.shape[0]).astype(x.dtype)
+        out_shape = F.conv2d(_meta(x.shape), _meta(w.shape), stride=stride, padding=padding).shape
+        dout = rng.standard_normal(tuple(out_shape)).astype(x.dtype)
+        expected = _grads_of(lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
+                             {"x": x, "w": w, "b": b}, dout)
+        case = (f"x {x.shape}, w {w.shape}, stride={stride}, padding={padding}"
+                + (", float32" if x.dtype == np.float32 else ""))
+        saved = {"dout": dout.copy(), "x": x.copy(), "w": w.copy()}
+        result = _three_arrays(_call(fn, dout, (x, w, stride, padding)), name)
+        _unchanged({"dout": dout, "x": x, "w": w}, saved, name)
+        tol = tolerance(x, w)
+        for part, got, key in zip(("dx", "dw", "db"), result, ("x", "w", "b")):
+            want = expected[key]
+            if tuple(got.shape) != want.shape:
+                raise AssertionError(f"{name} ({case}): {part} has shape {tuple(got.shape)}, expected {want.shape}: "
+                                     + _shape_hint(part, got.shape, x, w, dout, padding))
+            expect(np.all(np.isfinite(np.asarray(got, dtype=np.float64))),
+                   f"{name} ({case}): {part} contains NaN or inf: is every array you fill initialised (np.zeros, "
+                   "not np.empty)?")
+            err = scaled_error(got, want)
+            if err > tol:
+                mistakes = _conv_backward_mistakes(part, x, w, dout, stride, padding, want)
+                hint = _name_mistake(got, mistakes, max(tol, 1e-5) * 10) or _CONV_BACKWARD_NEW[new] or (
+                    f"compare {part} with the formula of section 7, on this small case by hand.")
+                raise AssertionError(f"{name} ({case}): {part} differs from torch's autograd (relative error "
+                                     f"{err:.1e}, allowed {tol:.0e}). " + _sentence(hint))
+    return len(cases)
+
+
+def check_conv2d_backward_naive(conv2d_backward_naive) -> None:
+    """``conv2d_backward_naive(dout, cache)`` with cache = (x, w, stride, padding), against torch's autograd."""
+    n = _check_conv_backward(numpy_only(conv2d_backward_naive), "conv2d_backward_naive")
+    passed("conv2d_backward_naive", f"dx, dw and db equal to torch's autograd on {n} cases")
+
+
+def check_conv2d_backward_fast(conv2d_backward_fast, max_seconds: float = 1.0) -> None:
+    """As :func:`check_conv2d_backward_naive`, then a CIFAR-sized batch that must take under ``max_seconds``."""
+    conv2d_backward_fast = numpy_only(conv2d_backward_fast)
+    n = _check_conv_backward(conv2d_backward_fast, "conv2d_backward_fast")
+    rng = np.random.default_rng(7)
+    x, w, dout = rng.standard_normal((16, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)), rng.standard_normal((16, 16, 32, 32))
+    start = time.perf_counter()
+    result = call(conv2d_backward_fast, dout, (x, w, 1, 1))
+    seconds = time.perf_counter() - start
+    expect(seconds <= max_seconds,
+           f"conv2d_backward_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed "
+           f"{max_seconds} s): it is not vectorised. Loops over images, filters or output pixels are what make "
+           "conv2d_backward_naive slow; section 7 writes dw and dx as contractions over all windows at once.")
+    expected = _grads_of(lambda x, w: F.conv2d(x, w, padding=1), {"x": x, "w": w}, dout)
+    for part, got, key in zip(("dx", "dw"), _three_arrays(result, "conv2d_backward_fast")[:2], ("x", "w")):
+        err = scaled_error(got, expected[key]) if tuple(got.shape) == expected[key].shape else np.inf
+        expect(err <= 1e-10, f"conv2d_backward_fast's {part} is off on 16 images 3×32×32 (relative error {err:.1e}).")
+    passed("conv2d_backward_fast", f"equal to torch's autograd on {n + 1} cases; 16 CIFAR-sized images in "
+                                   f"{1000 * seconds:.0f} ms")
+
+
+def _pool_cases(rng):
+    def r(*shape):
+        return rng.standard_normal(shape)
+
+    return [  # (what is new, x, kernel_size, stride or None for the default)
+        ("windows", r(1, 1, 4, 4), 2, None),
+        ("batch", r(2, 3, 6, 4), 2, None),
+        ("kernel", r(2, 2, 6, 9), 3, None),
+        ("odd", r(1, 2, 5, 7), 2, None),
+        ("overlap", r(2, 2, 5, 6), 2, 1),
+        ("overlap", r(1, 3, 7, 7), 3, 2),
+        ("float32", r(2, 3, 6, 6).astype(np.float32), 2, None),
+    ]
+
+
+_POOL_NEW = {
+    "windows": "",
+    "batch": "this case has several images and channels: each channel of each image is pooled on its own.",
+    "kernel": "this case uses kernel_size=3 (and so stride 3): windows of 3×3, one every 3 pixels.",
+    "odd": ("here the size is not a multiple of the stride (5×7 with 2×2 windows): the last row and column fit "
+            "no window and are dropped, as in conv_output_size."),
+    "overlap": ("here the stride is smaller than the window, so windows overlap: an entry of x can be the "
+                "maximum of several windows and then collects the gradient of each of them — add, don't overwrite."),
+    "float32": "this case is float32: check the dtype of the arrays you create (an integer array rounds every entry).",
+}
+
+
+def _pool_case(x, k, stride) -> str:
+    return (f"x {x.shape}, kernel_size={k}" + ("" if stride is None else f", stride={stride}")
+            + (", float32" if x.dtype == np.float32 else ""))
+
+
+def check_max_pool2d(max_pool2d) -> None:
+    """``max_pool2d(x, kernel_size=2, stride=None)`` against torch's ``F.max_pool2d``."""
+    max_pool2d = numpy_only(max_pool2d)
+    cases = _pool_cases(np.random.default_rng(8))
+    for new, x, k, stride in cases:
+        case = _pool_case(x, k, stride)
+        before = x.copy()
+        out = call(max_pool2d, x, k) if stride is None else call(max_pool2d, x, k, stride)
+        _unchanged({"x": x}, {"x": before}, "max_pool2d")
+        xt = _tensor(x)
+        expected = F.max_pool2d(xt, k, stride).numpy()
+        if isinstance(out, tuple):
+            raise AssertionError(f"max_pool2d ({case}) returned a tuple: return the pooled array only (the backward "
+                                 "pass gets the forward's inputs as its cache).")
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != expected.shape:
+            hints = {tuple(F.max_pool2d(xt, k, 1).shape): "the default stride is kernel_size (windows side by "
+                                                          "side, as nn.MaxPool2d), not 1.",
+                     tuple(F.max_pool2d(xt, k, stride, ceil_mode=True).shape):
+                         "a window that would stick out past the edge is not used: round down.",
+                     (x.shape[0], *expected.shape[2:]): "it pooled over the channels too: pool each channel on its own.",
+                     tuple(np.moveaxis(expected, 1, -1).shape): "the output is channels-last: keep (N, C, H_out, W_out)."}
+            raise AssertionError(f"max_pool2d ({case}) returned shape {shape}, expected {expected.shape}. "
+                                 + _sentence(hints.get(shape, "Each of the C maps of each image gives a map of "
+                                                              "window maxima, one per window position.")))
+        tol = tolerance(x)
+        err = scaled_error(out, expected)
+        if err > tol:
+            mistakes = [(F.avg_pool2d(xt, k, stride).numpy(), "that is average pooling: take each window's maximum."),
+                        (-F.max_pool2d(-xt, k, stride).numpy(), "that is each window's minimum: take the maximum."),
+                        (F.max_pool2d(xt.transpose(2, 3), k, stride).transpose(2, 3).numpy()
+                         if x.shape[2] != x.shape[3] else None,
+                         "rows and columns are mixed up: output (i, j) is the maximum of the window at row i·S, "
+                         "column j·S.")]
+            hint = _name_mistake(out, mistakes, 1e-6) or _POOL_NEW[new] or "compare with the definition of section 7."
+            raise AssertionError(f"max_pool2d ({case}) differs from torch's max_pool2d (relative error {err:.1e}). "
+                                 + _sentence(hint))
+    passed("max_pool2d", f"equal to torch's max_pool2d on {len(cases)} cases")
+
+
+def check_max_pool2d_backward(max_pool2d_backward) -> None:
+    """``max_pool2d_backward(dout, cache)`` with cache = (x, kernel_size, stride), against torch's autograd;
+    windows with tied maxima send the gradient to the first of them, as torch does."""
+    max_pool2d_backward = numpy_only(max_pool2d_backward)
+    rng = np.random.default_rng(9)
+    ties = np.maximum(rng.standard_normal((2, 2, 6, 6)).round(0), 0)   # as after a ReLU: many windows all 0
+    cases = [*_pool_cases(rng), ("ties", ties, 2, None)]
+    for new, x, k, stride in cases:
+        case = _pool_case(x, k, stride)
+        shape = tuple(F.max_pool2d(_meta(x.shape), k, stride).shape)
+        dout = (rng.uniform(0.5, 2.0, shape) * rng.choice([-1, 1], shape)).astype(x.dtype)
+        expected = _grads_of(lambda x: F.max_pool2d(x, k, stride), {"x": x}, dout)["x"]
+        saved = {"dout": dout.copy(), "x": x.copy()}
+        dx = call(max_pool2d_backward, dout, (x, k, stride or k))
+        _unchanged({"dout": dout, "x": x}, saved, "max_pool2d_backward")
+        got_shape = tuple(getattr(dx, "shape", ()))
+        if got_shape != x.shape:
+            raise AssertionError(f"max_pool2d_backward ({case}) returned shape {got_shape}, expected x's {x.shape}: "
+                                 + ("that is dout's shape; dx has one entry per entry of x." if got_shape == shape
+                                    else "dx has one entry per entry of x, most of them 0."))
+        tol = tolerance(x)
+        err = scaled_error(dx, expected)
+        if err > tol:
+            xt, ones = _tensor(x), np.ones(shape)
+            mistakes = [
+                (_grads_of(lambda x: F.avg_pool2d(x, k, stride), {"x": x}, dout)["x"],
+                 "dx spreads dout evenly over each window, as average pooling would: in max pooling only the "
+                 "window's maximum reached the output, so only it receives the gradient."),
+                (_grads_of(lambda x: F.max_pool2d(x, k, stride), {"x": x}, ones)["x"],
+                 "dx marks where the maxima are but ignores dout: by the chain rule the maximum receives dout "
+                 "of its window (times 1)."),
+                (expected * x, "dx multiplies by x: the maximum passed x through unchanged, so its local "
+                               "derivative is 1 and it receives dout as it is."),
+                (_grads_of(lambda x: -F.max_pool2d(-x, k, stride), {"x": x}, dout)["x"],
+                 "dx routes the gradient to each window's minimum: it goes to the maximum."),
+            ]
+            hint = _name_mistake(dx, mistakes, 1e-6)
+            if hint is None and new == "ties":
+                hint = ("in this case many windows hold several equal maxima (zeros, as after a ReLU). The maximum "
+                        "passed on one value, so one entry must receive the gradient: the first maximum in "
+                        "row-by-row order, as PyTorch picks it (np.argmax returns the first). dx sums to "
+                        f"{float(np.sum(dx)):.3g} here, dout to {float(np.sum(dout)):.3g}: they must be equal.")
+            raise AssertionError(f"max_pool2d_backward ({case}) differs from torch's autograd (relative error "
+                                 f"{err:.1e}). " + _sentence(hint or _POOL_NEW[new]
+                                                             or "each window's gradient goes to its maximum only."))
+    passed("max_pool2d_backward", f"equal to torch's autograd on {len(cases)} cases, tied maxima included")
+
+
+def check_global_avg_pool_backward(global_avg_pool_backward) -> None:
+    """``global_avg_pool_backward(dout, cache)`` with cache = x, against torch's autograd."""
+    global_avg_pool_backward = numpy_only(global_avg_pool_backward)
+    rng = np.random.default_rng(11)
+    cases = [rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((3, 2, 5, 7)), rng.standard_normal((2, 4, 1, 1)),
+             rng.standard_normal((3, 3, 2, 5)), rng.standard_normal((2, 3, 6, 3)).astype(np.float32)]
+    for x in cases:
+        n, c, h, w = x.shape
+        case = f"x {x.shape}" + (", float32" if x.dtype == np.float32 else "")
+        dout = rng.standard_normal((n, c)).astype(x.dtype)
+        expected = _grads_of(lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1), {"x": x}, dout)["x"]
+        saved = {"dout": dout.copy(), "x": x.copy()}
+        dx = call(global_avg_pool_backward, dout, x)
+        _unchanged({"dout": dout, "x": x}, saved, "global_avg_pool_backward")
+        shape = tuple(getattr(dx, "shape", ()))
+        if shape != x.shape:
+            hints = {(n, c, 1, 1): "each of the H·W pixels of a map gets its share: broadcast to x's full shape.",
+                     (n, h, w, c): "the result is channels-last: keep x's layout (N, C, H, W).",
+                     (n, c): "that is dout's shape: dx has one entry per pixel of x."}
+            raise AssertionError(f"global_avg_pool_backward ({case}) returned shape {shape}, expected x's {x.shape}: "
+                                 + hints.get(shape, "dx has x's shape."))
+        tol = tolerance(x)
+        err = scaled_error(dx, expected)
+        if err > tol:
+            mistakes = [(expected * h * w, f"dx is H·W = {h * w} times too large: the mean divides by H·W, and so "
+                                           "does its gradient."),
+                         (expected * h, f"dx is {h} times too large: divide by H·W, the number of pixels averaged."),
+                         (expected * w, f"dx is {w} times too large: divide by H·W, the number of pixels averaged."),
+                         (expected / n, f"dx is {n} times too small: each image's map is averaged on its own; "
+                                        "do not divide by the batch size."),
+                         (np.broadcast_to(expected.mean(axis=0), x.shape), "every image got the same gradient: "
+                                                                            "each keeps its own dout[n, c]."),
+                         (np.full(x.shape, 1 / (h * w)), "dx ignores dout: by the chain rule each pixel receives "
+                                                         "dout[n, c] times its local derivative 1/(H·W)."),
+                         (expected * x, "dx multiplies by x: the mean is linear, so its local derivative is the "
+                                        "constant 1/(H·W), not x.")]
+            if n == c:
+                mistakes.append((_grads_of(lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1), {"x": x}, dout.T)["x"],
+                                 "dout's axes are swapped: dout[n, c] belongs to image n, channel c."))
+            hint = _name_mistake(dx, mistakes, 1e-6)
+            raise AssertionError(f"global_avg_pool_backward ({case}) differs from torch's autograd (relative error "
+                                 f"{err:.1e}). " + _sentence(hint or "every pixel of map (n, c) contributed 1/(H·W) "
+                                                                     "of itself to g[n, c]."))
+        expect(np.asarray(dx).flags.writeable, f"global_avg_pool_backward ({case}) returned a read-only view "
+                                               "(np.broadcast_to shares one value per map): return an array of "
+                                               "its own, which the layer before may change in place.")
+    passed("global_avg_pool_backward", f"equal to torch's autograd on {len(cases)} cases")

@@ -19,7 +19,7 @@ from course_lib.checks import (call, expect, expect_close, expect_shape, numeric
 __all__ = [
     "check_one_hot", "check_relu", "check_relu_backward", "check_sigmoid", "check_softmax",
     "check_cross_entropy", "check_mlp_forward", "check_mlp_backward", "check_sgd_step",
-    "check_step_lr", "check_iterations_per_epoch",
+    "check_step_lr", "check_iterations_per_epoch", "check_l2_regularization",
 ]
 
 
@@ -555,3 +555,113 @@ def check_iterations_per_epoch(iterations_per_epoch) -> None:
     got = run(1000, 1000, drop_last=False)
     expect(got == 1, f"iterations_per_epoch(1000, 1000) gives {got}: one batch holds all samples.")
     passed("iterations_per_epoch")
+
+
+# ---------------------------------------------------------------- L2 regularisation
+
+def _l2_case():
+    """Weights and biases whose mistakes give different numbers: (params, reg)."""
+    params = {"W1": np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.5]]), "b1": np.array([0.5, -0.5, 2.0]),
+              "W2": np.array([[2.0, 1.0], [-1.0, 0.5], [0.25, -3.0]]), "b2": np.array([1.5, -1.0])}
+    return params, 0.1
+
+
+def _l2_reference(params, reg):
+    """(penalty, gradients) from torch's autograd of reg / 2 times the squared norms of the weights."""
+    import torch
+
+    tensors = {k: _t(v).requires_grad_(True) for k, v in params.items()}
+    penalty = reg / 2 * sum(torch.linalg.vector_norm(t) ** 2 for k, t in tensors.items() if k.startswith("W"))
+    penalty.backward()
+    return float(penalty), {k: (t.grad.numpy() if t.grad is not None else np.zeros(t.shape)) for k, t in tensors.items()}
+
+
+def _penalty_hint(penalty, params, reg, expected) -> str | None:
+    """Which usual mistake ``penalty`` (a number) reproduces, if any."""
+    import torch
+
+    weights = [_t(v) for k, v in params.items() if k.startswith("W")]
+    everything = [_t(v) for v in params.values()]
+    squares = float(sum(w.square().sum() for w in weights))
+    candidates = [
+        (reg * squares, "the penalty is twice too large: it is λ/2 times the sum of squares (the 1/2 makes its "
+                        "gradient exactly λW)."),
+        (reg / 2 * float(sum(w.square().sum() for w in everything)),
+         "the penalty includes the biases: only the weights (the names starting with \"W\") are penalised."),
+        (reg / 2 * float(sum(w.square().mean() for w in weights)),
+         "the penalty averages the squares: it is the *sum* of the squares of every weight."),
+        (reg / 2 * float(sum(torch.linalg.vector_norm(w) for w in weights)),
+         "the penalty uses the norms, not the squared norms: no square root."),
+        (reg / 2 * float(sum(w.abs().sum() for w in weights)),
+         "that is an L1 penalty (absolute values): square the weights instead."),
+        (reg * float(sum(w.abs().sum() for w in weights)),
+         "that is an L1 penalty (absolute values): square the weights instead."),
+        (reg / 2 * float(weights[0].square().sum()), "only W1 is penalised: every weight counts (W1 and W2 here)."),
+        (squares / 2, "the penalty ignores reg: it is λ/2 times the sum of squares."),
+        (-expected, "the penalty is negative: it adds a price on large weights, so it is positive."),
+    ]
+    return next((hint for value, hint in candidates if np.isclose(penalty, value, rtol=1e-6) and
+                 not np.isclose(value, expected, rtol=1e-6)), None)
+
+
+def _grads_hint(key, grad, value, reg, expected) -> str | None:
+    candidates = [
+        (2 * expected, f"grads['{key}'] is twice too large: the 1/2 in the penalty cancels the 2 of the square, so "
+                       "the gradient is λW."),
+        (reg * np.sign(value), f"grads['{key}'] is λ·sign(W), the gradient of an L1 penalty: the gradient of "
+                               "(λ/2)·W² is λW."),
+        (value, f"grads['{key}'] ignores reg: the gradient scales with λ."),
+        (-expected, f"grads['{key}'] has the wrong sign: the penalty grows with |W|, so its gradient points "
+                    "along W."),
+        (reg * value ** 2 / 2, f"grads['{key}'] is the penalty of each entry, not its derivative."),
+    ]
+    if not key.startswith("W"):
+        candidates.insert(0, (reg * value, f"grads['{key}'] penalises a bias: biases are not penalised, so their "
+                                           "gradient is zero."))
+    return next((hint for wrong, hint in candidates if _close(grad, wrong, tol=1e-6)), None)
+
+
+def check_l2_regularization(l2_regularization) -> None:
+    """Penalty and gradients against torch's autograd, on a worked example and a deeper network."""
+    l2_regularization = numpy_only(l2_regularization)
+    rng = np.random.default_rng(4)
+    deeper = {"W1": rng.normal(size=(4, 5)), "b1": rng.normal(size=5), "W2": rng.normal(size=(5, 3)),
+              "b2": rng.normal(size=3), "W3": rng.normal(size=(3, 2)), "b3": rng.normal(size=2)}
+    for params, reg, what in ((*_l2_case(), "a two-layer network with reg=0.1"),
+                              (deeper, 0.05, "a three-layer network (W1, W2, W3) with reg=0.05")):
+        saved = _copy(params)
+        out = call(l2_regularization, params, reg)
+        expect(isinstance(out, (tuple, list)) and len(out) == 2,
+               f"l2_regularization should return a pair (penalty, grads), got {type(out).__name__}"
+               + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "") + ".")
+        penalty, grads = out
+        for key in params:
+            _unchanged(saved[key], params[key], f"l2_regularization changed params['{key}']: it only computes the "
+                                                "penalty and its gradients (sgd_step updates the parameters).")
+        expected_penalty, expected_grads = _l2_reference(params, reg)
+        expect(np.ndim(penalty) == 0, f"the penalty should be one number for the whole network, got an array of shape "
+                                      f"{np.shape(penalty)} — add up the sums of squares of every weight.")
+        penalty = float(penalty)
+        if not np.isclose(penalty, expected_penalty, rtol=1e-6):
+            hint = _penalty_hint(penalty, params, reg, expected_penalty)
+            raise AssertionError(f"the penalty of {what} is {penalty:.6g}, expected {expected_penalty:.6g}. "
+                                 + (hint[0].upper() + hint[1:] if hint else
+                                    "Compare with the formula and the worked example of the section."))
+        expect(isinstance(grads, dict), f"grads should be a dict name -> gradient, got {type(grads).__name__}.")
+        missing = [k for k in params if k not in grads]
+        expect(not missing, f"grads lacks {', '.join(missing)}: it needs one entry per parameter, the biases "
+                            "included (their gradient is zero), so that the training loop can add it to "
+                            "mlp_backward's gradients key by key.")
+        for key, value in params.items():
+            expect_shape(grads[key], value.shape, f"grads['{key}']")
+            if not _close(grads[key], expected_grads[key], tol=1e-6):
+                hint = _grads_hint(key, grads[key], value, reg, expected_grads[key])
+                raise AssertionError(f"grads['{key}'] for {what} differs from the gradient of the penalty. "
+                                     + (hint if hint else ("The gradient of (λ/2)·W² is λW for a weight, and a "
+                                                           "bias's is zero.")))
+        numeric = {k: numerical_gradient(lambda: float(call(l2_regularization, params, reg)[0]), params[k])
+                   for k in params}
+        worst = max(params, key=lambda k: rel_error(grads[k], numeric[k]))
+        expect(rel_error(grads[worst], numeric[worst]) <= 1e-6,
+               f"grads['{worst}'] does not match the numerical gradient of your penalty.")
+    passed("l2_regularization", "penalty and gradients equal to torch's autograd on 2 networks")
