@@ -159,8 +159,9 @@ def test_time_limit_stops_after_the_step_that_reaches_it(monkeypatch, limit, ste
 def test_time_limit_must_be_a_positive_number():
     train, _ = digits()
     model = mlp()
-    for bad in (0, -1.0, "60", True):
-        with pytest.raises(ValueError, match="time_limit must be a positive number"):
+    for bad, error in ((0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("60", TypeError),
+                       (True, TypeError)):
+        with pytest.raises(error, match="time_limit must be a (finite )?number"):
             fit(model, train, None, 1, sgd(model), progress=False, time_limit=bad)
 
 
