@@ -1,5 +1,6 @@
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,31 @@ def real_data_dir() -> Path:
         pytest.fail("CI must set COURSE_DATA_DIR to the real data (../shared/data)")
     pytest.skip("set COURSE_DATA_DIR to run tests on real data")
 
+
+
+def service(variable: str, what: str, how: str) -> str:
+    """The address in ``variable`` of a service a test needs: required in CI, else skipped with a reason."""
+    value = os.environ.get(variable)
+    if value:
+        return value
+    advice = f"set {variable} to {what}; {how}"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI provides this service: {advice} (.ci/run does)")
+    pytest.skip(advice)
+
+
+@pytest.fixture
+def postgres_url():
+    """A new, empty database on the server of ``COURSE_TEST_POSTGRES_URL``, dropped afterwards."""
+    import psycopg
+    import sqlalchemy
+
+    url = service("COURSE_TEST_POSTGRES_URL", "postgresql://user@host:port/db",
+                  'eval "$(scripts/postgres_for_tests.sh start)" starts a throwaway server and sets it')
+    server = sqlalchemy.engine.make_url(url).set(drivername="postgresql")
+    database = f"course_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{database}"')
+    yield server.set(database=database).render_as_string(hide_password=False)
+    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

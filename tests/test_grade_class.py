@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import nbformat
@@ -28,6 +27,7 @@ import pytest
 from nbformat.v4 import new_code_cell
 from nbgrader.api import Gradebook
 
+from conftest import service
 from notebook_cells import ROOT
 from test_autograder import NBGRADER, nbgrader
 from test_hostile_submissions import HOOKS, index_of, release, solution, without_ids
@@ -267,14 +267,8 @@ def test_feedback_and_export_see_the_grades(local_class):
 
 @pytest.fixture
 def dask_scheduler():
-    address = os.environ.get("COURSE_TEST_DASK_SCHEDULER")
-    if not address:
-        how = ('set COURSE_TEST_DASK_SCHEDULER=tcp://host:port to grade through a Dask cluster; '
-               'eval "$(scripts/dask_for_tests.sh start)" starts a scheduler and two workers and sets it')
-        if os.environ.get("CI"):
-            pytest.fail(f"CI grades through a real Dask cluster: {how} (.ci/run does)")
-        pytest.skip(how)
-    return address
+    return service("COURSE_TEST_DASK_SCHEDULER", "tcp://host:port, a Dask scheduler",
+                   'eval "$(scripts/dask_for_tests.sh start)" starts a scheduler and two workers and sets it')
 
 
 def test_a_cluster_with_postgres_grades_the_same(local_class, tmp_path, dask_scheduler, postgres_url):
@@ -296,25 +290,3 @@ def test_a_cluster_with_postgres_grades_the_same(local_class, tmp_path, dask_sch
                               "print(len(c.scheduler_info()['workers']))", dask_scheduler],
                              capture_output=True, text=True, check=True)
     assert int(workers.stdout) == 2
-
-
-@pytest.fixture
-def postgres_url():
-    """A new, empty gradebook database on the server of ``COURSE_TEST_POSTGRES_URL``, dropped afterwards."""
-    import psycopg
-    import sqlalchemy
-
-    url = os.environ.get("COURSE_TEST_POSTGRES_URL")
-    if not url:
-        how = ('set COURSE_TEST_POSTGRES_URL=postgresql://user@host:port/db to grade into PostgreSQL; '
-               'eval "$(scripts/postgres_for_tests.sh start)" starts a throwaway server and sets it')
-        if os.environ.get("CI"):
-            pytest.fail(f"CI grades into a real PostgreSQL: {how} (.ci/run does)")
-        pytest.skip(how)
-    server = sqlalchemy.engine.make_url(url).set(drivername="postgresql")
-    database = f"gradebook_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
-    yield server.set(database=database).render_as_string(hide_password=False)
-    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -9,14 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -202,27 +200,6 @@ def test_two_workers_share_the_default_sqlite_file(store):
     assert all(trial.state in FINISHED for trial in trials)
     assert sorted(trial.number for trial in trials) == list(range(len(trials)))
     assert {trial.user_attrs["pid"] for trial in trials} == {worker.pid for worker in workers}
-
-
-@pytest.fixture
-def postgres_url():
-    """A new, empty database on the server of ``COURSE_TEST_POSTGRES_URL``, dropped afterwards."""
-    import psycopg
-
-    url = os.environ.get("COURSE_TEST_POSTGRES_URL")
-    if not url:
-        how = ('set COURSE_TEST_POSTGRES_URL=postgresql://user@host:port/db to run the PostgreSQL tests; '
-               'eval "$(scripts/postgres_for_tests.sh start)" starts a throwaway server and sets it')
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs the PostgreSQL tests: {how} (.ci/run does)")
-        pytest.skip(how)
-    server = sqlalchemy.engine.make_url(url).set(drivername="postgresql")
-    database = f"course_tuning_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
-    yield server.set(database=database).render_as_string(hide_password=False)
-    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def test_two_workers_share_a_postgres_study(store, postgres_url):
