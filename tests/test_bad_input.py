@@ -703,3 +703,36 @@ def test_the_tune_command_rejects_bad_options_without_a_traceback(argv, words, c
     with pytest.raises(SystemExit) as exit_:
         tuning.main(argv)
     assert exit_.value.code == 2 and words in capsys.readouterr().err
+
+
+@pytest.fixture
+def course_with_a_submission(tmp_path):
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    (tmp_path / "submitted" / "ada" / "01_numpy_mlp").mkdir(parents=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--memory", "-1"], "--memory must be a positive number, got -1.0"),
+    (["--cell-timeout", "0"], "--cell-timeout must be a positive number, got 0"),
+    (["--output-limit", "0"], "--output-limit must be a positive number"),
+])
+def test_the_grade_command_rejects_bad_options_without_a_traceback(course_with_a_submission, options, words, capsys):
+    from course_lib.grading.classroom import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["01_numpy_mlp", "--course", str(course_with_a_submission), *options])
+    assert exit_.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_the_grade_command_names_what_is_missing(tmp_path, capsys):
+    from course_lib.grading.classroom import main
+
+    with pytest.raises(SystemExit):
+        main(["01_numpy_mlp", "--course", str(tmp_path)])
+    assert "no nbgrader_config.py in" in capsys.readouterr().err
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    with pytest.raises(SystemExit):
+        main(["02_convolution", "--course", str(tmp_path)])
+    assert "no submissions of '02_convolution'" in capsys.readouterr().err

@@ -250,7 +250,11 @@ def main(argv=None) -> int:
     parser.add_argument("--output-limit", type=float, help="MiB of output a notebook may produce")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
-        parser.error("--workers must be at least 1")
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    for option in ("cell_timeout", "notebook_timeout", "memory", "output_limit"):
+        value = getattr(args, option)
+        if value is not None and not value > 0:
+            parser.error(f"--{option.replace('_', '-')} must be a positive number, got {value}")
     course = Path(args.course).resolve()
     if not (course / "nbgrader_config.py").is_file():
         parser.error(f"no nbgrader_config.py in {course}: run it in the course folder or pass --course")
