@@ -262,7 +262,7 @@ def test_feedback_and_export_see_the_grades(local_class):
     nbgrader(root, "export", "--to", str(root / "grades.csv"))
     rows = (root / "grades.csv").read_text().splitlines()
     correct = next(row for row in rows if f",correct," in row)
-    assert ",18.0," in correct, correct
+    assert f",{float(FULL)}," in correct, correct
 
 
 @pytest.fixture

@@ -120,6 +120,9 @@ CASES = {
     "correct_nbformat3": (lambda: nbformat.convert(solution(), 3), FULL, None),
     "correct_without_cell_ids": (lambda: without_ids(solution()), FULL, None),
     "correct_that_warns": (lambda: warns(solution()), FULL, None),
+    # a cell whose last line shows a callable (a model, a function): IPython keeps it as displayhook._
+    "correct_that_displays_a_function": (lambda: with_cell(solution(), "def shown(x):\n    return x\n\nshown"),
+                                         FULL, None),
     "untouched": (release, 0, None),
     **{name: (lambda source=source: with_cell(release(), source), 0, "the kernel was changed")
        for name, source in HOOKS.items() if name not in ("reads_instructor_files", "sys_excepthook")},
@@ -207,7 +210,8 @@ def test_tampering_is_reported(graded, student):
 
 def test_honest_submissions_have_no_findings(graded):
     root, _, _ = graded
-    for student in ("correct", "correct_nbformat3", "correct_without_cell_ids", "correct_that_warns", "untouched"):
+    for student in ("correct", "correct_nbformat3", "correct_without_cell_ids", "correct_that_warns",
+                    "correct_that_displays_a_function", "untouched"):
         assert not (root / "autograded" / student / NAME / f"{NAME}.integrity.json").exists(), student
 
 

@@ -395,17 +395,11 @@ class _Recorded:
         return value
 
 
-class _KeepsGradients:
-    """An optimizer whose zero_grad does nothing: what a loop without zero_grad computes."""
-
-    def __init__(self, optimizer):
-        self.optimizer, self.param_groups, self.state = optimizer, optimizer.param_groups, optimizer.state
+class _KeepsGradients(torch.optim.SGD):
+    """SGD whose zero_grad does nothing: what a loop without zero_grad computes."""
 
     def zero_grad(self, set_to_none=True):
         pass
-
-    def step(self):
-        self.optimizer.step()
 
 
 def _real_number(value, what: str, name: str) -> float:
@@ -520,7 +514,7 @@ def check_train_one_epoch(train_one_epoch) -> None:
     change = max(float((a - b).abs().max()) for a, b in zip(_weights(mine), _weights(reference)))
     if change > 1e-9:
         kept = _probed_model(1)
-        fit(kept, batches, None, 1, _KeepsGradients(torch.optim.SGD(kept.parameters(), lr=0.1, momentum=0.9)),
+        fit(kept, batches, None, 1, _KeepsGradients(kept.parameters(), lr=0.1, momentum=0.9),
             loss_fn=F.cross_entropy, device=device, progress=False)
         if max(float((a - b).abs().max()) for a, b in zip(_weights(mine), _weights(kept))) <= 1e-9:
             raise AssertionError(f"{name}'s weights after the epoch are those of a loop that never resets the "

@@ -46,8 +46,9 @@ def _kept(value) -> bool:
     return callable(value) or isinstance(value, (types.ModuleType, type))
 
 
-# ipykernel rebinds these for every request it runs
-REBOUND_PER_REQUEST = {"input", "raw_input"}
+# ipykernel rebinds these for every request it runs; IPython's displayhook keeps the last three
+# results a cell displayed (a model is callable) as its attributes _, __ and ___
+REBOUND_PER_REQUEST = {"input", "raw_input", "_", "__", "___"}
 
 
 def _callables(namespace: dict) -> dict:
