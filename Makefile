@@ -51,7 +51,7 @@ chromium:
 	  echo "the browser test needs Chromium (Debian: sudo apt-get install chromium; or set COURSE_CHROMIUM): skipped without it"
 
 test: setup sandbox chromium
-	COURSE_FAST=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax tests solutions
+	COURSE_FAST=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --durations=15 --nbval-lax tests solutions
 
 # First writes course.toml's student repository and ref into the solutions' Colab badges and setup
 # cells (the source of truth: nbgrader's checksum of the locked setup cell then matches).

@@ -33,8 +33,16 @@ def _missing_datasets() -> str | None:
     return None
 
 
+# The longest test files (minutes each: they grade whole classes and drive a browser) start first, so
+# that pytest-xdist's workers (--dist loadfile) finish together instead of one waiting on the last file.
+SLOWEST_FIRST = ("test_grade_class.py", "test_hostile_submissions.py", "test_autograder.py", "test_browser.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Notebooks need real data: without it they are skipped with the reason, and CI fails."""
+    """The slowest files first; notebooks need real data: without it they are skipped with the reason,
+    and CI fails."""
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
     notebook_items = [i for i in items if i.path.suffix == ".ipynb" or i.get_closest_marker("notebook")]
     missing = _missing_datasets() if notebook_items else None
     if missing is None:
