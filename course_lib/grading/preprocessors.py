@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -143,6 +144,15 @@ def suspicious_code(nb) -> list:
     return flags
 
 
+@functools.lru_cache(maxsize=None)
+def _prepare_cache(data: str, cache: str) -> tuple[str, ...]:
+    """Once per grading process and folder pair: the data sets decoded into the cache, which the
+    sandboxes can only read (else every student's kernel would decode CIFAR-10 again)."""
+    from course_lib.data import prepare_cache
+
+    return tuple(prepare_cache())
+
+
 class GuardedExecute(Execute):
     """nbgrader's Execute, sandboxed, with the kernel's integrity checked after every cell."""
 
@@ -192,6 +202,9 @@ class GuardedExecute(Execute):
         if (package.parent / "solutions").exists():  # course_lib imported from the course's checkout
             hidden.add(str(package.parent))
         data, cache = str(data_dir().resolve()), str(cache_dir().resolve())
+        prepared = _prepare_cache(data, cache)
+        if prepared:
+            self.log.debug("data in the cache, read-only for the sandbox: %s", ", ".join(prepared))
         limits = Limits(memory=self.memory_limit, processes=self.process_limit)
         km = SandboxedKernelManager(kernel_name=self.kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python3"),
                                     hidden=sorted(hidden), visible=[str(package), data, cache], workdir=workdir,
