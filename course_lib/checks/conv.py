@@ -265,6 +265,20 @@ def _check_conv(fn, name: str) -> int:
     return len(cases)
 
 
+def _cifar_batch(seed: int, third: tuple) -> tuple:
+    """A speed test's inputs: 16 images (16, 3, 32, 32), 16 filters (16, 3, 3, 3) and a third array of
+    shape ``third`` (biases, or the gradient of the output)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((16, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)), rng.standard_normal(third)
+
+
+def _timed_call(fn, *args, **kwargs) -> tuple:
+    """``(fn(*args, **kwargs), seconds it took)``, through :func:`call`."""
+    start = time.perf_counter()
+    result = call(fn, *args, **kwargs)
+    return result, time.perf_counter() - start
+
+
 def check_conv2d_naive(conv2d_naive) -> None:
     """``conv2d_naive(x, w, b=None, stride=1, padding=0)`` against torch on small cases."""
     n = _check_conv(numpy_only(conv2d_naive), "conv2d_naive")
@@ -275,11 +289,8 @@ def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.5) -> None:
     """As :func:`check_conv2d_naive`, then a CIFAR-sized batch that must take under ``max_seconds``."""
     conv2d_fast = numpy_only(conv2d_fast)
     n = _check_conv(conv2d_fast, "conv2d_fast")
-    rng = np.random.default_rng(3)
-    x, w, b = rng.standard_normal((16, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)), rng.standard_normal(16)
-    start = time.perf_counter()
-    out = call(conv2d_fast, x, w, b, stride=1, padding=1)
-    seconds = time.perf_counter() - start
+    x, w, b = _cifar_batch(seed=3, third=(16,))
+    out, seconds = _timed_call(conv2d_fast, x, w, b, stride=1, padding=1)
     expect(seconds <= max_seconds,
            f"conv2d_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed {max_seconds} s): "
            "it is not vectorised. Python loops over images, filters or output pixels are what make conv2d_naive "
@@ -671,11 +682,8 @@ def check_conv2d_backward_fast(conv2d_backward_fast, max_seconds: float = 1.0) -
     """As :func:`check_conv2d_backward_naive`, then a CIFAR-sized batch that must take under ``max_seconds``."""
     conv2d_backward_fast = numpy_only(conv2d_backward_fast)
     n = _check_conv_backward(conv2d_backward_fast, "conv2d_backward_fast")
-    rng = np.random.default_rng(7)
-    x, w, dout = rng.standard_normal((16, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)), rng.standard_normal((16, 16, 32, 32))
-    start = time.perf_counter()
-    result = call(conv2d_backward_fast, dout, (x, w, 1, 1))
-    seconds = time.perf_counter() - start
+    x, w, dout = _cifar_batch(seed=7, third=(16, 16, 32, 32))
+    result, seconds = _timed_call(conv2d_backward_fast, dout, (x, w, 1, 1))
     expect(seconds <= max_seconds,
            f"conv2d_backward_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed "
            f"{max_seconds} s): it is not vectorised. Loops over images, filters or output pixels are what make "
