@@ -218,11 +218,8 @@ class ConvExplorer:
         self.info.value = html.escape(self.message)
 
     def _failed(self, message: str) -> None:
-        """The error state: no output map (an empty image would show as a broken one), the message once."""
         self.output = self.output_shape = None
-        self.output_view.layout.display = "none"
-        self.message = message
-        self.info.value = _error_html(message)
+        self.message = _error_state(self.output_view, self.info, message)
 
     def _repr_mimebundle_(self, **kwargs):
         return _bundle(self.widget, self.message, **kwargs)
@@ -234,8 +231,12 @@ def _bundle(widget, message: str, **kwargs) -> dict:
     return {**bundle, "text/plain": message} if bundle else bundle
 
 
-def _error_html(message: str) -> str:
-    return f"<span style='color:#b00'>{html.escape(message)}</span>"
+def _error_state(picture, info, message: str) -> str:
+    """A widget's error state: its picture hidden (an empty image would show as a broken one), the
+    message shown once, in red; returns the message."""
+    picture.layout.display = "none"
+    info.value = f"<span style='color:#b00'>{html.escape(message)}</span>"
+    return message
 
 
 def _torch_output_shape(x_shape, w_shape, stride: int, padding: int) -> tuple:
@@ -342,9 +343,8 @@ class PathExplorer:
             paths = self.make_paths(loss, start, **self.settings)
         except Exception as err:  # a student's bug must not break the widget
             self.paths = {}
-            self.picture.layout.display = "none"  # an empty image would show as a broken one
-            self.message = describe_failure(getattr(self.make_paths, "__name__", "make_paths"), err)
-            self.info.value = _error_html(self.message)
+            self.message = _error_state(self.picture, self.info,
+                                        describe_failure(getattr(self.make_paths, "__name__", "make_paths"), err))
             return
         self.paths = {name: np.asarray(path, dtype=np.float64) for name, path in paths.items()}
         fig, ax = plt.subplots(figsize=(self.width / 100, 0.6 * self.width / 100), dpi=100)
