@@ -18,7 +18,7 @@ import numpy as np
 
 from course_lib.checks.gradient_check import numerical_gradient, rel_error
 
-__all__ = ["call", "expect", "expect_shape", "expect_close", "passed", "numerical_gradient", "rel_error",
+__all__ = ["call", "expect", "expect_tuple", "expect_shape", "expect_close", "passed", "numerical_gradient", "rel_error",
            "numpy_only", "NumpyOnlyError", "FORBIDDEN_IN_NUMPY_EXERCISES"]
 
 
@@ -44,6 +44,15 @@ def expect(condition, message: str) -> None:
     """Raise ``AssertionError(message)`` unless ``condition`` holds."""
     if not condition:
         raise AssertionError(message)
+
+
+def expect_tuple(result, names, what: str) -> None:
+    """``result`` must be a tuple (or list) of one value per name in ``names``, e.g. ("probs", "cache");
+    ``what`` names the function, as the student calls it."""
+    kind = "a pair" if len(names) == 2 else "a tuple"
+    expect(isinstance(result, (tuple, list)) and len(result) == len(names),
+           f"{what} should return {kind} ({', '.join(names)}), got {type(result).__name__}"
+           + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "") + ".")
 
 
 def expect_shape(value, shape, what: str) -> None:

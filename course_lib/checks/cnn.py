@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks import expect, expect_shape, passed
+from course_lib.checks import expect, expect_shape, expect_tuple, passed
 
 __all__ = [
     "WIDTHS", "BLOCK", "HEAD", "spec_param_shapes", "spec_param_count", "leaf_layers",
@@ -412,9 +412,7 @@ def _real_number(value, what: str, name: str) -> float:
 
 
 def _two_numbers(result, name: str) -> tuple[float, float]:
-    expect(isinstance(result, (tuple, list)) and len(result) == 2,
-           f"{name} should return a pair (mean_loss, accuracy), got {type(result).__name__}"
-           + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "") + ".")
+    expect_tuple(result, ("mean_loss", "accuracy"), name)
     return _real_number(result[0], "mean loss", name), _real_number(result[1], "accuracy", name)
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks import NumpyOnlyError, call, expect, expect_shape, numpy_only, passed
+from course_lib.checks import NumpyOnlyError, call, expect, expect_shape, expect_tuple, numpy_only, passed
 
 __all__ = [
     "check_conv_output_size", "check_conv2d_naive", "check_conv2d_fast", "check_linear",
@@ -542,10 +542,7 @@ def _grads_of(forward, inputs: dict, dout) -> dict:
 
 def _three_arrays(result, name: str, names=("dx", "dw", "db")):
     """The student's (dx, dw, db), with a clear message when it is something else."""
-    what = ", ".join(names)
-    expect(isinstance(result, (tuple, list)) and len(result) == len(names),
-           f"{name} should return a tuple ({what}), got {type(result).__name__}"
-           + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "") + ".")
+    expect_tuple(result, names, name)
     for label, value in zip(names, result):
         expect(getattr(value, "shape", None) is not None,
                f"{name}'s {label} should be a NumPy array, got {type(value).__name__}.")

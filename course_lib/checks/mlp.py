@@ -13,8 +13,8 @@ import warnings
 
 import numpy as np
 
-from course_lib.checks import (call, expect, expect_close, expect_shape, numerical_gradient, numpy_only, passed,
-                               rel_error)
+from course_lib.checks import (call, expect, expect_close, expect_shape, expect_tuple, numerical_gradient, numpy_only,
+                               passed, rel_error)
 
 __all__ = [
     "check_one_hot", "check_relu", "check_relu_backward", "check_sigmoid", "check_softmax",
@@ -351,9 +351,7 @@ def _copy(params):
 
 def _forward_probs(mlp_forward, params, X, what="mlp_forward(params, X)"):
     out = call(mlp_forward, params, X)
-    expect(isinstance(out, (tuple, list)) and len(out) == 2,
-           f"{what} should return a pair (probs, cache), got {type(out).__name__}"
-           + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "") + ".")
+    expect_tuple(out, ("probs", "cache"), what)
     return out
 
 
@@ -631,9 +629,7 @@ def check_l2_regularization(l2_regularization) -> None:
                               (deeper, 0.05, "a three-layer network (W1, W2, W3) with reg=0.05")):
         saved = _copy(params)
         out = call(l2_regularization, params, reg)
-        expect(isinstance(out, (tuple, list)) and len(out) == 2,
-               f"l2_regularization should return a pair (penalty, grads), got {type(out).__name__}"
-               + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "") + ".")
+        expect_tuple(out, ("penalty", "grads"), "l2_regularization")
         penalty, grads = out
         for key in params:
             _unchanged(saved[key], params[key], f"l2_regularization changed params['{key}']: it only computes the "

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.checks import expect, passed, rel_error
+from course_lib.checks import expect, expect_tuple, passed, rel_error
 
 __all__ = [
     "as_numpy", "check_sgd_momentum_step", "check_adam_step", "check_step_decay", "check_inverse_time_decay",
@@ -47,10 +47,8 @@ def _call(fn, name: str, *args, **kwargs):
         raise AssertionError(f"{name} raised {type(err).__name__}{what}{hint}") from err
 
 
-def _unpack(result, count: int, name: str, names: str) -> list[np.ndarray]:
-    expect(isinstance(result, (tuple, list)) and len(result) == count,
-           f"{name} should return a tuple {names}, got {type(result).__name__}"
-           + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "") + ".")
+def _unpack(result, name: str, names: tuple) -> list[np.ndarray]:
+    expect_tuple(result, names, name)
     return [as_numpy(r) for r in result]
 
 
@@ -102,7 +100,7 @@ def _run_sgd(fn, w0, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, 
     for g in grads:
         result = _call(fn, "sgd_momentum_step", w, to(np.array(g)), v, lr, momentum=momentum, nesterov=nesterov,
                        weight_decay=weight_decay)
-        w, v = _unpack(result, 2, "sgd_momentum_step", "(w_new, v_new)")
+        w, v = _unpack(result, "sgd_momentum_step", ("w_new", "v_new"))
         out.append((w, v))
         w, v = to(w), to(v)
     return out
@@ -226,7 +224,7 @@ def _run_adam(fn, w0, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
     for t, g in enumerate(grads, start=1):
         result = _call(fn, "adam_step", w, to(np.array(g)), m, v, t, lr=lr, betas=betas, eps=eps,
                        weight_decay=weight_decay, decoupled=decoupled)
-        w, m, v = _unpack(result, 3, "adam_step", "(w_new, m_new, v_new)")
+        w, m, v = _unpack(result, "adam_step", ("w_new", "m_new", "v_new"))
         out.append((w, m, v))
         w, m, v = to(w), to(m), to(v)
     return out
