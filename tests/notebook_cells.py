@@ -1,10 +1,16 @@
 """Read a solution notebook's cells, and run its test cells outside Jupyter on other code."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
+import textwrap
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils
+
+from course_lib.grading.verdict import Session, grader_namespace, loopback, run_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,12 +34,34 @@ def cell_source(assignment: str, grade_id: str) -> str:
 
 
 def run_test_cell(assignment: str, grade_id: str, **functions) -> dict:
-    """Run the setup cell, put ``functions`` in its namespace, then run test cell ``grade_id``.
+    """Run test cell ``grade_id`` on ``functions`` as the autograder does; returns the kernel's namespace.
 
-    Raises what the test cell raises (``AssertionError`` for a wrong implementation).
+    The setup cell runs in a namespace that stands for the student's kernel, with ``functions`` put in
+    it. The whole test cell (public check and hidden tests) then runs in a namespace of its own, as in
+    the grader's process: the names it takes from the notebook are answered by that kernel namespace
+    through the grader's plain-data format, and the source of ``functions`` is what the grader reads to
+    decide what they call. Raises what the test cell raises (``AssertionError`` for a wrong
+    implementation).
     """
     namespace: dict = {}
     exec(compile(cell_source(assignment, "setup"), f"<{assignment} setup>", "exec"), namespace)
     namespace.update(functions)
-    exec(compile(cell_source(assignment, grade_id), f"<{assignment} {grade_id}>", "exec"), namespace)
+    locked = [c.source for c in read_solution(assignment).cells if c.cell_type == "code" and utils.is_locked(c)]
+    run_cell(cell_source(assignment, grade_id), grader_namespace(locked), Session(loopback(namespace), sources(functions)),
+             f"<{assignment} {grade_id}>")
     return namespace
+
+
+def sources(functions: dict) -> list[str]:
+    """What the grader would read in a notebook defining ``functions``: their modules' source, and each
+    bound under the name the notebook gives it."""
+    found = []
+    for name, value in functions.items():
+        with contextlib.suppress(TypeError, OSError):
+            found.append(inspect.getsource(inspect.getmodule(value)))
+        with contextlib.suppress(TypeError, OSError):
+            found.append(textwrap.dedent(inspect.getsource(value)))
+        defined = getattr(getattr(value, "__code__", None), "co_name", name)
+        if defined != name:
+            found.append(f"{name} = {defined}")
+    return found

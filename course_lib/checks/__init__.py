@@ -114,6 +114,8 @@ def numpy_only(fn):
     """
     if getattr(fn, "__numpy_only__", False):
         return fn
+    if hasattr(type(fn), "numpy_only"):  # a function in the notebook's kernel: the grader reads its source
+        return fn.numpy_only()
     name = getattr(fn, "__name__", "your function")
 
     @functools.wraps(fn)

@@ -1,7 +1,10 @@
 """Grading machinery for instructors: what keeps an nbgrader grade honest.
 
 - ``preprocessors``: nbgrader preprocessors that restore tampered cells, sandbox the kernel and
-  check after every cell that nothing a hidden test relies on was changed
-- ``kernel_state``: the part of that check that runs inside the student's kernel
-- ``report``: the instructor's summary of what the checks found in a class
+  decide every test cell's verdict in the grader's process
+- ``verdict``: runs a test cell in the grader against the kernel's answers in plain data
+- ``agent``: the plain-data format, and the small agent the grader sends into the kernel
+- ``source_rules``: what a student's function calls, read from the notebook's source
+- ``sandbox``: the bubblewrap sandbox and its limits; ``classroom``: grading a class in parallel
+- ``report``: the instructor's summary of what the grader found in a class
 """

@@ -7,15 +7,20 @@
   the gradebook and recorded, so that nbgrader grades the honest cells instead of rejecting the
   whole notebook.
 - ``GuardedExecute`` (instead of nbgrader's ``Execute``): runs the kernel in a bubblewrap sandbox
-  that hides the course folder (solutions, gradebook, other students) and, after every cell, asks the
-  kernel what changed among the things a hidden test relies on (``kernel_state``). From the first
-  change on, every autograded cell scores zero with an ``IntegrityError`` that says why. A note at
-  the top of the graded notebook (and so of the feedback) and ``<notebook>.integrity.json`` beside it
-  list what was found; ``python -m course_lib integrity NN_name`` gathers them for the instructor.
+  that hides the course folder (solutions, gradebook, other students), runs each test cell there as
+  students received it, and decides the cell's score here, in the grader's process, by running the
+  whole cell (hidden tests included) against the kernel's answers in plain data
+  (``course_lib.grading.verdict``). Nothing the kernel does to its own libraries can change a verdict.
+  A note at the top of the graded notebook (and so of the feedback) and ``<notebook>.integrity.json``
+  beside it list what was found and what the instructor should look at; ``python -m course_lib
+  integrity NN_name`` gathers them.
 """
 from __future__ import annotations
 
 import ast
+import asyncio
+import base64
+import contextlib
 import functools
 import json
 import os
@@ -32,7 +37,9 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from traitlets import Bool, Integer
 
+from course_lib.grading.agent import MIME, agent_source
 from course_lib.grading.sandbox import Limits, SandboxedKernelManager
+from course_lib.grading.verdict import Session, grader_namespace, run_verdict
 
 REPORT_SUFFIX = ".integrity.json"
 NOTE_MARKER = "course-integrity-note"
@@ -109,28 +116,6 @@ class RestoreCellMetadata(NbGraderPreprocessor):
         return findings
 
 
-def locked_aliases(nb) -> dict:
-    """Names the locked cells bind with ``import``: name -> [module, attribute or None]."""
-    aliases = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code" or not utils.is_locked(cell):
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for name in node.names:
-                    alias = name.asname or name.name.split(".")[0]
-                    aliases[alias] = [name.name if name.asname else alias, None]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for name in node.names:
-                    if name.name != "*":
-                        aliases[name.asname or name.name] = [node.module, name.name]
-    return aliases
-
-
 def suspicious_code(nb) -> list:
     """Lines of the student's cells that use what a course notebook never needs, for review."""
     flags = []
@@ -154,43 +139,75 @@ def _prepare_cache(data: str, cache: str) -> tuple[str, ...]:
 
 
 class GuardedExecute(Execute):
-    """nbgrader's Execute, sandboxed, with the kernel's integrity checked after every cell."""
+    """nbgrader's Execute, sandboxed, with every test cell's verdict decided here in the grader.
+
+    The kernel runs each test cell as students received it (the public check, which teaches); the
+    grader then runs the whole cell, hidden tests included, in its own process against the kernel
+    (``course_lib.grading.verdict``), and the cell's score is that verdict alone. The kernel's own
+    output is kept for the student, with errors and displayed values made plain text, so that
+    nbgrader neither zeroes a cell for them nor reads a displayed number as partial credit."""
 
     sandbox = Bool(True, help="run the kernel in a bubblewrap sandbox").tag(config=True)
-    probe_timeout = Integer(60, help="seconds the kernel has to answer the integrity check").tag(config=True)
+    probe_timeout = Integer(60, help="seconds the kernel has to answer the grader's own requests").tag(config=True)
     notebook_timeout = Integer(7200, help="seconds the whole notebook may run (each cell also has `timeout`); "
                                           "the cells after that are not run and score 0").tag(config=True)
     memory_limit = Integer(Limits.memory, help="bytes of data each process of the kernel may hold").tag(config=True)
     process_limit = Integer(Limits.processes, help="processes and threads the kernel may run at once").tag(config=True)
     output_limit = Integer(20 * 1024 ** 2, help="bytes of output the notebook may produce (text, images); "
                                                 "beyond that its output is dropped").tag(config=True)
+    cell_limit = Integer(1000, help="cells a submission may have; one with more is not run").tag(config=True)
+    disk_limit = Integer(2 * 1024 ** 3, help="bytes the kernel may leave in the submission's folder; the cells "
+                                             "after the one that passes it are not run").tag(config=True)
 
     def preprocess(self, nb, resources, km=None):
         self._findings = list(nb.metadata.pop("course_integrity", {}).get("cells", []))
-        self._tampered = None
-        self._aliases = locked_aliases(nb)
-        self._snapshot_taken = False
+        self._review: list = []
         self._stopped = None       # why the cells after this point are not run
         self._deadline = time.monotonic() + self.notebook_timeout
         self._output_bytes, self._output_dropped, self._probing = 0, False, False
         self._cell_timeout = self.timeout
+        self._mode = os.environ.get("COURSE_FAST")
         workdir = resources.get("metadata", {}).get("path") or os.getcwd()
-        own_kernel = self.sandbox and km is None
+        info = resources.get("nbgrader", {})
+        normalise(nb)
+        self._namespace = grader_namespace(c.source for c in nb.cells if c.cell_type == "code" and utils.is_locked(c))
+        self._sources = [c.source for c in nb.cells if c.cell_type == "code" and not utils.is_locked(c)]
+        links = submission_links(self._submitted_folder(info), workdir)
+        if links:
+            self._stopped = (f"the submission holds links ({', '.join(links[:3])}): links are not graded; "
+                             "submit the notebook file itself")
+        elif len(nb.cells) > self.cell_limit:
+            self._stopped = (f"the notebook has {len(nb.cells)} cells, more than the {self.cell_limit} the grader "
+                             "runs: delete the cells you added in bulk")
+        if self._stopped:
+            self._findings.append(f"{self._stopped}; no cell was run and every autograded one scores 0")
+        own_kernel = self.sandbox and km is None and self._stopped is None
         if own_kernel:
             km = self._sandboxed_manager(nb, os.path.abspath(workdir))
         try:
-            nb, resources = super().preprocess(nb, resources, km=km)
+            if self._stopped is None:
+                nb, resources = super().preprocess(nb, resources, km=km)
+            else:
+                self.nb = nb
+                for index, cell in enumerate(nb.cells):
+                    self._not_run(cell)
         finally:  # nbclient shuts down only the kernels of managers it made itself
             self.timeout = self._cell_timeout
             if own_kernel and self.km is not None:
                 self._cleanup_kernel()
-        if self._tampered is None and not self._snapshot_taken:
-            self._findings.append("no cell ran: the integrity check could not start")
+        self._findings += [f"a link the kernel left in its folder was removed before the grader wrote there: {link}"
+                           for link in remove_links(workdir)]
         if self._output_dropped:
             self._findings.append(f"the notebook printed or displayed more than {self.output_limit / 2 ** 20:g} MiB: "
                                   "the output beyond that was dropped (the cells still ran and were graded)")
         self._report(nb, resources, workdir)
         return nb, resources
+
+    def _submitted_folder(self, info) -> Path | None:
+        root = self.config.CourseDirectory.get("root")
+        if not root or not info.get("student") or not info.get("assignment"):
+            return None
+        return Path(root, "submitted", info["student"], info["assignment"])
 
     def _sandboxed_manager(self, nb, workdir: str):
         import course_lib
@@ -219,18 +236,11 @@ class GuardedExecute(Execute):
         if self._stopped is None and remaining <= 0:
             self._stop(f"the notebook reached its time limit ({self.notebook_timeout} s)", cell, cell_index)
         if self._stopped is not None:  # nothing after this is run; a graded cell scores 0
-            cell.outputs = []
-            if utils.is_grade(cell):
-                cell.outputs.append(new_output("error", ename="NotRun", evalue=self._stopped,
-                                               traceback=[f"NotRun: this cell was not run: {self._stopped}"]))
-            return self._zero_if_graded(cell)
-        if not self._snapshot_taken:
-            self._snapshot_taken = True
-            problem = await self._run_guard_code(
-                "import course_lib.grading.kernel_state as _course_state\n"
-                f"_course_state.take_snapshot({self._aliases!r})\ndel _course_state", cell_index)
-            if problem:
-                self._tamper(f"the integrity check could not start: {problem}", cell, cell_index)
+            return self._not_run(cell)
+        graded = utils.is_grade(cell) and not utils.is_solution(cell)
+        test_source = cell.source
+        if graded:  # the kernel runs the cell as students received it; the hidden tests run only here
+            cell.source = released_source(test_source)
         self.timeout = max(1, min(self._cell_timeout or remaining, int(remaining)))
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
@@ -238,39 +248,94 @@ class GuardedExecute(Execute):
             cell.outputs.append(new_output("error", ename="DeadKernelError", evalue="the kernel died",
                                            traceback=["DeadKernelError: the kernel died while running this cell"]))
             self._stop(self._why_dead(), cell, cell_index)
-            return self._zero_if_graded(cell)
         except CellTimeoutError:  # the kernel stopped sending its output (stuck, or forked copies of it)
             cell.outputs.append(new_output("error", ename="CellTimeoutError", evalue="the kernel stopped answering",
                                            traceback=["CellTimeoutError: the kernel stopped answering while running "
                                                       "this cell"]))
             self._stop(self._why_dead("stopped answering"), cell, cell_index)
-            return self._zero_if_graded(cell)
         finally:
             self.timeout = self._cell_timeout
         cap = getattr(self.km, "process_cap", None)
-        if cap is not None and cap.hits():  # a fork bomb: the sandbox is stopped before it does more
+        if self._stopped is None and cap is not None and cap.hits():  # a fork bomb: stopped before it does more
             cap.kill()
             self._stop(f"it tried to start more than {self.process_limit} processes (a fork bomb?): "
                        "the kernel was stopped", cell, cell_index)
-            return self._zero_if_graded(cell)
         if self._stopped is None and time.monotonic() >= self._deadline:
             self._stop(f"the notebook reached its time limit ({self.notebook_timeout} s) in this cell", cell, cell_index)
-        if self._stopped is None and self._tampered is None:
-            nonce = secrets.token_hex(16)
-            found = await self._run_guard_code(
-                "import course_lib.grading.kernel_state as _course_state\n"
-                f"_course_state.report({nonce!r})\ndel _course_state", cell_index, nonce)
-            if isinstance(found, str):
-                self._tamper(found, cell, cell_index)
-            elif found:
-                self._findings += [f"{self._where(cell, cell_index)}: {note}" for note in found["restored"]]
-                if found["changes"]:
-                    self._tamper("; ".join(found["changes"]), cell, cell_index)
-        if utils.is_grade(cell):
-            for output in cell.outputs:  # nbgrader zeroes a cell with any stderr: a warning is not a failure
-                if output.output_type == "stream" and output.name == "stderr":
-                    output.name = "stdout"
-        return self._zero_if_graded(cell)
+        if self._stopped is None:
+            written = folder_bytes(self._workdir())
+            if written > self.disk_limit:
+                self._stop(f"the notebook's folder holds {written / 2 ** 30:.1f} GiB, more than the "
+                           f"{self.disk_limit / 2 ** 30:g} GiB allowed", cell, cell_index)
+        if self._stopped is None:
+            await self._restore_mode(cell, cell_index)
+        if not graded:
+            return cell
+        plain_outputs(cell)
+        verdict = self._stopped or await self._verdict(test_source, cell, cell_index)
+        if verdict:
+            cell.outputs.append(new_output("error", ename="Autograder", evalue=verdict,
+                                           traceback=[f"Autograder: this cell scores 0: {verdict}"]))
+        return cell
+
+    def _workdir(self) -> str:
+        return self.resources.get("metadata", {}).get("path") or os.getcwd()
+
+    def _not_run(self, cell):
+        cell.outputs = []
+        if utils.is_grade(cell) and cell.cell_type == "code":
+            cell.source = released_source(cell.source)
+            cell.outputs.append(new_output("error", ename="NotRun", evalue=self._stopped,
+                                           traceback=[f"NotRun: this cell was not run: {self._stopped}"]))
+        return cell
+
+    async def _verdict(self, source: str, cell, cell_index: int) -> str | None:
+        """The cell's verdict, decided here on what the kernel answers (None: full marks)."""
+        installed = await self._run_guard_code(
+            "__course_agent__ = {'__name__': 'course_agent'}\n"
+            f"exec(compile({agent_source()!r}, '<course agent>', 'exec'), __course_agent__)\n"
+            "__course_agent__ = __course_agent__['Agent'](get_ipython().user_ns)", cell_index)
+        if installed:
+            return f"the grader could not reach the notebook's kernel: {installed}"
+        loop = asyncio.get_running_loop()
+
+        def channel(message: bytes) -> bytes:
+            return asyncio.run_coroutine_threadsafe(self._rpc(message, cell, cell_index), loop).result()
+
+        session = Session(channel, self._sources)
+        name = cell.metadata.get("nbgrader", {}).get("grade_id", "test cell")
+        verdict = await loop.run_in_executor(None, run_verdict, source, self._namespace, session, f"<{name}>")
+        self._review += [f"{self._where(cell, cell_index)}: {line}" for line in session.review]
+        return verdict
+
+    async def _rpc(self, message: bytes, cell, cell_index: int) -> bytes:
+        nonce = secrets.token_hex(16)
+        probe = new_code_cell(f"__course_agent__.serve({nonce!r}, {base64.b64encode(message).decode()!r})")
+        remaining = max(1, int(self._deadline - time.monotonic()))
+        problem = await self._run_probe(probe, cell_index, min(self._cell_timeout or remaining, remaining))
+        if problem:
+            if self._stopped is None and problem.startswith("the kernel"):
+                self._stop(f"{problem} while the grader ran its tests", cell, cell_index)
+            raise AssertionError(problem)
+        for output in probe.outputs:
+            text = output.get("data", {}).get(MIME, "") if output.output_type == "display_data" else ""
+            if isinstance(text, str) and text.startswith(nonce + ":"):
+                return base64.b64decode(text[len(nonce) + 1:])
+        raise AssertionError("the notebook's kernel did not answer the grader (its answer never came back)")
+
+    async def _restore_mode(self, cell, cell_index: int) -> None:
+        """Fast and full mode train on different sizes: the grader's mode holds in the kernel throughout."""
+        nonce = secrets.token_hex(16)
+        value = f"__import__('os').environ.__setitem__('COURSE_FAST', {self._mode!r})" if self._mode is not None \
+            else "__import__('os').environ.pop('COURSE_FAST', None)"
+        probe = new_code_cell(f"print({nonce!r}, repr(__import__('os').environ.get('COURSE_FAST')))\n{value}")
+        if await self._run_probe(probe, cell_index, self.probe_timeout):
+            return
+        text = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream")
+        for line in text.splitlines():
+            if line.startswith(nonce + " ") and line[len(nonce) + 1:] != repr(self._mode):
+                self._findings.append(f"{self._where(cell, cell_index)} set COURSE_FAST to {line[len(nonce) + 1:]}: "
+                                      f"it was put back to the grader's {self._mode!r} (noted, no points lost)")
 
     def _why_dead(self, what: str = "died") -> str:
         cap = getattr(self.km, "process_cap", None)
@@ -283,7 +348,7 @@ class GuardedExecute(Execute):
 
     def output(self, outs, msg, display_id, cell_index):
         """nbclient's handler for one output message, with the notebook's output capped at ``output_limit``."""
-        if self._probing:  # the grader's own check: neither counted nor dropped
+        if self._probing:  # the grader's own requests: neither counted nor dropped
             return super().output(outs, msg, display_id, cell_index)
         content = msg.get("content", {})
         size = len(content.get("text", "")) + sum(len(str(v)) for v in content.get("data", {}).values())
@@ -302,14 +367,6 @@ class GuardedExecute(Execute):
         self._findings.append(f"{self._stopped}; the cells after it were not run and every autograded one scores 0")
         self.log.warning("stopped at %s", self._stopped)
 
-    def _zero_if_graded(self, cell):
-        if self._tampered is not None and utils.is_grade(cell) and not utils.is_solution(cell):
-            cell.outputs.append(new_output(
-                "error", ename="IntegrityError", evalue=f"this cell scores 0: {self._tampered}",
-                traceback=[f"IntegrityError: this cell ran after the notebook changed what the tests rely on "
-                           f"({self._tampered}); it scores 0. See the note at the top of the notebook."]))
-        return cell
-
     execute_cell = run_sync(async_execute_cell)  # nbclient's sync wrapper would call its own method
 
     @staticmethod
@@ -317,40 +374,29 @@ class GuardedExecute(Execute):
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         return f"cell {cell_index + 1}" + (f" ({grade_id})" if grade_id else "")
 
-    def _tamper(self, what: str, cell, cell_index: int) -> None:
-        self._tampered = f"after {self._where(cell, cell_index)}: {what}"
-        self._findings.append(f"the kernel was changed {self._tampered}; every autograded cell from there on scores 0")
-
-    async def _run_guard_code(self, source: str, cell_index: int, nonce: str | None = None):
-        """Run the grader's own code in the kernel; returns None when all is well, else what went wrong
-        (a string) or, with a ``nonce``, what the kernel reported (``kernel_state.report``)."""
-        probe, cell, timeout = new_code_cell(source), self.nb.cells[cell_index], self.timeout
-        self.timeout, self._probing = self.probe_timeout, True
+    async def _run_probe(self, probe, cell_index: int, timeout: int) -> str | None:
+        """Run the grader's code cell ``probe`` in the kernel; None when it ran, else what went wrong."""
+        cell, saved = self.nb.cells[cell_index], self.timeout
+        self.timeout, self._probing = timeout, True
         try:
             await super().async_execute_cell(probe, cell_index, store_history=False)
         except Exception as err:  # the kernel died or stopped answering
-            self._stopped = self._stopped or "the kernel stopped answering the grader"
             return f"the kernel stopped answering the grader ({type(err).__name__})"
         finally:
-            self.timeout, self._probing = timeout, False
+            self.timeout, self._probing = saved, False
             self.nb.cells[cell_index] = cell  # nbclient stores the cell it ran at that index
         errors = [o for o in probe.outputs if o.output_type == "error"]
         if any(o.ename == "CellTimeoutError" for o in errors):
-            self._stopped = self._stopped or "the kernel stopped answering the grader"
-            return "the kernel stopped answering the grader (no reply within the time limit)"
+            return f"the kernel stopped answering the grader (no reply within {timeout} s)"
         if errors:
-            return f"the grader's code failed in the kernel ({errors[0].ename}: {errors[0].evalue})"
-        if nonce is None:
-            return None
-        text = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream")
-        for line in text.splitlines():
-            if line.startswith(nonce + " "):
-                found = json.loads(line[len(nonce) + 1:])
-                return found if any(found.values()) else None
-        return "the grader's check did not run as sent (its answer never came back)"
+            return f"the grader's request failed in the kernel ({errors[0].ename}: {errors[0].evalue})"
+        return None
+
+    async def _run_guard_code(self, source: str, cell_index: int):
+        return await self._run_probe(new_code_cell(source), cell_index, self.probe_timeout)
 
     def _report(self, nb, resources, workdir: str) -> None:
-        flags = suspicious_code(nb)
+        flags = suspicious_code(nb) + self._review
         if not self._findings and not flags:
             return
         info = resources.get("nbgrader", {})
@@ -364,6 +410,72 @@ class GuardedExecute(Execute):
         report = {"student": info.get("student"), "assignment": info.get("assignment"),
                   "notebook": info.get("notebook"), "findings": self._findings, "review": flags}
         name = info.get("notebook") or "notebook"
-        Path(workdir, name + REPORT_SUFFIX).write_text(json.dumps(report, indent=2))
+        write_new(Path(workdir, name + REPORT_SUFFIX), json.dumps(report, indent=2))
         for finding in self._findings:
             self.log.warning("%s/%s: %s", info.get("student"), name, finding)
+
+
+def normalise(nb) -> None:
+    """Keep of each cell only what grading reads: its nbgrader metadata (tags such as ``skip-execution``,
+    other metadata and outputs would change how it runs or what nbgrader scores)."""
+    for cell in nb.cells:
+        cell.metadata = {key: cell.metadata[key] for key in ("nbgrader",) if key in cell.metadata}
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.pop("attachments", None)
+
+
+def plain_outputs(cell) -> None:
+    """A test cell's output from the kernel as text for the student: an error, a displayed value and
+    stderr can neither zero the cell nor give partial credit in nbgrader; the verdict decides."""
+    outputs = []
+    for output in cell.outputs:
+        if output.output_type == "error":
+            outputs.append(new_output("stream", name="stdout", text=f"{output.ename}: {output.evalue}\n"))
+        elif output.output_type == "execute_result":
+            outputs.append(new_output("display_data", data=output.data, metadata=output.get("metadata", {})))
+        elif output.output_type == "stream" and output.name == "stderr":
+            outputs.append(new_output("stream", name="stdout", text=output.text))
+        else:
+            outputs.append(output)
+    cell.outputs = outputs
+
+
+def submission_links(*folders) -> list:
+    """Symbolic links in the submission's folders (the grader never follows one)."""
+    links = []
+    for folder in folders:
+        if folder is None or not os.path.lexists(folder):
+            continue
+        if os.path.islink(folder):
+            links.append(str(folder))
+            continue
+        for parent, dirs, files in os.walk(folder):
+            links += [os.path.join(parent, n) for n in dirs + files if os.path.islink(os.path.join(parent, n))]
+    return links
+
+
+def remove_links(folder) -> list:
+    """Remove the symbolic links in ``folder`` (planted by the kernel, for the grader to write through)."""
+    removed = submission_links(folder)
+    for link in removed:
+        os.unlink(link)
+    return removed
+
+
+def folder_bytes(folder) -> int:
+    total = 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_size
+    return total
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write ``path`` without following a link that stands there."""
+    if path.is_symlink():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
