@@ -60,6 +60,15 @@ def _chain(node) -> tuple[ast.Name | None, list]:
     return (node if isinstance(node, ast.Name) else None), attrs
 
 
+def _local_names(node) -> set:
+    """Names a function binds itself (its parameters and assignments), which hide the notebook's."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        return set()
+    names = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+    names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return names
+
+
 def forbidden_uses(sources, name: str, forbidden=FORBIDDEN_IN_NUMPY_EXERCISES) -> tuple[list, list]:
     """(uses of a forbidden package reached from ``name``, dynamic access to review), each a short line
     such as ``called torch.as_tensor (in helper)``, in the order the code reads."""
@@ -74,6 +83,7 @@ def forbidden_uses(sources, name: str, forbidden=FORBIDDEN_IN_NUMPY_EXERCISES) -
             queue.append((defs[current].id, where))
             continue
         where = f" (in {current})" if where is None else where
+        local = _local_names(defs[current])
         uses, chained = [], set()
         nodes = sorted((n for n in ast.walk(defs[current]) if hasattr(n, "lineno")),
                        key=lambda n: (n.lineno, n.col_offset))
@@ -84,7 +94,7 @@ def forbidden_uses(sources, name: str, forbidden=FORBIDDEN_IN_NUMPY_EXERCISES) -
                 while isinstance(sub, ast.Attribute):
                     chained.add(id(sub))
                     sub = sub.value
-                if root is not None:
+                if root is not None and root.id not in local:
                     chained.add(id(root))
                     module = imports.get(root.id, root.id if root.id not in defs else None)
                     if module and module.split(".")[0] in forbidden:
@@ -98,7 +108,7 @@ def forbidden_uses(sources, name: str, forbidden=FORBIDDEN_IN_NUMPY_EXERCISES) -
                                        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}")
                 uses += [f"imported {m}{where}" for m in modules if m.split(".")[0] in forbidden and
                          not isinstance(node, ast.ImportFrom)]
-            elif isinstance(node, ast.Name) and id(node) not in chained:
+            elif isinstance(node, ast.Name) and id(node) not in chained and node.id not in local:
                 module = imports.get(node.id)
                 if module and module.split(".")[0] in forbidden:
                     uses.append(f"called {module}{where}")
