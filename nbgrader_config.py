@@ -18,22 +18,23 @@ os.makedirs(c.Exchange.root, exist_ok=True)  # nbgrader needs it to exist
 # (postgresql:// goes through psycopg 3, which the course installs, instead of SQLAlchemy's default psycopg2.)
 c.CourseDirectory.db_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://",
                                   os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")))
-# Full mode trains for up to ten minutes in one cell.
+# A cell measured in the solution (solutions/cell_times.json) may take 3 times its time plus a minute
+# (CellTimeLimits); a cell the table does not know, up to the half hour a full-mode training cell may need.
 c.ExecutePreprocessor.timeout = 1800
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Honest grades (course_lib/grading/preprocessors.py): tampered cells are restored and recorded
 # instead of failing the whole notebook; deleted test cells are added back; the kernel runs in a
-# bubblewrap sandbox and is checked after every cell.
+# bubblewrap sandbox; every test cell's verdict is decided in the grader's process.
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern, LimitOutput,
     OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from course_lib.grading.preprocessors import GuardedExecute, RestoreCellMetadata  # noqa: E402
+from course_lib.grading.preprocessors import CellTimeLimits, GuardedExecute, RestoreCellMetadata  # noqa: E402
 
 c.OverwriteCells.add_missing_cells = True
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMetadata, OverwriteKernelspec,
-                                      OverwriteCells, CheckCellMetadata]
+                                      OverwriteCells, CheckCellMetadata, CellTimeLimits]
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

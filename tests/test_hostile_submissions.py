@@ -1,13 +1,16 @@
 """A catalogue of hostile and broken submissions, each autograded for real by ``nbgrader autograde``.
 
 One temporary course for notebook 01 (fast mode), one class of students, one autograde run with the
-course's configuration (``nbgrader_config.py``: restored cells, sandboxed kernel, integrity checks).
-Each case states the autograded score it must get: no trick earns a point it did not deserve, no
-correct submission loses one, and every trick is named in the student's integrity note.
+course's configuration (``nbgrader_config.py``: restored cells, sandboxed kernel, verdicts decided in
+the grader). Each case states the autograded score it must get: a trick played on the kernel neither
+earns a point nor costs an honest one, so each is played in a submission whose honest answers earn
+exactly 8 points; what the grader restores or refuses is named in the student's integrity note.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -114,6 +117,101 @@ def without_ids(nb):
     return nb
 
 
+def honest_until(grade_id: str = "mlp_forward"):
+    """The solution's answers before ``grade_id``, the release's stubs from there on: a submission whose
+    honest work earns exactly ``BEFORE_MLP_FORWARD`` points."""
+    nb, stubs = solution(), release()
+    stub_of = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in stubs.cells}
+    for cell in nb.cells[index_of(nb, grade_id):]:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            cell.source = stub_of[meta["grade_id"]]
+    return nb
+
+
+def tagged(nb, tag: str):
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            cell.metadata.setdefault("tags", []).append(tag)
+    return nb
+
+
+def with_function(nb, grade_id: str, source: str):
+    """``nb`` with the answer cell ``grade_id`` replaced by ``source``."""
+    nb.cells[index_of(nb, grade_id)].source = source
+    return nb
+
+
+def padded(nb, cells: int):
+    nb.cells += [new_code_cell("") for _ in range(cells)]
+    return nb
+
+
+# Kernel changes that once fooled tests run in the kernel; a verdict decided in the grader ignores them.
+TRICKS = {
+    # nbgrader reads a test cell's first displayed number as partial credit, even when an error follows
+    "displays_a_number_first": "ip = get_ipython()\nip.events.register('pre_run_cell', lambda info: ip.displayhook(1.0))",
+    # the code of the checks and of NumPy's Python functions swapped, not the functions replaced
+    "code_swapped": "for _name in dir(checks):\n"
+                    "    if _name.startswith('check_'):\n"
+                    "        getattr(checks, _name).__code__ = (lambda *args, **kwargs: None).__code__\n"
+                    "np.allclose.__code__ = (lambda *args, **kwargs: True).__code__\n"
+                    "np.testing.assert_allclose.__code__ = (lambda *args, **kwargs: None).__code__",
+    # a patch made when a test cell starts and undone after it
+    "patched_during_test_cells": "import numpy, torch\nip = get_ipython()\nsaved = (numpy.allclose, torch.allclose)\n"
+                                 "def _patch(info):\n"
+                                 "    numpy.allclose = torch.allclose = lambda *a, **k: True\n"
+                                 "def _undo(result):\n    numpy.allclose, torch.allclose = saved\n"
+                                 "ip.events.register('pre_run_cell', _patch)\nip.events.register('post_run_cell', _undo)",
+    # everything at once: NumPy, torch, course_lib's checks and errors
+    "patches_everything": "import numpy, torch, course_lib.checks, course_lib.errors\n"
+                          "numpy.allclose = numpy.array_equal = torch.allclose = lambda *a, **k: True\n"
+                          "numpy.testing.assert_allclose = lambda *a, **k: None\n"
+                          "torch.softmax = lambda x, dim=None: x\n"
+                          "course_lib.checks.numpy_only = lambda fn: fn\n"
+                          "course_lib.checks.expect_close = lambda *a, **k: None\n"
+                          "for _name in dir(checks):\n    if _name.startswith('check_'):\n"
+                          "        setattr(checks, _name, lambda *a, **k: None)",
+}
+# Objects that lie to comparisons, returned by every function from mlp_forward on: NumPy and torch in the
+# kernel would take them for the right answer.
+LIARS = ("class Liar(np.ndarray):\n"
+         "    def __eq__(self, other): return np.ones(np.shape(other), bool)\n"
+         "    def __array_function__(self, *args, **kwargs): return True\n"
+         "    def __array_ufunc__(self, *args, **kwargs): return True\n"
+         "class Pretender(float):\n"
+         "    def __eq__(self, other): return True\n"
+         "    def __array__(self, *args, **kwargs): return np.zeros(())\n"
+         "    def __float__(self): return 0.1\n"
+         "class Anything(dict):\n"
+         "    def __getitem__(self, key): return np.zeros((1, 1)).view(Liar)\n"
+         "    def __eq__(self, other): return True")
+
+
+def lying(nb):
+    """``honest_until()`` whose stubs return objects that lie (``LIARS``) instead of raising."""
+    nb = with_cell(nb, LIARS)
+    for cell in nb.cells[index_of(nb, "mlp_forward"):]:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            name = meta["grade_id"]
+            result = {"step_lr": "Pretender(0.1)", "iterations_per_epoch": "Pretender(3)",
+                      "mlp_forward": "np.zeros((2, 2)).view(Liar), Anything()",
+                      "l2_regularization": "Pretender(0.5), Anything()"}.get(name, "Anything()")
+            cell.source = f"def {name}(*args, **kwargs):\n    return {result}"
+    return nb
+
+
+# A correct sigmoid through torch, with the run-time NumPy-only watch turned off for the call.
+SIGMOID_THROUGH_TORCH = ("def sigmoid(z):\n    import sys, torch\n    sys.setprofile(None)\n"
+                         "    return torch.sigmoid(torch.as_tensor(z)).numpy()")
+# Links planted for the grader to write through: the kernel's own notebook and report point at a classmate's
+PLANT_LINKS = ("import os\nvictim = '../../../submitted/victim/01_numpy_mlp/01_numpy_mlp.ipynb'\n"
+               "for name in ('01_numpy_mlp.ipynb', '01_numpy_mlp.integrity.json'):\n"
+               "    if os.path.lexists(name):\n        os.remove(name)\n    os.symlink(victim, name)")
+SECRET = "grader-secret-7f3a9c"
+PRINT_ENVIRONMENT = "import os\nprint(dict(os.environ))"
+
 # student -> (submission, autograded score it must get, words its integrity note must contain or None)
 CASES = {
     "correct": (solution, FULL, None),
@@ -123,21 +221,26 @@ CASES = {
     # a cell whose last line shows a callable (a model, a function): IPython keeps it as displayhook._
     "correct_that_displays_a_function": (lambda: with_cell(solution(), "def shown(x):\n    return x\n\nshown"),
                                          FULL, None),
+    "victim": (solution, FULL, None),
     "untouched": (release, 0, None),
-    **{name: (lambda source=source: with_cell(release(), source), 0, "the kernel was changed")
-       for name, source in HOOKS.items() if name not in ("reads_instructor_files", "sys_excepthook")},
-    # IPython puts sys.excepthook back after every cell: the change is undone, and listed for review
-    "sys_excepthook": (lambda: with_cell(release(), HOOKS["sys_excepthook"]), 0, "changes the interpreter's hooks"),
+    # each trick in a submission whose honest answers earn 8 points: it gets those 8, no more, no fewer
+    **{name: (lambda source=source: with_cell(honest_until(), source), BEFORE_MLP_FORWARD, None)
+       for name, source in {**HOOKS, **TRICKS}.items() if name != "reads_instructor_files"},
+    "answers_that_lie": (lambda: lying(honest_until()), BEFORE_MLP_FORWARD, None),
     "reads_instructor_files": (lambda: with_cell(release(), HOOKS["reads_instructor_files"]), 0, None),
     "numpy_patched_after_honest_cells": (
-        lambda: with_cell(solution(), "np.allclose = lambda *args, **kwargs: True", before="mlp_forward"),
-        BEFORE_MLP_FORWARD, "numpy.allclose was replaced"),
-    "torch_reference_patched": (lambda: with_cell(release(), "import torch\ntorch.relu = lambda z: z * 0"),
-                                0, "torch.relu was replaced"),
+        lambda: with_cell(solution(), "np.allclose = lambda *args, **kwargs: True", before="mlp_forward"), FULL, None),
+    "torch_reference_patched": (lambda: with_cell(release(), "import torch\ntorch.relu = lambda z: z * 0"), 0, None),
+    "sigmoid_through_torch": (lambda: with_function(solution(), "sigmoid", SIGMOID_THROUGH_TORCH), FULL - 1, None),
+    "skip_execution_tags": (lambda: tagged(release(), "skip-execution"), 0, None),
+    "plants_links": (lambda: with_cell(release(), PLANT_LINKS), 0, "a link the kernel left in its folder was removed"),
+    "prints_environment": (lambda: with_cell(solution(), PRINT_ENVIRONMENT), FULL, None),
+    "twenty_thousand_cells": (lambda: padded(release(), 20_000), 0, "more than the 1000 the grader runs"),
+    "symlink_to_solution": ("symlink", 0, "links are not graded"),
     # a cell left from trying another mode (the header's `%env COURSE_FAST=1`): the grader sets its own
     # mode back, so the notebook is graded in that mode and loses nothing
     "correct_mode_switched": (lambda: with_cell(solution(), "%env COURSE_FAST=0", before="setup"), FULL,
-                              "COURSE_FAST was set to '0'; the grader set it back"),
+                              "set COURSE_FAST to '0'"),
     "typed_test_accuracy": (lambda: with_cell(release(), "test_accuracy = 0.99", before="test_accuracy"), 0, None),
     "locked_cell_edited": (lambda: locked_cell_emptied(release()), 0, "locked cell 'test_relu' had been edited"),
     "correct_locked_cell_edited": (lambda: locked_cell_emptied(solution()), FULL, "locked cell 'test_relu'"),
@@ -152,6 +255,11 @@ CASES = {
                          0, None),
     "invalid_json": ("{ this is not a notebook", 0, None),
 }
+# what the review list of the integrity note must name for a trick (costs no points by itself)
+REVIEWED = {"custom_exception_handler": "uses the IPython shell object", "sys_excepthook": "changes the interpreter's hooks",
+            "assertion_error_patched": "touches the built-in functions", "ast_transformer": "changes how IPython runs cells",
+            "sys_modules_swapped": "changes the interpreter's hooks or modules",
+            "displays_a_number_first": "uses the IPython shell object"}
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +278,18 @@ def graded(tmp_path_factory):
         folder = root / "submitted" / student / NAME
         folder.mkdir(parents=True)
         path = folder / f"{NAME}.ipynb"
-        if isinstance(make, str):
+        if make == "symlink":
+            path.symlink_to(root / "solutions" / NAME / f"{NAME}.ipynb")
+        elif isinstance(make, str):
             path.write_text(make)
         else:
             nb = make()
             nbformat.write(nb, path, version=nb.nbformat)
-    log = nbgrader(root, "autograde", NAME, "--force", "--create", "--ExecutePreprocessor.timeout=300", check=False)
+    os.environ["COURSE_GRADER_TOKEN"] = SECRET  # a secret of the grader's machine, which no kernel may see
+    try:
+        log = nbgrader(root, "autograde", NAME, "--force", "--create", "--ExecutePreprocessor.timeout=300", check=False)
+    finally:
+        del os.environ["COURSE_GRADER_TOKEN"]
     scores = {}
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
         for student in CASES:
@@ -195,10 +309,10 @@ def test_case_gets_its_score(graded, student):
     assert scores[student] == expected, f"{student}: {scores[student]} points instead of {expected}\n{log[-3000:]}"
 
 
-@pytest.mark.parametrize("student", [s for s, (_, _, words) in CASES.items() if words])
+@pytest.mark.parametrize("student", [s for s, (_, _, words) in CASES.items() if words] + list(REVIEWED))
 def test_tampering_is_reported(graded, student):
     root, _, _ = graded
-    words = CASES[student][2]
+    words = CASES[student][2] or REVIEWED[student]
     report = root / "autograded" / student / NAME / f"{NAME}.integrity.json"
     assert report.is_file(), f"{student}: no integrity report"
     content = json.loads(report.read_text())
@@ -211,7 +325,7 @@ def test_tampering_is_reported(graded, student):
 def test_honest_submissions_have_no_findings(graded):
     root, _, _ = graded
     for student in ("correct", "correct_nbformat3", "correct_without_cell_ids", "correct_that_warns",
-                    "correct_that_displays_a_function", "untouched"):
+                    "correct_that_displays_a_function", "victim", "untouched"):
         assert not (root / "autograded" / student / NAME / f"{NAME}.integrity.json").exists(), student
 
 
@@ -232,6 +346,42 @@ def test_instructor_report_lists_every_flagged_student(graded):
     done = subprocess.run([sys.executable, "-m", "course_lib", "integrity", NAME, str(root)],
                           capture_output=True, text=True, check=True)
     for student, (_, _, words) in CASES.items():
-        if words:
+        if words or student in REVIEWED:
             assert f"\n{student} ({NAME})" in done.stdout, student
     assert "\ncorrect (" not in done.stdout
+
+
+def test_no_secret_of_the_grader_reaches_the_student(graded):
+    root, _, _ = graded
+    folder = root / "autograded" / "prints_environment" / NAME
+    printed = (folder / f"{NAME}.ipynb").read_text()
+    assert "COURSE_DATA_DIR" in printed, "the environment was not printed: the case tests nothing"
+    for secret in (SECRET, "NBGRADER_DB_URL", "COURSE_GRADER_TOKEN", "JUPYTERHUB"):
+        assert secret not in printed, secret
+
+
+def test_feedback_shows_no_hidden_test(graded):
+    root, _, _ = graded
+    nbgrader(root, "generate_feedback", NAME, "--force")
+    hidden = [line.strip() for cell in solution().cells if "BEGIN HIDDEN TESTS" in cell.source
+              for line in cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0].splitlines()
+              if len(line.strip()) > 25]
+    assert len(hidden) > 20
+    pages = list((root / "feedback").glob(f"*/{NAME}/{NAME}.html"))
+    assert len(pages) > 20
+    import html
+    for page in pages:
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+        assert "BEGIN HIDDEN TESTS" not in text, page
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"{page.parent.parent.name}: {leaked[:3]}"
+        assert SECRET not in text
+
+
+def test_links_are_never_followed(graded):
+    root, scores, _ = graded
+    assert scores["victim"] == FULL
+    victim = root / "submitted" / "victim" / NAME / f"{NAME}.ipynb"
+    assert not victim.is_symlink() and nbformat.read(victim, as_version=4).cells == solution().cells
+    planted = root / "autograded" / "plants_links" / NAME
+    assert not any(p.is_symlink() for p in planted.iterdir())

@@ -9,6 +9,11 @@ a parameter count that is off by exactly the conv biases or the batch norms, a l
 order. ``first_layer_grad_norm`` is compared with torch's own norm of the gradient, and a wrong
 result is matched against what the usual mistakes return (the weights instead of their
 gradient, the squared norm, another layer, ...).
+
+Under the autograder the student's class or function stays in the notebook's kernel: the steps that
+touch it (the ``_..._step`` functions) run there through ``in_kernel`` and return plain data, and every
+verdict is decided here on that data, against references built here. ``logits_of`` is such a step for
+the hidden tests: the grader sends images, the kernel answers with the model's logits.
 """
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.checks import expect, expect_shape, expect_tuple, passed
+from course_lib.grading.verdict import in_kernel
 
 __all__ = [
     "WIDTHS", "BLOCK", "HEAD", "spec_param_shapes", "spec_param_count", "leaf_layers",
-    "check_three_block_cnn", "check_first_layer_grad_norm", "check_train_one_epoch", "check_evaluate",
+    "check_three_block_cnn", "check_first_layer_grad_norm", "check_train_one_epoch", "check_evaluate", "logits_of",
 ]
 
 WIDTHS = (32, 64, 128)
@@ -120,8 +126,8 @@ def _check_features(model, x, name: str) -> None:
     raise AssertionError(message)
 
 
-def _explain_count_difference(got: int, in_channels: int, num_classes: int, model: nn.Module) -> str:
-    """Why ``model`` has ``got`` parameters instead of the specification's."""
+def _explain_count_difference(got: int, in_channels: int, num_classes: int, mine: list) -> str:
+    """Why a model whose parameters are ``mine`` (see ``_own_params``) has ``got`` instead of the specification's."""
     diff = got - spec_param_count(in_channels, num_classes)
     biases, norms = sum(WIDTHS), 2 * sum(WIDTHS)
     flatten_extra = WIDTHS[-1] * 15 * num_classes
@@ -142,7 +148,7 @@ def _explain_count_difference(got: int, in_channels: int, num_classes: int, mode
     }
     if diff in known:
         return known[diff]
-    mine, spec = _own_params(model), spec_param_shapes(in_channels, num_classes)
+    spec = spec_param_shapes(in_channels, num_classes)
     for (kind, name, shape), (layer, spec_name, spec_shape) in zip(mine, spec):
         if (name, shape) != (spec_name, spec_shape):
             if kind == "Conv2d" and name == "bias":
@@ -157,10 +163,10 @@ def _explain_count_difference(got: int, in_channels: int, num_classes: int, mode
     return "some layers are missing: compare yours with the table, layer by layer."
 
 
-def _check_layer_order(model, name: str) -> None:
+def _check_layer_order(facts: dict) -> None:
     """The leaf layers of features and classifier, in order, as in the specification."""
     for part, expected in (("features", BLOCK * len(WIDTHS)), ("classifier", HEAD)):
-        got = [type(layer).__name__ for layer in leaf_layers(getattr(model, part))]
+        got = facts["parts"][part]
         for i, (mine, spec) in enumerate(zip(got, expected)):
             if mine != spec:
                 where = f"layer {i + 1} of self.{part}"
@@ -173,28 +179,49 @@ def _check_layer_order(model, name: str) -> None:
                                  f"{' → '.join(expected)}. Yours: {' → '.join(got) or 'none'}.")
 
 
-def _check_layer_settings(model, name: str) -> None:
-    for i, conv in enumerate((m for m in model.features.modules() if isinstance(m, nn.Conv2d)), start=1):
-        settings = (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.bias is None)
+def _check_layer_settings(facts: dict) -> None:
+    for i, (conv, settings) in enumerate(facts["convs"], start=1):
         expect(settings == ((3, 3), (1, 1), (1, 1), (1, 1), 1, True),
                f"the {_ORDINAL.get(i, i)} Conv2d is {conv}: the specification's is "
                f"Conv2d(..., kernel_size=3, padding=1, bias=False) (stride 1).")
-    for pool in (m for m in model.features.modules() if isinstance(m, nn.MaxPool2d)):
-        expect(pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2)) and pool.padding in (0, (0, 0)),
+    for pool, (kernel_size, stride, padding) in facts["max_pools"]:
+        expect(kernel_size in (2, (2, 2)) and stride in (2, (2, 2)) and padding in (0, (0, 0)),
                f"{pool}: the specification's max pooling is MaxPool2d(2), 2×2 windows with stride 2.")
-    for pool in (m for m in model.classifier.modules() if isinstance(m, nn.AdaptiveAvgPool2d)):
-        expect(pool.output_size in (1, (1, 1)),
+    for pool, output_size in facts["avg_pools"]:
+        expect(output_size in (1, (1, 1)),
                f"{pool}: global average pooling is AdaptiveAvgPool2d(1), one number per channel.")
+
+
+def _model_facts_step(model):
+    """What the check reads of a model's structure, as plain data. Runs where the model lives."""
+    from torch import nn
+
+    from course_lib.checks.cnn import _own_params, leaf_layers
+
+    facts = {"module": isinstance(model, nn.Module), "type": type(model).__name__}
+    if not facts["module"]:
+        return facts
+    parts = {part: getattr(model, part, None) for part in ("features", "classifier")}
+    parts = {part: module if isinstance(module, nn.Module) else None for part, module in parts.items()}
+    facts["parts"] = {part: None if module is None else [type(m).__name__ for m in leaf_layers(module)]
+                      for part, module in parts.items()}
+    facts["params"] = _own_params(model)
+    features, classifier = ([] if module is None else list(module.modules()) for module in parts.values())
+    facts["convs"] = [(str(m), (m.kernel_size, m.stride, m.padding, m.dilation, m.groups, m.bias is None))
+                      for m in features if isinstance(m, nn.Conv2d)]
+    facts["max_pools"] = [(str(m), (m.kernel_size, m.stride, m.padding)) for m in features if isinstance(m, nn.MaxPool2d)]
+    facts["avg_pools"] = [(str(m), m.output_size) for m in classifier if isinstance(m, nn.AdaptiveAvgPool2d)]
+    return facts
 
 
 def check_three_block_cnn(ThreeBlockCNN) -> None:
     """``ThreeBlockCNN(in_channels=3, num_classes=10)`` against the specification in the text."""
     name = "ThreeBlockCNN()"
     model = _construct(ThreeBlockCNN)
-    expect(isinstance(model, nn.Module),
-           f"{name} returned a {type(model).__name__}; the class should subclass nn.Module.")
+    facts = in_kernel(_model_facts_step)(model)
+    expect(facts["module"], f"{name} returned a {facts['type']}; the class should subclass nn.Module.")
     for part in ("features", "classifier"):
-        expect(isinstance(getattr(model, part, None), nn.Module),
+        expect(facts["parts"][part] is not None,
                f"{name} has no submodule self.{part}: build self.features (the three blocks) and "
                "self.classifier (pooling, flatten, linear) as nn.Sequential in __init__.")
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -203,14 +230,14 @@ def check_three_block_cnn(ThreeBlockCNN) -> None:
     expect(isinstance(out, torch.Tensor), f"{name}'s forward returned a {type(out).__name__}, not a tensor of logits.")
     expect_shape(out, (4, 10), f"{name}'s output for a batch of 4 images 3×32×32")
     _check_features(model, x, name)
-    got = sum(p.numel() for p in model.parameters())
+    got = sum(math.prod(shape) for _, _, shape in facts["params"])
     expected = spec_param_count()
     if got != expected:
         more = "more" if got > expected else "fewer"
         raise AssertionError(f"{name} has {got:,} parameters, {abs(got - expected):,} {more} than the "
-                             f"specification's {expected:,}: " + _explain_count_difference(got, 3, 10, model))
-    _check_layer_order(model, name)
-    _check_layer_settings(model, name)
+                             f"specification's {expected:,}: " + _explain_count_difference(got, 3, 10, facts["params"]))
+    _check_layer_order(facts)
+    _check_layer_settings(facts)
     passed("ThreeBlockCNN", f"output (4, 10), features (4, 128, 4, 4), {expected:,} parameters, "
                             "layers in the specified order")
 
@@ -291,21 +318,38 @@ def _grad_norm_mistakes(model, first):
     return mistakes
 
 
+def _grad_norm_step(first_layer_grad_norm, case: int, weights, grads):
+    """``first_layer_grad_norm`` on the model of ``_grad_norm_cases()[case]`` holding ``weights`` and ``grads``;
+    (its result, the gradients and the weights after the call). Runs where the function lives."""
+    import torch
+
+    from course_lib.checks.cnn import _grad_norm_cases
+
+    model = _grad_norm_cases()[case][1]
+    with torch.no_grad():
+        for p, w, g in zip(model.parameters(), weights, grads):
+            p.copy_(w)
+            p.grad = g.clone()
+    got = first_layer_grad_norm(model)
+    return got, [p.grad for p in model.parameters()], [p.detach() for p in model.parameters()]
+
+
 def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
     """``first_layer_grad_norm(model)`` against torch's norm of the first layer's weight gradient."""
     cases = _grad_norm_cases()
-    for what, model, first in cases:
+    step = in_kernel(_grad_norm_step)
+    for case, (what, model, first) in enumerate(cases):
         before = [p.grad.clone() for p in model.parameters()]
         weights = [p.detach().clone() for p in model.parameters()]
         try:
-            got = first_layer_grad_norm(model)
+            got, grads_after, weights_after = step(first_layer_grad_norm, case, weights, before)
         except NotImplementedError:
             raise AssertionError("first_layer_grad_norm is not implemented yet: replace "
                                  "`raise NotImplementedError()` with your code.") from None
         except Exception as err:
             raise AssertionError(f"first_layer_grad_norm on {what} raised {type(err).__name__}: {err}.") from err
-        expect(all(p.grad is not None and torch.equal(p.grad, b) for p, b in zip(model.parameters(), before))
-               and all(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), weights)),
+        expect(all(g is not None and torch.equal(g, b) for g, b in zip(grads_after, before))
+               and all(torch.equal(w, b) for w, b in zip(weights_after, weights)),
                "first_layer_grad_norm changed the model's gradients or weights: it should only read them "
                "(no zero_grad(), no in-place operations such as .pow_() or .mul_()).")
         expect(not isinstance(got, torch.Tensor),
@@ -434,16 +478,58 @@ def _largest_change(before, after) -> float:
     return max(float((a - b).abs().max()) for a, b in zip(after, before))
 
 
-def _moves(probe: _Probe, recorded: _Recorded | None, name: str) -> None:
-    """Every batch moved with .to(device), images and labels."""
-    expect(all(moved for *_, moved in probe.calls),
+def _moves(step: dict, name: str) -> None:
+    """Every batch moved with .to(device), images and labels (``step``: what a ``_..._step`` recorded)."""
+    expect(all(moved for *_, moved in step["calls"]),
            f"{name} gave the model a batch of images as the loader handed it out: move x to the device first "
            "(.to(device)). Here everything is on the CPU, but on a GPU the model's weights live on the GPU and "
            "a batch left on the CPU stops the forward pass.")
-    if recorded is not None:
-        expect(all(recorded.labels_moved),
-               f"{name} gave loss_fn the labels as the loader handed them out: move y to the device too "
-               "(.to(device)), or the loss compares GPU logits with CPU labels.")
+    expect(all(step.get("labels_moved", ())),
+           f"{name} gave loss_fn the labels as the loader handed them out: move y to the device too "
+           "(.to(device)), or the loss compares GPU logits with CPU labels.")
+
+
+def _train_step(train_one_epoch, layers: str, state, batches, lr: float, momentum: float):
+    """``train_one_epoch`` on a probed model holding ``state`` (``layers``: "linear", a Linear(12, 3) behind the
+    probe, or "batch_norm", ``_probed_model``'s), in evaluation mode at first, with SGD, the batches as a loader
+    hands them out and a recording cross-entropy; what the check reads, as plain data. Runs where the function
+    lives."""
+    import torch
+    from torch import nn
+
+    from course_lib.checks.cnn import _as_loader, _Probe, _probed_model, _Recorded
+
+    model = _probed_model(0) if layers == "batch_norm" else nn.Sequential(_Probe(), nn.Linear(12, 3)).double()
+    model.load_state_dict(state)
+    model.eval()
+    recorded = _Recorded()
+    loader = _as_loader([(x.clone(), y.clone()) for x, y in batches])
+    result = train_one_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum), recorded,
+                             torch.device("cpu"))
+    return {"result": result, "calls": model[0].calls, "losses": recorded.losses, "correct": recorded.correct,
+            "sizes": recorded.sizes, "labels_moved": recorded.labels_moved,
+            "weights": [p.detach() for p in model.parameters()]}
+
+
+def _evaluate_step(evaluate, state, batches):
+    """``evaluate`` on ``_probed_model``'s model holding ``state``, in training mode at first, the batches as a
+    loader hands them out; what the check reads, as plain data. Runs where the function lives."""
+    import torch
+
+    from course_lib.checks.cnn import _as_loader, _probed_model
+
+    model = _probed_model(0)
+    model.load_state_dict(state)
+    model.train()
+    result = evaluate(model, _as_loader([(x.clone(), y.clone()) for x, y in batches]), torch.device("cpu"))
+    return {"result": result, "calls": model[0].calls,
+            "state": {key: value.clone() for key, value in model.state_dict().items()},
+            "no_grads": [p.grad is None for p in model.parameters()]}
+
+
+def _state(model) -> dict:
+    """``model``'s weights and buffers, as plain data."""
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
 def check_train_one_epoch(train_one_epoch) -> None:
@@ -452,20 +538,18 @@ def check_train_one_epoch(train_one_epoch) -> None:
     from course_lib.trainer import fit
 
     name, device = "train_one_epoch", torch.device("cpu")
+    step = in_kernel(_train_step)
     # Known numbers: zero weights give equal logits (loss ln 3, prediction class 0); lr = 0 keeps them.
     batches = _batches(0)
-    model = nn.Sequential(_Probe(), nn.Linear(12, 3)).double()
-    nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)
-    recorded = _Recorded()
-    result = _run_student(train_one_epoch, name, model, _as_loader(batches), torch.optim.SGD(model.parameters(), lr=0.0),
-                          recorded, device)
-    loss, accuracy = _two_numbers(result, name)
+    zeros = {"1.weight": torch.zeros(3, 12, dtype=torch.float64), "1.bias": torch.zeros(3, dtype=torch.float64)}
+    known = _run_student(step, name, train_one_epoch, "linear", zeros, batches, 0.0, 0.0)
+    loss, accuracy = _two_numbers(known["result"], name)
     n = sum(len(y) for _, y in batches)
     class_0 = sum(int((y == 0).sum()) for _, y in batches) / n
-    expect(len(recorded.losses) >= len(batches),
-           f"{name} called loss_fn {len(recorded.losses)} times for a loader of {len(batches)} batches: every batch "
+    expect(len(known["losses"]) >= len(batches),
+           f"{name} called loss_fn {len(known['losses'])} times for a loader of {len(batches)} batches: every batch "
            "needs its loss (loop over all of the loader's batches).")
-    _moves(model[0], recorded, name)
+    _moves(known, name)
     if not math.isclose(loss, math.log(3), rel_tol=1e-9):
         hint = ("that is the sum over the samples: divide by their number." if math.isclose(loss, n * math.log(3))
                 else f"that is the sum of the {len(batches)} batch means: average over the samples."
@@ -487,44 +571,43 @@ def check_train_one_epoch(train_one_epoch) -> None:
 
     # A small model with batch norm, SGD with momentum, batches of 8, 8 and 5, against fit's epoch.
     batches = _batches(1)
-    mine, reference = _probed_model(1), _probed_model(1)
-    mine.eval()                                        # the loop must switch to training mode itself
-    start = _weights(mine)
-    recorded = _Recorded()
-    optimizer = torch.optim.SGD(mine.parameters(), lr=0.1, momentum=0.9)
-    loss, accuracy = _two_numbers(_run_student(train_one_epoch, name, mine, _as_loader(batches), optimizer, recorded,
-                                               device), name)
-    _moves(mine[0], recorded, name)
-    expect(mine[0].calls and all(training for training, *_ in mine[0].calls),
+    reference = _probed_model(1)
+    start = _weights(reference)
+    mine = _run_student(step, name, train_one_epoch, "batch_norm", _state(reference), batches, 0.1, 0.9)
+    loss, accuracy = _two_numbers(mine["result"], name)
+    _moves(mine, name)
+    calls = mine["calls"]
+    expect(calls and all(training for training, *_ in calls),
            f"{name} ran the model in evaluation mode (the model came in eval mode): switch it to training mode "
            "first (model.train()), so that batch norm uses the batch's statistics and dropout is on.")
-    expect(all(grad for _, grad, _ in mine[0].calls), f"{name} ran the forward pass without gradients "
-                                                        "(torch.no_grad): training needs them.")
-    expect(len(mine[0].calls) == len(batches),
-           f"{name} ran {len(mine[0].calls)} forward passes for {len(batches)} batches: one per batch (compute the "
+    expect(all(grad for _, grad, _ in calls), f"{name} ran the forward pass without gradients "
+                                              "(torch.no_grad): training needs them.")
+    expect(len(calls) == len(batches),
+           f"{name} ran {len(calls)} forward passes for {len(batches)} batches: one per batch (compute the "
            "loss and the accuracy from the same logits).")
-    expect(_largest_change(start, _weights(mine)) > 0,
+    expect(_largest_change(start, mine["weights"]) > 0,
            f"{name} did not change the weights: after the loss, each step needs its gradients (backward) and the "
            "optimizer's step, in that order, with the gradients reset before the backward pass, not between it "
            "and the step.")
     history = fit(reference, batches, None, 1, torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9),
                   loss_fn=F.cross_entropy, device=device, progress=False)
-    change = _largest_change(_weights(reference), _weights(mine))
+    change = _largest_change(_weights(reference), mine["weights"])
     if change > 1e-9:
         kept = _probed_model(1)
         fit(kept, batches, None, 1, _KeepsGradients(kept.parameters(), lr=0.1, momentum=0.9),
             loss_fn=F.cross_entropy, device=device, progress=False)
-        if _largest_change(_weights(kept), _weights(mine)) <= 1e-9:
+        if _largest_change(_weights(kept), mine["weights"]) <= 1e-9:
             raise AssertionError(f"{name}'s weights after the epoch are those of a loop that never resets the "
                                  "gradients: PyTorch adds every backward pass's gradients into .grad, so reset "
                                  "them (optimizer.zero_grad()) before each backward pass.")
-    n = sum(recorded.sizes) or 1
+    losses, correct, sizes = mine["losses"], mine["correct"], mine["sizes"]
+    n = sum(sizes) or 1
     if not math.isclose(loss, history.train_loss[0], rel_tol=1e-6):
-        mean_of_means = sum(recorded.losses) / len(recorded.losses)
+        mean_of_means = sum(losses) / len(losses)
         if math.isclose(loss, mean_of_means, rel_tol=1e-6):
             hint = ("that is the mean of the batch means: the last batch is smaller (8, 8, 5 samples), so weigh "
                     "each batch's mean loss by its size and divide by the number of samples.")
-        elif math.isclose(loss, sum(r * s for r, s in zip(recorded.losses, recorded.sizes)), rel_tol=1e-6):
+        elif math.isclose(loss, sum(r * s for r, s in zip(losses, sizes)), rel_tol=1e-6):
             hint = "that is the sum over the samples: divide by the number of samples."
         else:
             hint = ("the mean loss is the average, over every sample, of the loss computed for the batches as they "
@@ -532,11 +615,11 @@ def check_train_one_epoch(train_one_epoch) -> None:
         raise AssertionError(f"{name} returned a mean loss of {loss:.6g}, fit's epoch {history.train_loss[0]:.6g}: "
                              + hint)
     if not math.isclose(accuracy, history.train_acc[0], rel_tol=1e-6):
-        batch_means = sum(c / s for c, s in zip(recorded.correct, recorded.sizes)) / len(recorded.sizes)
+        batch_means = sum(c / s for c, s in zip(correct, sizes)) / len(sizes)
         hint = ("that is the mean of the batch accuracies: count the correct predictions and divide by the number "
                 "of samples." if math.isclose(accuracy, batch_means, rel_tol=1e-6) else
                 f"that is the number of correct predictions: divide by the number of samples ({n})."
-                if math.isclose(accuracy, sum(recorded.correct)) else
+                if math.isclose(accuracy, sum(correct)) else
                 "count, over every batch, the samples whose largest logit is the true class.")
         raise AssertionError(f"{name} returned an accuracy of {accuracy:.6g}, fit's epoch {history.train_acc[0]:.6g}: "
                              + hint)
@@ -557,22 +640,23 @@ def check_evaluate(evaluate) -> None:
     model = _probed_model(2)
     with torch.no_grad():                               # running statistics that differ from any batch's
         model[2].running_mean.uniform_(-1, 1), model[2].running_var.uniform_(0.5, 2)
-    model.train()                                       # evaluate must switch to evaluation mode itself
-    before = _weights(model) + [b.clone() for b in model.buffers()]
-    loss, accuracy = _two_numbers(_run_student(evaluate, name, model, _as_loader(batches), device), name)
-    probe = model[0]
-    _moves(probe, None, name)
-    expect(probe.calls and not any(training for training, *_ in probe.calls),
+    before = _state(model)
+    mine = _run_student(in_kernel(_evaluate_step), name, evaluate, before, batches)
+    loss, accuracy = _two_numbers(mine["result"], name)
+    calls = mine["calls"]
+    _moves(mine, name)
+    expect(calls and not any(training for training, *_ in calls),
            f"{name} ran the model in training mode (it came in training mode): switch it to evaluation mode "
            "(model.eval()), so that batch norm uses its running statistics and dropout is off.")
-    expect(not any(grad for _, grad, _ in probe.calls),
+    expect(not any(grad for _, grad, _ in calls),
            f"{name} recorded gradients during the forward passes: wrap the loop in torch.no_grad(), which "
            "saves the memory and time of the graph that evaluation never uses.")
-    after = _weights(model) + list(model.buffers())
-    expect(all(torch.equal(a, b) for a, b in zip(before, after)) and all(p.grad is None for p in model.parameters()),
+    after = mine["state"]
+    expect(after.keys() == before.keys() and all(torch.equal(value, after[key]) for key, value in before.items())
+           and all(mine["no_grads"]),
            f"{name} changed the model (its weights, running statistics or .grad): evaluation only reads it.")
-    expect(len(probe.calls) == len(batches), f"{name} ran {len(probe.calls)} forward passes for {len(batches)} "
-                                             "batches: one per batch.")
+    expect(len(calls) == len(batches), f"{name} ran {len(calls)} forward passes for {len(batches)} "
+                                       "batches: one per batch.")
     model.eval()
     expected = reference_evaluate(model, batches, device=device)
     if not math.isclose(loss, expected.loss, rel_tol=1e-6):
@@ -586,3 +670,32 @@ def check_evaluate(evaluate) -> None:
         raise AssertionError(f"{name} returned an accuracy of {accuracy:.6g}, expected {expected.accuracy:.6g}: the "
                              "fraction of samples whose largest logit is the true class.")
     passed("evaluate", "equal to course_lib's evaluate; evaluation mode, no gradients, model unchanged")
+
+
+# ---------------------------------------------------------------- logits for the hidden tests
+
+def _logits_step(model, images: tuple, flip: bool):
+    """``model``'s logits for ``images[0]`` in evaluation mode, float32 on the CPU, and with ``flip`` those of the
+    mirror images (else None); the model's mode is kept. Runs where the model lives."""
+    import torch
+
+    tensors = [*model.parameters(), *model.buffers()]
+    x = images[0].to(tensors[0].device if tensors else "cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(x).float().cpu(), model(x.flip(3)).float().cpu() if flip else None
+    finally:
+        model.train(was_training)
+
+
+def logits_of(model, images, flip: bool = False, batch_size: int = 500):
+    """``model``'s logits (N, K) for normalised ``images`` (N, C, H, W), in evaluation mode without gradients;
+    with ``flip``, (logits, logits of the mirror images). Under the grader the model stays in the notebook's
+    kernel: the images go there in batches and only logits come back."""
+    step = in_kernel(_logits_step)
+    parts = [step(model, (images[start:start + batch_size],), flip)   # in a tuple: the kernel sends no copy back
+             for start in range(0, len(images), batch_size)]
+    logits = torch.cat([part[0] for part in parts])
+    return (logits, torch.cat([part[1] for part in parts])) if flip else logits

@@ -7,7 +7,9 @@ References come from torch, computed inside each check (``F.conv2d`` and its out
 small hand-computed cases. When a result is wrong, the check also computes what the usual
 mistakes would have returned (a flipped kernel, padding on one side, a missing bias, ...), from
 torch as well, and names the one that matches. The student's functions are called through
-:func:`course_lib.checks.numpy_only`: this notebook's exercises are NumPy only.
+:func:`course_lib.checks.numpy_only`: this notebook's exercises are NumPy only. What only the
+notebook's kernel can see (how long a call takes, whether a returned array is writable) is measured
+there (:func:`course_lib.grading.verdict.in_kernel`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.checks import NumpyOnlyError, call, expect, expect_shape, expect_tuple, numpy_only, passed
+from course_lib.grading.verdict import in_kernel
 
 __all__ = [
     "check_conv_output_size", "check_conv2d_naive", "check_conv2d_fast", "check_linear",
@@ -272,11 +275,31 @@ def _cifar_batch(seed: int, third: tuple) -> tuple:
     return rng.standard_normal((16, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)), rng.standard_normal(third)
 
 
-def _timed_call(fn, *args, **kwargs) -> tuple:
-    """``(fn(*args, **kwargs), seconds it took)``, through :func:`call`."""
+def _where_it_runs(step, fn, *args, **kwargs):
+    """``step(fn, *args, **kwargs)`` through :func:`call`, run where ``fn`` lives: under the grader, in the
+    notebook's kernel (``in_kernel``), for what only the kernel sees (how long fn took, the array it returned)."""
+    remote = in_kernel(step)
+
+    def through(*args, **kwargs):
+        return remote(fn, *args, **kwargs)
+
+    through.__name__ = getattr(fn, "__name__", "your function")
+    return call(through, *args, **kwargs)
+
+
+def _clocked(fn, *args, **kwargs) -> tuple:
+    """``(fn(*args, **kwargs), seconds it took)``."""
+    import time
     start = time.perf_counter()
-    result = call(fn, *args, **kwargs)
+    result = fn(*args, **kwargs)
     return result, time.perf_counter() - start
+
+
+def _writable(fn, *args) -> tuple:
+    """``(fn(*args), whether the caller may write into it)``: what the grader receives is always a copy."""
+    import numpy
+    result = fn(*args)
+    return result, not isinstance(result, numpy.ndarray) or bool(result.flags.writeable)
 
 
 def check_conv2d_naive(conv2d_naive) -> None:
@@ -290,7 +313,9 @@ def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.5) -> None:
     conv2d_fast = numpy_only(conv2d_fast)
     n = _check_conv(conv2d_fast, "conv2d_fast")
     x, w, b = _cifar_batch(seed=3, third=(16,))
-    out, seconds = _timed_call(conv2d_fast, x, w, b, stride=1, padding=1)
+    # timed in the kernel, without the grader's round trip: a number the kernel reports (a speed requirement;
+    # the correctness of out is checked here)
+    out, seconds = _where_it_runs(_clocked, conv2d_fast, x, w, b, stride=1, padding=1)
     expect(seconds <= max_seconds,
            f"conv2d_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed {max_seconds} s): "
            "it is not vectorised. Python loops over images, filters or output pixels are what make conv2d_naive "
@@ -680,7 +705,8 @@ def check_conv2d_backward_fast(conv2d_backward_fast, max_seconds: float = 1.0) -
     conv2d_backward_fast = numpy_only(conv2d_backward_fast)
     n = _check_conv_backward(conv2d_backward_fast, "conv2d_backward_fast")
     x, w, dout = _cifar_batch(seed=7, third=(16, 16, 32, 32))
-    result, seconds = _timed_call(conv2d_backward_fast, dout, (x, w, 1, 1))
+    # timed in the kernel, as in check_conv2d_fast: a speed requirement the kernel reports
+    result, seconds = _where_it_runs(_clocked, conv2d_backward_fast, dout, (x, w, 1, 1))
     expect(seconds <= max_seconds,
            f"conv2d_backward_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed "
            f"{max_seconds} s): it is not vectorised. Loops over images, filters or output pixels are what make "
@@ -825,7 +851,7 @@ def check_global_avg_pool_backward(global_avg_pool_backward) -> None:
         dout = rng.standard_normal((n, c)).astype(x.dtype)
         expected = _grads_of(lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1), {"x": x}, dout)["x"]
         saved = {"dout": dout.copy(), "x": x.copy()}
-        dx = call(global_avg_pool_backward, dout, x)
+        dx, writable = _where_it_runs(_writable, global_avg_pool_backward, dout, x)
         _unchanged({"dout": dout, "x": x}, saved, "global_avg_pool_backward")
         shape = tuple(getattr(dx, "shape", ()))
         if shape != x.shape:
@@ -856,7 +882,7 @@ def check_global_avg_pool_backward(global_avg_pool_backward) -> None:
             raise AssertionError(f"global_avg_pool_backward ({case}) differs from torch's autograd (relative error "
                                  f"{err:.1e}). " + _sentence(hint or "every pixel of map (n, c) contributed 1/(H·W) "
                                                                      "of itself to g[n, c]."))
-        expect(np.asarray(dx).flags.writeable, f"global_avg_pool_backward ({case}) returned a read-only view "
+        expect(writable, f"global_avg_pool_backward ({case}) returned a read-only view "
                                                "(np.broadcast_to shares one value per map): return an array of "
                                                "its own, which the layer before may change in place.")
     passed("global_avg_pool_backward", f"equal to torch's autograd on {len(cases)} cases")

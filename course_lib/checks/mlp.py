@@ -571,7 +571,7 @@ def _l2_reference(params, reg):
     tensors = {k: _t(v).requires_grad_(True) for k, v in params.items()}
     penalty = reg / 2 * sum(torch.linalg.vector_norm(t) ** 2 for k, t in tensors.items() if k.startswith("W"))
     penalty.backward()
-    return float(penalty), {k: (t.grad.numpy() if t.grad is not None else np.zeros(t.shape)) for k, t in tensors.items()}
+    return float(penalty.detach()), {k: (t.grad.numpy() if t.grad is not None else np.zeros(t.shape)) for k, t in tensors.items()}
 
 
 def _penalty_hint(penalty, params, reg, expected) -> str | None:

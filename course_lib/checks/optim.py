@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from course_lib.checks import expect, expect_tuple, passed, rel_error
+from course_lib.grading.verdict import in_kernel
 
 __all__ = [
     "as_numpy", "check_sgd_momentum_step", "check_adam_step", "check_step_decay", "check_inverse_time_decay",
@@ -426,31 +427,89 @@ def check_warmup_cosine(warmup_cosine) -> None:
 
 
 # ---------------------------------------------------------------- the optimizer class
+#
+# Under the grader the student's class lives in the notebook's kernel, and so must the networks it trains: the
+# functions marked "in the kernel" are sent there (``in_kernel``; they import what they use and take plain data),
+# and the torch.optim.SGD reference is built here by the same functions.
 
-def _tiny_model(seed: int) -> nn.Module:
-    """Conv, frozen batch-norm scale, linear; float64; fixed weights from ``seed``."""
+def _subclasses_optimizer(cls) -> bool:
+    """In the kernel: whether ``cls`` is a class that subclasses torch.optim.Optimizer."""
+    import torch
+    return isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
+
+
+def _tiny_model(optimizer_class, weights, groups=None, **settings):
+    """In the kernel: (model, optimizer) for the tiny network (conv, frozen batch-norm scale, linear; float64)
+    holding ``weights`` (None: torch's initialisation), and ``optimizer_class`` over its parameters, or over
+    ``groups`` [(module index, that group's settings)]."""
+    import torch
+    from torch import nn
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, bias=False), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 4 * 4, 4)).double()
+    if weights is not None:
+        with torch.no_grad():
+            for p, w in zip(model.parameters(), weights):
+                p.copy_(torch.as_tensor(w))
+    model[1].weight.requires_grad_(False)        # a parameter whose .grad stays None, as in FastCIFARNet
+    params = model.parameters() if groups is None else [{"params": model[i].parameters(), **g} for i, g in groups]
+    return model, optimizer_class(params, **settings)
+
+
+def _backward(model, optimizer, x, y) -> None:
+    """In the kernel: zero the gradients, then backpropagate the cross-entropy of ``model`` on (x, y)."""
+    import torch
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(model(torch.as_tensor(x)), torch.as_tensor(y)).backward()
+
+
+def _step_lr(optimizer, step_size: int, gamma: float):
+    """In the kernel: a StepLR schedule of ``optimizer``."""
+    import torch
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma)
+
+
+def _step_with_closure(model, optimizer, x, y):
+    """In the kernel: what ``optimizer.step(closure)`` returns for a closure that computes the loss on (x, y)."""
+    import torch
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(torch.as_tensor(x)), torch.as_tensor(y))
+        loss.backward()
+        return loss
+
+    return optimizer.step(closure)
+
+
+def _initial_weights(seed: int) -> list:
+    """The tiny network's parameters as torch initialises them under ``seed``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = nn.Sequential(nn.Conv2d(2, 3, 3, bias=False), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
-                              nn.Linear(3 * 4 * 4, 4)).double()
-    model[1].weight.requires_grad_(False)        # a parameter whose .grad stays None, as in FastCIFARNet
-    return model
+        model, _ = _tiny_model(torch.optim.SGD, None, lr=0.0)
+    return [p.detach().clone() for p in model.parameters()]
 
 
-def _train(model, optimizer, steps: int, seed: int, scheduler=None):
+def _batches(steps: int, seed: int) -> list:
     g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x, y = torch.randn(8, 2, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 4, (8,), generator=g)
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        _step(optimizer, model)
+    return [(torch.randn(8, 2, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 4, (8,), generator=g))
+            for _ in range(steps)]
+
+
+def _parameters(model) -> list:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _train(backward, model, optimizer, batches, scheduler=None) -> None:
+    for x, y in batches:
+        backward(model, optimizer, x, y)
+        _step(optimizer)
         if scheduler is not None:
             scheduler.step()
 
 
-def _step(optimizer, model) -> None:
-    """optimizer.step(), with the two usual crashes named."""
-    name = f"{type(optimizer).__name__}.step()"
+def _step(optimizer) -> None:
+    """optimizer.step(), with the two usual crashes of MomentumSGD named."""
+    name = "MomentumSGD.step()"
     try:
         optimizer.step()
     except NotImplementedError:
@@ -459,82 +518,72 @@ def _step(optimizer, model) -> None:
         if "leaf Variable that requires grad" in str(err):
             hint = (" The parameters are updated while autograd is recording: run the update under torch.no_grad() "
                     "(the optimizer's own arithmetic must not become part of the graph).")
-        elif any(p.grad is None for p in model.parameters()):
+        else:  # every network here has one
             hint = (" This model has a parameter whose .grad is None (a frozen batch-norm scale, as in "
                     "FastCIFARNet): skip such parameters.")
-        else:
-            hint = ""
         raise AssertionError(f"{name} raised {type(err).__name__}: {err}.{hint}") from err
 
 
-def _params_equal(a: nn.Module, b: nn.Module, tol: float = 1e-9) -> bool:
-    return all(_close(p, q, tol) for p, q in zip(a.parameters(), b.parameters()))
+def _params_equal(a: list, b: list, tol: float = 1e-9) -> bool:
+    return all(_close(p, q, tol) for p, q in zip(a, b))
 
 
-def _make(cls, params, **settings):
+def _make(build, name: str, cls, weights, groups=None, **settings):
     try:
-        return cls(params, **settings)
+        return build(cls, weights, groups, **settings)
     except NotImplementedError:
-        raise AssertionError(f"{cls.__name__} {_STUB}") from None
+        raise AssertionError(f"{name} {_STUB}") from None
     except Exception as err:
-        raise AssertionError(f"{cls.__name__}(params, {', '.join(f'{k}={v}' for k, v in settings.items())}) raised "
+        raise AssertionError(f"{name}(params, {', '.join(f'{k}={v}' for k, v in settings.items())}) raised "
                              f"{type(err).__name__}: {err}.") from err
 
 
 def check_momentum_sgd(MomentumSGD) -> None:
     """``MomentumSGD(params, lr, momentum, nesterov, weight_decay)`` trains like torch.optim.SGD."""
     name = "MomentumSGD"
-    expect(isinstance(MomentumSGD, type) and issubclass(MomentumSGD, torch.optim.Optimizer),
-           f"{name} should be a class that subclasses torch.optim.Optimizer.")
+    subclasses, build, backward, step_lr, step_with_closure = (
+        in_kernel(f) for f in (_subclasses_optimizer, _tiny_model, _backward, _step_lr, _step_with_closure))
+    expect(subclasses(MomentumSGD), f"{name} should be a class that subclasses torch.optim.Optimizer.")
     settings = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
-    mine, theirs = _tiny_model(0), _tiny_model(0)
-    optimizer = _make(MomentumSGD, mine.parameters(), **settings)
-    reference = torch.optim.SGD(theirs.parameters(), **settings)
-    expect(len(optimizer.param_groups) == 1 and all(k in optimizer.param_groups[0] for k in settings),
+    weights = _initial_weights(0)
+    mine, optimizer = _make(build, name, MomentumSGD, weights, **settings)
+    theirs, reference = _tiny_model(torch.optim.SGD, weights, **settings)
+    groups = optimizer.param_groups
+    expect(len(groups) == 1 and all(k in groups[0] for k in settings),
            f"{name}: pass the settings to torch.optim.Optimizer.__init__ as its defaults, so that each parameter "
            "group holds lr, momentum, nesterov and weight_decay.")
-    before = [p.detach().clone() for p in mine.parameters()]
-    _train(mine, optimizer, 1, seed=1)
-    changed = [not torch.equal(p.detach(), b) for p, b in zip(mine.parameters(), before)]
+    before, batches = _parameters(mine), _batches(15, seed=1)
+    _train(backward, mine, optimizer, batches[:1])
+    changed = [not torch.equal(p, b) for p, b in zip(_parameters(mine), before)]
     expect(any(changed), f"{name}.step() did not change any parameter: update each parameter in place (assigning "
                          "to a local variable changes nothing in the model).")
     expect(not changed[1], f"{name}.step() changed a parameter whose .grad is None (a frozen batch-norm scale): "
                            "skip such parameters.")
-    _train(theirs, reference, 1, seed=1)
-    expect(_params_equal(mine, theirs), f"{name}: after one step the parameters differ from torch.optim.SGD's with "
-                                        f"{settings}: does step() call your sgd_momentum_step with each group's "
-                                        "settings, on each parameter and its .grad?")
-    _train(mine, optimizer, 14, seed=2)
-    _train(theirs, reference, 14, seed=2)
-    expect(_params_equal(mine, theirs), f"{name}: the first step equals torch.optim.SGD's, but after 15 steps the "
-                                        "parameters differ: keep each parameter's velocity in self.state[p] from "
-                                        "one step to the next.")
+    _train(_backward, theirs, reference, batches[:1])
+    expect(_params_equal(_parameters(mine), _parameters(theirs)),
+           f"{name}: after one step the parameters differ from torch.optim.SGD's with {settings}: does step() call "
+           "your sgd_momentum_step with each group's settings, on each parameter and its .grad?")
+    _train(backward, mine, optimizer, batches[1:])
+    _train(_backward, theirs, reference, batches[1:])
+    expect(_params_equal(_parameters(mine), _parameters(theirs)),
+           f"{name}: the first step equals torch.optim.SGD's, but after 15 steps the parameters differ: keep each "
+           "parameter's velocity in self.state[p] from one step to the next.")
     expect(any(isinstance(v, torch.Tensor) for s in optimizer.state.values() for v in s.values()),
            f"{name}: keep each parameter's velocity as a tensor in self.state[p] (so that state_dict() saves it and "
            "fit can move it to the GPU with the model).")
 
-    mine, theirs = _tiny_model(3), _tiny_model(3)
-    optimizer = _make(MomentumSGD, [{"params": mine[0].parameters()}, {"params": mine[4].parameters(), "lr": 0.01}],
-                      lr=0.1, momentum=0.9)
-    reference = torch.optim.SGD([{"params": theirs[0].parameters()}, {"params": theirs[4].parameters(), "lr": 0.01}],
-                                lr=0.1, momentum=0.9)
-    _train(mine, optimizer, 5, seed=4, scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 2, 0.5))
-    _train(theirs, reference, 5, seed=4, scheduler=torch.optim.lr_scheduler.StepLR(reference, 2, 0.5))
-    expect(_params_equal(mine, theirs),
+    weights, batches, groups = _initial_weights(3), _batches(5, seed=4), [(0, {}), (4, {"lr": 0.01})]
+    mine, optimizer = _make(build, name, MomentumSGD, weights, groups, lr=0.1, momentum=0.9)
+    theirs, reference = _tiny_model(torch.optim.SGD, weights, groups, lr=0.1, momentum=0.9)
+    _train(backward, mine, optimizer, batches, step_lr(optimizer, 2, 0.5))
+    _train(_backward, theirs, reference, batches, _step_lr(reference, 2, 0.5))
+    expect(_params_equal(_parameters(mine), _parameters(theirs)),
            f"{name} with two parameter groups (lr 0.1 and 0.01) and a StepLR schedule differs from torch.optim.SGD: "
            "read lr and the other settings from each group in self.param_groups on every step (a scheduler changes "
            "group['lr'] between steps).")
-    model = _tiny_model(5)
-    optimizer = _make(MomentumSGD, model.parameters(), lr=0.01, momentum=0.9)
+    model, optimizer = _make(build, name, MomentumSGD, _initial_weights(5), lr=0.01, momentum=0.9)
     x, y = torch.randn(4, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(6)), torch.arange(4)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-
-    returned = _call(optimizer.step, f"{name}.step", closure)
+    returned = _call(lambda: step_with_closure(model, optimizer, x, y), f"{name}.step")
     expect(isinstance(returned, torch.Tensor) and returned.ndim == 0,
            f"{name}.step(closure) returned {returned!r}: when a closure is given, call it (with gradients enabled) "
            "and return the loss it returns, as torch's optimizers do.")

@@ -8,6 +8,11 @@ expected output is known (a constant grey, a centre square between coloured bord
 ramp). A wrong result is matched against what the usual mistakes give: the head not replaced, the
 backbone not frozen in a probe, the RGB filters summed instead of averaged, augmentation at
 evaluation, ImageNet's statistics instead of the backbone's, and so on.
+
+The student's models, transforms and optimizers stay where they were made: when graded, the steps
+that build and run them (the ``*_in_kernel`` functions) run in the notebook's kernel
+(``course_lib.grading.verdict.in_kernel``) and answer with plain data (parameters by name, flags,
+outputs on inputs the check sends), which the check compares with references it computes itself.
 """
 from __future__ import annotations
 
@@ -15,9 +20,11 @@ import torch
 from torch import nn
 
 from course_lib.checks import call, expect, passed
+from course_lib.grading.verdict import in_kernel
 from course_lib.models import FastCIFARNet
 
-__all__ = ["MODES", "tiny_backbone", "check_adapt_model", "check_photo_transforms", "check_param_groups"]
+__all__ = ["MODES", "tiny_backbone", "groups_model", "check_adapt_model", "check_photo_transforms",
+           "check_param_groups"]
 
 MODES = ("linear_probe", "fine_tune", "scratch")
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)     # a backbone's statistics, for the transform checks
@@ -37,14 +44,25 @@ def tiny_backbone(seed: int = 0, widths=(4, 8, 8, 8)) -> FastCIFARNet:
     return model.eval()
 
 
-def _stem_weight(model: nn.Module) -> torch.Tensor:
+def _student(step, name: str, shown: str, *args):
+    """``step(*args)``, where ``step`` calls the student's ``name``; its failure reads as ``call`` words it."""
+    try:
+        return step(*args)
+    except NotImplementedError:
+        raise AssertionError(f"{name} is not implemented yet: replace `raise NotImplementedError()` with "
+                             "your code.") from None
+    except Exception as err:
+        raise AssertionError(f"{name}({shown}) raised {type(err).__name__}: {err}.") from err
+
+
+def _stem_weight(params: dict) -> torch.Tensor:
     """The first convolution's weight: the first 4-d parameter (the check's models have one stem)."""
-    return next(p for p in model.parameters() if p.dim() == 4)
+    return next(p for p in params.values() if p.dim() == 4)
 
 
-def _head_names(model: nn.Module, num_classes: int) -> set:
+def _head_names(params: dict, num_classes: int) -> set:
     """Names of the head's parameters: no other parameter of the check's models has ``num_classes`` rows."""
-    return {name for name, p in model.named_parameters() if p.dim() <= 2 and p.shape[0] == num_classes}
+    return {name for name, p in params.items() if p.dim() <= 2 and p.shape[0] == num_classes}
 
 
 def _snapshot(model: nn.Module) -> dict:
@@ -57,93 +75,124 @@ def _same(a: dict, b: dict) -> bool:
             and all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"]))
 
 
-def _adapted(adapt_model, backbone, num_classes, in_channels, mode):
-    before = _snapshot(backbone)
-    model = call(adapt_model, backbone, num_classes, in_channels, mode)
-    expect(isinstance(model, nn.Module), f"adapt_model(..., mode={mode!r}) returned {type(model).__name__}, "
-                                         "not a model (nn.Module): did it return the adapted model?")
-    expect(_same(before, _snapshot(backbone)) and model is not backbone,
+def _adapt_in_kernel(adapt_model, num_classes, in_channels, mode, x, x_grad):
+    """``adapt_model`` on a fresh ``tiny_backbone()``, as plain data: the backbone afterwards, the model's
+    parameters and their requires_grad, its outputs on ``x`` (eval mode) and, for a linear probe, the
+    gradients of one training step on ``x_grad``."""
+    import torch
+    from torch import nn
+
+    from course_lib.checks.transfer import tiny_backbone
+
+    backbone = tiny_backbone()
+    model = adapt_model(backbone, num_classes, in_channels, mode)
+    if not isinstance(model, nn.Module):
+        return {"module": False, "type": type(model).__name__}
+    params = dict(model.named_parameters())
+    found = {"module": True, "same_object": model is backbone,
+             "backbone": {"state": {k: v.detach().clone() for k, v in backbone.state_dict().items()},
+                          "trainable": {k: p.requires_grad for k, p in backbone.named_parameters()}},
+             "params": {k: p.detach().clone() for k, p in params.items()},
+             "trainable": {k: p.requires_grad is True for k, p in params.items()}}
+    try:
+        found["out"] = model.eval()(x).detach()
+    except Exception as err:
+        found["failed"] = f"{type(err).__name__}: {err}"
+        return found
+    if mode == "linear_probe":
+        try:
+            model.zero_grad(set_to_none=True)
+            model.train()(x_grad).square().mean().backward()
+            found["grads"] = {k: p.grad.detach().clone() for k, p in params.items() if p.grad is not None}
+        except Exception as err:
+            found["grads_failed"] = f"{type(err).__name__}: {err}"
+        model.eval()
+    return found
+
+
+def _unknown_mode_in_kernel(adapt_model, mode):
+    """What ``adapt_model`` raises for ``mode`` on a fresh ``tiny_backbone()``: None, or (whether it is a
+    ValueError, its type's name, its message)."""
+    from course_lib.checks.transfer import tiny_backbone
+
+    try:
+        adapt_model(tiny_backbone(), 5, 3, mode)
+    except Exception as err:
+        return [isinstance(err, ValueError), type(err).__name__, str(err)]
+    return None
+
+
+def _adapted(adapt, adapt_model, reference: dict, num_classes: int, in_channels: int, mode: str) -> dict:
+    """What ``_adapt_in_kernel`` found, once the model is one, left the backbone alone and runs."""
+    x = torch.randn(4, in_channels, 32, 32, generator=torch.Generator().manual_seed(1))
+    x_grad = torch.randn(8, in_channels, 32, 32, generator=torch.Generator().manual_seed(2))
+    found = _student(adapt, "adapt_model", f"backbone, {num_classes}, {in_channels}, {mode!r}", adapt_model,
+                     num_classes, in_channels, mode, x, x_grad)
+    expect(found["module"], f"adapt_model(..., mode={mode!r}) returned {found.get('type')}, not a model (nn.Module): "
+                            "did it return the adapted model?")
+    expect(_same(reference, found["backbone"]) and not found["same_object"],
            f"adapt_model(..., mode={mode!r}) changed the backbone it was given: work on a copy, so that every "
            "mode starts from the same pretrained network.")
-    x = torch.randn(4, in_channels, 32, 32, generator=torch.Generator().manual_seed(1))
-    try:
-        out = model.eval()(x)
-    except Exception as err:
-        raise AssertionError(f"the model adapted to {in_channels}-channel images (mode={mode!r}) fails on a batch "
-                             f"of shape {tuple(x.shape)}: {type(err).__name__}: {err}") from None
+    expect("failed" not in found, f"the model adapted to {in_channels}-channel images (mode={mode!r}) fails on a "
+                                  f"batch of shape {tuple(x.shape)}: {found.get('failed')}")
+    out = found["out"]
     expect(out.shape == (4, num_classes),
            f"the adapted model (mode={mode!r}) gives outputs of shape {tuple(out.shape)}, expected (4, {num_classes}): "
            + ("the classifier head was not replaced (its last nn.Linear still has the old number of outputs)."
               if out.shape[-1:] == (10,) else "the new head should have one output per class."))
-    return model
-
-
-def _trainable(model: nn.Module) -> set:
-    return {name for name, p in model.named_parameters() if p.requires_grad is True}
-
-
-def _names_with_gradient(model: nn.Module, in_channels: int) -> set:
-    model.zero_grad(set_to_none=True)
-    model.train()(torch.randn(8, in_channels, 32, 32, generator=torch.Generator().manual_seed(2))).square().mean().backward()
-    model.eval()
-    return {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    return found
 
 
 def check_adapt_model(adapt_model) -> None:
     """``adapt_model(backbone, num_classes, in_channels, mode)`` in its three modes, 3- and 1-channel."""
     backbone = tiny_backbone()
-    rgb = _stem_weight(backbone).detach()
+    reference = _snapshot(backbone)
+    rgb = _stem_weight(dict(backbone.named_parameters())).detach()
     convs = [name for name, m in backbone.named_modules() if isinstance(m, nn.Conv2d)]
+    adapt = in_kernel(_adapt_in_kernel)
     for in_channels in (3, 1):
         for mode in MODES:
-            model = _adapted(adapt_model, backbone, 5, in_channels, mode)
-            head_names = _head_names(model, 5)
-            trainable, where = _trainable(model), f"(mode={mode!r}, {in_channels}-channel input)"
+            found = _adapted(adapt, adapt_model, reference, 5, in_channels, mode)
+            params, trainable = found["params"], {name for name, t in found["trainable"].items() if t}
+            head_names, where = _head_names(params, 5), f"(mode={mode!r}, {in_channels}-channel input)"
             expect(head_names & trainable, f"the new head is frozen {where}: it must learn in every mode.")
-            stem = _stem_weight(model)
+            stem = _stem_weight(params)
             expect(stem.shape[1] == in_channels,
                    f"the first layer takes {stem.shape[1]} channels {where}: adapt it to {in_channels}.")
             if mode == "linear_probe":
                 extra = sorted(trainable - head_names)
                 expect(not extra, f"in a linear probe only the new head learns, but {len(extra)} other parameters "
                                   f"are still trainable (requires_grad), e.g. {extra[:1]}: freeze the backbone.")
-                reached = sorted(_names_with_gradient(model, in_channels) - head_names)
+                expect("grads_failed" not in found, f"one training step of the linear probe fails "
+                                                    f"{where}: {found.get('grads_failed')}")
+                reached = sorted({name for name, g in found["grads"].items() if g.abs().sum() > 0} - head_names)
                 expect(not reached, f"in a linear probe gradients reached {reached[:1]} of the backbone: freeze it.")
             else:
-                frozen = [c for c in convs if f"{c}.weight" in _named(model) and f"{c}.weight" not in trainable]
+                frozen = [c for c in convs if f"{c}.weight" in params and f"{c}.weight" not in trainable]
                 expect(not frozen, f"mode={mode!r} trains the whole network, but {frozen[:1]} is frozen.")
-            weights = stem.detach()
             if mode == "scratch":
-                kept = [c for c in convs[1:] if f"{c}.weight" in _named(model)
-                        and torch.equal(_named(model)[f"{c}.weight"].detach(), backbone.get_parameter(f"{c}.weight"))]
+                kept = [c for c in convs[1:] if f"{c}.weight" in params
+                        and torch.equal(params[f"{c}.weight"], backbone.get_parameter(f"{c}.weight").detach())]
                 expect(not kept, f"mode='scratch' kept the pretrained weights of {kept[:1]}: a model "
                                  "trained from scratch starts from fresh random weights.")
-                expect(weights.abs().sum() > 0, "mode='scratch' made the first layer's weights all zero: a network "
-                                                "that starts from zeros cannot learn different filters.")
+                expect(stem.abs().sum() > 0, "mode='scratch' made the first layer's weights all zero: a network "
+                                             "that starts from zeros cannot learn different filters.")
                 continue
-            later = [c for c in convs[1:] if f"{c}.weight" in _named(model)
-                     and not torch.equal(_named(model)[f"{c}.weight"].detach(), backbone.get_parameter(f"{c}.weight"))]
+            later = [c for c in convs[1:] if f"{c}.weight" in params
+                     and not torch.equal(params[f"{c}.weight"], backbone.get_parameter(f"{c}.weight").detach())]
             expect(not later, f"mode={mode!r} changed the pretrained weights of {later[:1]}: transfer "
                               "starts from the backbone's weights.")
             if in_channels == 3:
-                expect(torch.equal(weights, rgb), f"the first layer's pretrained filters were changed {where}.")
+                expect(torch.equal(stem, rgb), f"the first layer's pretrained filters were changed {where}.")
             else:
-                _expect_averaged(weights, rgb, where)
-    error = None
-    try:
-        adapt_model(backbone, 5, 3, "finetune")
-    except ValueError as err:
-        error = err
-    except Exception as err:
-        raise AssertionError(f"adapt_model(..., mode='finetune') raised {type(err).__name__}: {err}; an unknown "
-                             "mode should raise ValueError naming the three modes.") from None
-    expect(error is not None, "adapt_model accepted mode='finetune', which is not one of the three modes: raise "
-                              "ValueError naming them.")
+                _expect_averaged(stem, rgb, where)
+    raised = in_kernel(_unknown_mode_in_kernel)(adapt_model, "finetune")
+    if raised is not None and not raised[0]:
+        raise AssertionError(f"adapt_model(..., mode='finetune') raised {raised[1]}: {raised[2]}; an unknown "
+                             "mode should raise ValueError naming the three modes.")
+    expect(raised is not None, "adapt_model accepted mode='finetune', which is not one of the three modes: raise "
+                               "ValueError naming them.")
     passed("adapt_model", "three modes, 3- and 1-channel inputs")
-
-
-def _named(model: nn.Module) -> dict:
-    return dict(model.named_parameters())
 
 
 def _expect_averaged(weights: torch.Tensor, rgb: torch.Tensor, where: str) -> None:
@@ -185,11 +234,32 @@ def _to_pixels(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
     return x * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
 
 
-def _output(transform, photo, what: str, size: int) -> torch.Tensor:
-    out = call(transform, photo.clone())
-    expect(isinstance(out, torch.Tensor), f"the {what} transform returned {type(out).__name__}, not a tensor.")
+def _transformed_in_kernel(transform, photos, repeats):
+    """``transform`` applied ``repeats[i]`` times to a copy of ``photos[i]``, each output in turn; a tensor
+    comes back as a plain tensor (a ``tv_tensors.Image`` too), anything else as its type's name."""
+    import torch
+
+    outs = []
+    for photo, count in zip(photos, repeats):
+        for _ in range(count):
+            out = transform(photo.clone())
+            outs.append(out.as_subclass(torch.Tensor) if isinstance(out, torch.Tensor) else type(out).__name__)
+    return outs
+
+
+def _transformed(transform, what: str, photos, repeats) -> list:
+    try:
+        return in_kernel(_transformed_in_kernel)(transform, photos, repeats)
+    except Exception as err:
+        raise AssertionError(f"the {what} transform raised {type(err).__name__} on a uint8 photo (3, H, W): "
+                             f"{err}.") from err
+
+
+def _output(out, what: str, size: int, photo: torch.Tensor) -> torch.Tensor:
+    expect(isinstance(out, torch.Tensor), f"the {what} transform returned {out}, not a tensor.")
     expect(tuple(out.shape) == (3, size, size),
-           f"the {what} transform gives shape {tuple(out.shape)} for a 60×90 photo, expected (3, {size}, {size}).")
+           f"the {what} transform gives shape {tuple(out.shape)} for a {photo.shape[1]}×{photo.shape[2]} photo, "
+           f"expected (3, {size}, {size}).")
     expect(out.dtype == torch.float32, f"the {what} transform gives {out.dtype}, expected torch.float32 (scaled "
                                        "to [0, 1], then normalised).")
     return out
@@ -229,26 +299,28 @@ def check_photo_transforms(photo_transforms, size: int = 48) -> None:
     training = call(photo_transforms, size, True, MEAN, STD)
     expect(callable(evaluation) and callable(training), "photo_transforms should return a transform (callable), "
                                                          "e.g. a torchvision.transforms.v2.Compose.")
-    photo, grey = _ramp_photo(), torch.full((3, 50, 70), 128, dtype=torch.uint8)
-    first = _output(evaluation, photo, "evaluation", size)
-    expect(all(torch.equal(first, _output(evaluation, photo, "evaluation", size)) for _ in range(5)),
+    photo, grey, ramp = _ramp_photo(), torch.full((3, 50, 70), 128, dtype=torch.uint8), _full_ramp()
+    outs = _transformed(evaluation, "evaluation", [photo, grey], [6, 1])
+    first = _output(outs[0], "evaluation", size, photo)
+    expect(all(torch.equal(first, _output(out, "evaluation", size, photo)) for out in outs[1:6]),
            "the evaluation transform gives a different tensor each time for the same photo: random augmentation "
            "at evaluation makes the measured accuracy noisy; keep it deterministic.")
-    _expect_normalised(_output(evaluation, grey, "evaluation", size), "evaluation", exact=True)
+    _expect_normalised(_output(outs[6], "evaluation", size, grey), "evaluation", exact=True)
     pixels = _to_pixels(first)
     expect(pixels[0].max() < 0.5, "the evaluation output holds the photo's red left and right borders: the photo was "
                                   "squashed to a square; resize its shorter side and crop the centre instead.")
     left, right = pixels[2, :, : size // 3].mean(), pixels[2, :, -(size // 3):].mean()
     expect(left < right, "the evaluation output is flipped left to right: flips are for training only.")
 
-    outs = [_output(training, _full_ramp(), "training", size) for _ in range(40)]
-    expect(any(not torch.equal(outs[0], out) for out in outs[1:]),
+    outs = _transformed(training, "training", [ramp, grey], [40, 30])
+    views = [_output(out, "training", size, ramp) for out in outs[:40]]
+    expect(any(not torch.equal(views[0], view) for view in views[1:]),
            "the training transform gives the same tensor every time: it should augment at random.")
-    blue = [_to_pixels(out)[2] for out in outs]
+    blue = [_to_pixels(view)[2] for view in views]
     flipped = sum(bool(b[:, : size // 3].mean() > b[:, -(size // 3):].mean()) for b in blue)
-    expect(0 < flipped < len(outs), "the training transform never flips the photo left to right (40 tries)."
+    expect(0 < flipped < len(views), "the training transform never flips the photo left to right (40 tries)."
            if flipped == 0 else "the training transform flips every time: flip at random (half of the time).")
-    greys = [_output(training, grey, "training", size) for _ in range(30)]
+    greys = [_output(out, "training", size, grey) for out in outs[40:]]
     brightness = torch.stack([g.mean() for g in greys])
     expect(brightness.std() > 1e-3, "the training transform leaves a grey photo exactly as it was in 30 tries: "
                                     "add colour jitter (brightness, contrast, saturation).")
@@ -259,54 +331,84 @@ def check_photo_transforms(photo_transforms, size: int = 48) -> None:
 
 # ---------------------------------------------------------------- parameter groups
 
+def groups_model(probe: bool = False) -> nn.Sequential:
+    """The model ``param_groups`` is checked on: a tiny backbone's features (their batch norms' scales are
+    frozen), an earlier ``nn.Linear`` (index 3) and the head (index 5); ``probe``: only the head learns."""
+    model = nn.Sequential(tiny_backbone().features, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 8), nn.GELU(),
+                          nn.Linear(8, 3))
+    if probe:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model[5].requires_grad_(True)
+    return model
+
+
+def _groups_in_kernel(param_groups, lr_backbone, lr_head, probe):
+    """``param_groups`` on ``groups_model(probe)``, as plain data, each parameter by its name: the groups as
+    returned ([names, lr or None] each), and as ``torch.optim.SGD(groups, lr=123.0)`` holds them ([names, lr]
+    each), or why either could not be read."""
+    import torch
+
+    from course_lib.checks.transfer import groups_model
+
+    model = groups_model(probe)
+    names = {id(p): name for name, p in model.named_parameters()}
+    groups = param_groups(model, lr_backbone, lr_head)
+    try:
+        groups = list(groups)
+        found = {"groups": [[[names.get(id(p), f"a tensor not of the model ({id(p)})") for p in group["params"]],
+                             group["lr"] if "lr" in group else None] for group in groups]}
+    except Exception as err:
+        return {"unreadable": f"{type(err).__name__}: {err}"}
+    try:
+        optimizer = torch.optim.SGD(groups, lr=123.0)
+    except Exception as err:
+        return {**found, "sgd_failed": f"{type(err).__name__}: {err}"}
+    found["optimizer"] = [[[names.get(id(p), f"a tensor not of the model ({id(p)})") for p in group["params"]],
+                           group["lr"]] for group in optimizer.param_groups]
+    return found
+
+
 def check_param_groups(param_groups) -> None:
     """``param_groups(model, lr_backbone, lr_head)``: the head's parameters at ``lr_head``, the rest of
     the trainable ones at ``lr_backbone``, frozen ones left out; usable by any ``torch.optim`` optimizer."""
-    backbone = tiny_backbone()                   # its batch norms' scales are frozen (requires_grad False)
-    model = nn.Sequential(backbone.features, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 8), nn.GELU(),
-                          nn.Linear(8, 3))
-    head = {id(p) for p in model[5].parameters()}
-    earlier = {id(p) for p in model[3].parameters()}
-    trainable = [p for _, p in model.named_parameters() if p.requires_grad]
+    model = groups_model()
+    head = {f"5.{name}" for name, _ in model[5].named_parameters()}
+    earlier = {f"3.{name}" for name, _ in model[3].named_parameters()}
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    groups_of = in_kernel(_groups_in_kernel)
     for lr_backbone, lr_head in ((1e-3, 1e-2), (0.05, 0.005)):
-        groups = call(param_groups, model, lr_backbone, lr_head)
-        try:
-            groups = list(groups)
-            grouped = [id(p) for group in groups for p in group["params"]]
-        except Exception as err:
-            raise AssertionError(f"param_groups should return a list of dicts, each with 'params' and 'lr' "
-                                 f"({type(err).__name__}: {err}).") from None
+        found = _student(groups_of, "param_groups", f"model, {lr_backbone}, {lr_head}", param_groups, lr_backbone,
+                         lr_head, False)
+        expect("unreadable" not in found, "param_groups should return a list of dicts, each with 'params' and 'lr' "
+                                          f"({found.get('unreadable')}).")
+        grouped = [name for names, _ in found["groups"] for name in names]
         expect(len(grouped) == len(set(grouped)), "a parameter is in two groups: each belongs to exactly one.")
-        try:
-            optimizer = torch.optim.SGD(groups, lr=123.0)
-        except Exception as err:
-            raise AssertionError(f"torch.optim.SGD could not use what param_groups returned ({type(err).__name__}: "
-                                 f"{err}): return a list of dicts, each with 'params' and 'lr'.") from None
-        lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        expect("sgd_failed" not in found, f"torch.optim.SGD could not use what param_groups returned "
+                                          f"({found.get('sgd_failed')}): return a list of dicts, each with 'params' "
+                                          "and 'lr'.")
+        lrs = {name: lr for names, lr in found["optimizer"] for name in names}
         expect(123.0 not in lrs.values(), "a parameter group has no 'lr' of its own, so it trains at the optimizer's "
                                           "default rate: give each group its learning rate.")
-        frozen = [p for p in model.parameters() if not p.requires_grad and id(p) in lrs]
-        expect(not frozen, f"{len(frozen)} frozen parameters (requires_grad False) are in a group: leave out what "
+        grouped_frozen = [name for name in lrs if name in frozen]
+        expect(not grouped_frozen, f"{len(grouped_frozen)} frozen parameters (requires_grad False) are in a group: leave out what "
                            "does not learn.")
-        missing = [p for p in trainable if id(p) not in lrs]
+        missing = [name for name in trainable if name not in lrs]
         expect(not missing, f"{len(missing)} trainable parameters are in no group: the optimizer would never update them.")
-        head_lrs = {lrs[i] for i in head}
-        body_lrs = {lrs[id(p)] for p in trainable if id(p) not in head}
+        head_lrs = {lrs[name] for name in head}
+        body_lrs = {lrs[name] for name in trainable if name not in head}
         if head_lrs == {lr_backbone} and body_lrs == {lr_head}:
             raise AssertionError("the learning rates are swapped: the head got lr_backbone and the backbone lr_head.")
-        expect({lrs[i] for i in earlier} == {lr_backbone} or head_lrs == {lr_head},
+        expect({lrs[name] for name in earlier} == {lr_backbone} or head_lrs == {lr_head},
                "an earlier nn.Linear got lr_head: the head is the model's LAST nn.Linear; the earlier one belongs "
                "to the backbone.")
         expect(head_lrs == {lr_head}, f"the head (the last nn.Linear) trains at {sorted(head_lrs)}, expected lr_head = "
                                       f"{lr_head}.")
         expect(body_lrs == {lr_backbone}, f"the backbone's trainable parameters train at {sorted(body_lrs)}, expected "
                                           f"lr_backbone = {lr_backbone}.")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model[5].requires_grad_(True)
-    lrs = {id(p): g["lr"] for g in call(param_groups, model, 1e-3, 1e-2) for p in g["params"]}
+    found = _student(groups_of, "param_groups", "model, 0.001, 0.01", param_groups, 1e-3, 1e-2, True)
+    lrs = {name: lr for names, lr in found.get("groups", []) for name in names}
     expect(set(lrs) == head and set(lrs.values()) == {1e-2},
            "with the backbone frozen (a linear probe) only the head's parameters belong in the groups.")
     passed("param_groups")
-
-

@@ -4,10 +4,15 @@ The references come from the ecosystem and from properties, never from a copy of
 scikit-learn's ``ParameterGrid`` and ``zero_one_loss``, SciPy's ``sem``, counts of each class
 in each part of a split, what a toy learner saw and returned, and what Optuna recorded about a
 trial (its distributions, its reported values, its state).
+
+Under the autograder these checks run in the grader's process on the notebook's functions as
+``RemoteObject``s: a learner or an Optuna trial cannot be sent to the kernel, so the steps that need
+one (:func:`recorded_cross_validation`, :func:`objective_trials`) run there through ``in_kernel`` and
+answer in plain data, which the checks judge here.
 """
 from __future__ import annotations
 
-import contextlib
+import ast
 import functools
 import math
 import numbers
@@ -16,11 +21,13 @@ import sys
 import numpy as np
 
 from course_lib.checks import expect, passed
+from course_lib.grading.source_rules import forbidden_uses, parse_cells
+from course_lib.grading.verdict import RemoteObject, in_kernel
 
 __all__ = [
     "without_course_lib", "check_stratified_split", "check_param_grid", "check_zero_one_risk",
-    "check_cross_validate", "check_objective", "as_indices", "as_number", "SEARCH_SPACE", "tiny_tuning_data",
-    "patched_globals", "run_objective", "SealedTestSet",
+    "check_cross_validate", "check_objective", "as_indices", "as_number", "SEARCH_SPACE",
+    "recorded_cross_validation", "objective_trials",
 ]
 
 _STUB = "is not implemented yet: replace `raise NotImplementedError()` with your code."
@@ -38,6 +45,13 @@ class CourseLibUsedError(AssertionError):
     """A tuning exercise called into course_lib, whose own splitters hold the answer."""
 
 
+# What the notebook's locked cells import from course_lib: the grader reads only the student's cells.
+_NOTEBOOK_IMPORTS = {"course_lib": ("setup_notebook", "fast_or_full", "seed_everything"),
+                     "course_lib.data": ("ImageArrays", "cifar10_splits", "split"),
+                     "course_lib.models": ("FastCIFARNet", "MLP1", "SimpleCNN"),
+                     "course_lib.trainer": ("DeviceLoader", "evaluate", "fit")}
+
+
 class _Stop(BaseException):
     """Stops the student's code at its first call into course_lib (``except Exception`` does not catch it)."""
 
@@ -46,9 +60,16 @@ def without_course_lib(fn):
     """``fn`` wrapped so that calling it fails when it calls into ``course_lib`` (any depth).
 
     ``course_lib.data`` has stratified splitters of its own; an exercise that asks for one is
-    meant to be built on scikit-learn, so the check refuses a route through course_lib.
+    meant to be built on scikit-learn, so the check refuses a route through course_lib. A function
+    in the notebook's kernel (a ``RemoteObject``) is judged by its source instead, read here.
     """
     name = getattr(fn, "__name__", "your function")
+    if isinstance(fn, RemoteObject):
+        found = _course_lib_in_source(fn)
+        if found:
+            raise CourseLibUsedError(f"{name} {found}: build it on scikit-learn's splitters "
+                                     "(sklearn.model_selection), not on course_lib's.")
+        return fn
 
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
@@ -75,6 +96,29 @@ def without_course_lib(fn):
         return result
 
     return guarded
+
+
+def _course_lib_in_source(fn: RemoteObject) -> str | None:
+    """The first use of course_lib that the notebook's source of ``fn`` shows (``called course_lib.data.split``).
+
+    The notebook's own imports of course_lib count too, unless the student's cells bind the name again.
+    """
+    sources = fn._session.sources
+    bound = set()
+    for tree in parse_cells(sources):
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                bound.update((alias.asname or alias.name).partition(".")[0] for alias in node.names)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                bound.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    notebook = [f"from {module} import {name}" for module, names in _NOTEBOOK_IMPORTS.items()
+                for name in names if name not in bound]
+    found, review = forbidden_uses(["\n".join(notebook), *sources], fn.__name__, forbidden=("course_lib",))
+    fn._session.review += [line for line in review if line not in fn._session.review]
+    return found[0] if found else None
 
 
 def _call(fn, name: str, *args, **kwargs):
@@ -255,28 +299,33 @@ def check_zero_one_risk(fn) -> None:
 
 # ---------------------------------------------------------------- cross_validate
 
-class _RecordingLearner:
-    """A deterministic learner: predicts its training labels' most common class; records what it saw."""
+def recorded_cross_validation(cross_validate, X, y, k, seed):
+    """``cross_validate`` run with a deterministic learner that predicts its training labels' most common
+    class and records what each call saw: (the result, [(training ids, validation ids) per call]).
 
-    def __init__(self):
-        self.calls = []
+    Runs where ``cross_validate`` lives (through ``in_kernel`` in the grader); takes and returns plain data.
+    """
+    import numpy as np
 
-    def __call__(self, X_train, y_train, X_val):
+    calls = []
+
+    def majority(X_train, y_train, X_val):
         X_train, y_train, X_val = (np.asarray(a) for a in (X_train, y_train, X_val))
-        majority = np.bincount(y_train).argmax()
-        self.calls.append((X_train[:, 0].astype(int).copy(), X_val[:, 0].astype(int).copy()))
-        return np.full(len(X_val), majority)
+        calls.append((X_train[:, 0].astype(int).copy(), X_val[:, 0].astype(int).copy()))
+        return np.full(len(X_val), np.bincount(y_train).argmax())
+
+    result = cross_validate(majority, X, y, k=k, seed=seed)
+    return (dict(result) if isinstance(result, dict) else result), calls
 
 
 def _run_cv(fn, X, y, k, seed):
-    learner = _RecordingLearner()
-    result = _call(fn, "cross_validate", learner, X, y, k=k, seed=seed)
+    result, calls = _call(in_kernel(recorded_cross_validation), "cross_validate", fn, X, y, k, seed)
     expect(isinstance(result, dict), f"cross_validate should return a dict, got {type(result).__name__}.")
     missing = {"fold_risks", "mean", "standard_error"} - set(result)
     expect(not missing, f"cross_validate's dict lacks {sorted(missing)}: it holds the per-fold risks, their mean and "
                         "its standard error.")
     risks = np.asarray([as_number(r, "a fold risk") for r in np.asarray(result["fold_risks"], dtype=object).ravel()])
-    return learner, risks, as_number(result["mean"], "the mean"), as_number(result["standard_error"], "the standard error")
+    return calls, risks, as_number(result["mean"], "the mean"), as_number(result["standard_error"], "the standard error")
 
 
 def check_cross_validate(fn) -> None:
@@ -287,22 +336,22 @@ def check_cross_validate(fn) -> None:
     y = np.random.default_rng(3).permutation(np.repeat([0, 1], [60, 40]))
     ids = np.arange(100)
     X = ids[:, None]
-    learner, risks, mean, error = _run_cv(fn, X, y, 5, 0)
-    expect(len(learner.calls) == 5, f"the learner was called {len(learner.calls)} times for k=5: once per fold.")
+    calls, risks, mean, error = _run_cv(fn, X, y, 5, 0)
+    expect(len(calls) == 5, f"the learner was called {len(calls)} times for k=5: once per fold.")
     expect(len(risks) == 5, f"{len(risks)} fold risks for k=5.")
-    for fold, (train_ids, val_ids) in enumerate(learner.calls):
+    for fold, (train_ids, val_ids) in enumerate(calls):
         shared = np.intersect1d(train_ids, val_ids)
         expect(len(shared) == 0, f"fold {fold}: {len(shared)} validation examples are also in its training data — "
                                  "the fold's validation part leaks into training.")
         expect(len(train_ids) + len(val_ids) == len(y), f"fold {fold}: training and validation hold "
                                                         f"{len(train_ids) + len(val_ids)} of {len(y)} examples.")
-    validated = np.sort(np.concatenate([v for _, v in learner.calls]))
+    validated = np.sort(np.concatenate([v for _, v in calls]))
     expect(np.array_equal(validated, ids), "every example must be validated exactly once over the folds.")
-    counts = [np.bincount(y[v], minlength=2) for _, v in learner.calls]
+    counts = [np.bincount(y[v], minlength=2) for _, v in calls]
     expect(all(abs(c[1] - 0.4 * c.sum()) <= 1 for c in counts),
            f"class 1 makes up 40% of y, but the validation folds hold {[int(c[1]) for c in counts]} of it: the folds "
            "are not stratified (scikit-learn's stratified splitter keeps each class's share in every fold).")
-    recomputed = [zero_one_loss(y[v], np.full(len(v), np.bincount(y[t]).argmax())) for t, v in learner.calls]
+    recomputed = [zero_one_loss(y[v], np.full(len(v), np.bincount(y[t]).argmax())) for t, v in calls]
     expect(np.allclose(risks, recomputed), f"fold risks {np.round(risks, 3).tolist()}, but the learner's predictions give "
                                            f"{np.round(recomputed, 3).tolist()}: each fold's risk is measured on that "
                                            "fold's validation part.")
@@ -321,140 +370,124 @@ def check_cross_validate(fn) -> None:
     expect(abs(error2 - sem(risks2)) < 1e-12, f"standard error {error2:.5f}, expected {sem(risks2):.5f} (section 3).")
     first, *_ = _run_cv(fn, X, y, 5, 0)
     other, *_ = _run_cv(fn, X, y, 5, 1)
-    expect(all(np.array_equal(np.sort(a[1]), np.sort(b[1])) for a, b in zip(first.calls, learner.calls)),
+    expect(all(np.array_equal(np.sort(a[1]), np.sort(b[1])) for a, b in zip(first, calls)),
            "the same seed gave other folds: pass the seed to the splitter.")
-    expect(not all(np.array_equal(np.sort(a[1]), np.sort(b[1])) for a, b in zip(other.calls, learner.calls)),
+    expect(not all(np.array_equal(np.sort(a[1]), np.sort(b[1])) for a, b in zip(other, calls)),
            "seed 0 and seed 1 gave the same folds: shuffle them with the seed.")
-    expect(not all(np.all(np.diff(v) == 1) for _, v in learner.calls),
+    expect(not all(np.all(np.diff(v) == 1) for _, v in calls),
            "each validation fold is one consecutive block of examples: shuffle before splitting into folds (with the seed).")
     passed("cross_validate")
 
 
 # ---------------------------------------------------------------- objective
 
-def tiny_tuning_data(tune_train, tune_val, n: int = 64):
-    """Small copies of the tuning sets, so that a check runs a whole trial in a second."""
-    return tune_train.sample(n, seed=1), tune_val.sample(n, seed=1)
+def objective_trials(objective, tune_train, tune_val, epochs: int, n: int = 64) -> dict:
+    """check_objective's runs of ``objective`` on tiny copies of the tuning sets (``n`` images, ``epochs``
+    epochs), with the test set sealed: a trial, a trial whose pruner says stop after the first report,
+    and two FixedTrials of the same parameters. What Optuna recorded, as plain data.
 
+    Runs where ``objective`` lives (through ``in_kernel`` in the grader); the objective reads its settings
+    from its globals, which are changed for the runs and restored.
+    """
+    import optuna
 
-@contextlib.contextmanager
-def patched_globals(fn, **values):
-    """Temporarily rebind names in the namespace ``fn`` reads its globals from."""
-    namespace = fn.__globals__
-    missing = [name for name in values if name not in namespace]
-    expect(not missing, f"{', '.join(missing)} is not defined: run the notebook's cells from the top first.")
-    saved = {name: namespace[name] for name in values}
-    namespace.update(values)
+    class Sealed:
+        """Stands in for the test set: any use of it fails, by name."""
+
+        def __getattr__(self, name):
+            raise AssertionError("the objective used the test set: tuning decisions (every trial) are made on "
+                                 "training and validation data only; the test set is for the very end (section 1).")
+
+        def __len__(self):
+            return self.__getattr__("__len__")
+
+    class PruneAfterFirst(optuna.pruners.BasePruner):
+        asked = 0
+
+        def prune(self, study, trial):
+            PruneAfterFirst.asked += 1
+            return trial.last_step is not None
+
+    def record(pruner):
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
+                                    pruner=pruner)
+        study.optimize(objective, n_trials=1, catch=())
+        trial = study.trials[0]
+        return {"state": trial.state.name, "value": trial.value, "reports": dict(trial.intermediate_values),
+                "distributions": {name: {"kind": type(d).__name__, "low": getattr(d, "low", None),
+                                         "high": getattr(d, "high", None), "log": getattr(d, "log", None),
+                                         "choices": list(getattr(d, "choices", ()))}
+                                  for name, d in trial.distributions.items()}}
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    namespace = getattr(objective, "__globals__", {})
+    settings = {"tune_train": tune_train.sample(n, seed=1), "tune_val": tune_val.sample(n, seed=1), "TUNE_EPOCHS": epochs}
+    missing = [name for name in settings if name not in namespace]
+    if missing:
+        raise AssertionError(f"{', '.join(missing)} is not defined: run the notebook's cells from the top first.")
+    if "test" in namespace:
+        settings["test"] = Sealed()
+    saved = {name: namespace[name] for name in settings}
+    namespace.update(settings)
     try:
-        yield
+        fixed = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32, "last_width": 64}
+        return {"trial": record(optuna.pruners.NopPruner()), "pruned": record(PruneAfterFirst()),
+                "asked": PruneAfterFirst.asked,
+                "fixed": [objective(optuna.trial.FixedTrial(fixed)) for _ in range(2)],
+                "images": len(settings["tune_train"])}
     finally:
         namespace.update(saved)
 
 
-class SealedTestSet:
-    """Stands in for the test set while a check runs the objective: any use of it fails, by name."""
-
-    def __getattr__(self, name):
-        raise AssertionError("the objective used the test set: tuning decisions (every trial) are made on "
-                             "training and validation data only; the test set is for the very end (section 1).")
-
-    def __len__(self):
-        return self.__getattr__("__len__")
-
-
-class _AlwaysPrune:
-    """A pruner that answers "prune" at the first report after ``step``; counts how often it is asked."""
-
-    def __init__(self, step: int = 0):
-        self.step, self.asked = step, 0
-
-    def prune(self, study, trial) -> bool:
-        self.asked += 1
-        return trial.last_step is not None and trial.last_step >= self.step
+def _check_distributions(trial: dict) -> None:
+    for name, (kind, details) in SEARCH_SPACE.items():
+        expect(name in trial["distributions"], f"the trial suggested {sorted(trial['distributions'])}: "
+                                                f"'{name}' is missing (section 5 lists the search space).")
+        got = trial["distributions"][name]
+        if kind == "float":
+            expect(got["kind"] == "FloatDistribution", f"'{name}' should be a float suggestion, got {got['kind']}.")
+            expect(got["log"] == details["log"], f"'{name}' is suggested on a linear scale: a rate that spans several "
+                                                 "powers of ten is searched on a log scale.")
+            expect(math.isclose(got["low"], details["low"]) and math.isclose(got["high"], details["high"]),
+                   f"'{name}' ranges from {got['low']:g} to {got['high']:g}; section 5 gives its range.")
+        else:
+            expect(got["kind"] == "CategoricalDistribution",
+                   f"'{name}' should be a categorical suggestion (one of a list), got {got['kind']}.")
+            expect(tuple(got["choices"]) == details["choices"],
+                   f"'{name}' is chosen among {tuple(got['choices'])}; section 5 lists its choices.")
+    extra = set(trial["distributions"]) - set(SEARCH_SPACE)
+    expect(not extra, f"the trial also suggested {sorted(extra)}: only section 5's four hyperparameters are tuned.")
 
 
-def run_objective(objective, pruner=None, seed: int = 0):
-    """One trial of ``objective`` on an in-memory study; the frozen trial."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    wrapped = optuna.pruners.NopPruner() if pruner is None else _as_optuna_pruner(pruner)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed), pruner=wrapped)
+def check_objective(objective, tune_train, tune_val) -> None:
+    """Search space, one report per epoch, pruning obeyed, repeatable, FixedTrial accepted (tiny data)."""
+    epochs = 2
     try:
-        study.optimize(objective, n_trials=1, catch=())
+        runs = in_kernel(objective_trials)(objective, tune_train, tune_val, epochs)
     except NotImplementedError:
         raise AssertionError(f"objective {_STUB}") from None
     except AssertionError:
         raise
     except Exception as err:
         raise AssertionError(f"objective raised {type(err).__name__}: {err}.") from err
-    return study.trials[0]
-
-
-def _as_optuna_pruner(pruner):
-    import optuna
-
-    class Adapter(optuna.pruners.BasePruner):
-        def prune(self, study, trial):
-            return pruner.prune(study, trial)
-
-    return Adapter()
-
-
-def _check_distributions(trial) -> None:
-    import optuna.distributions as d
-
-    for name, (kind, details) in SEARCH_SPACE.items():
-        expect(name in trial.distributions, f"the trial suggested {sorted(trial.distributions)}: "
-                                             f"'{name}' is missing (section 5 lists the search space).")
-        got = trial.distributions[name]
-        if kind == "float":
-            expect(isinstance(got, d.FloatDistribution),
-                   f"'{name}' should be a float suggestion, got {type(got).__name__}.")
-            expect(got.log == details["log"], f"'{name}' is suggested on a linear scale: a rate that spans several "
-                                              "powers of ten is searched on a log scale.")
-            expect(math.isclose(got.low, details["low"]) and math.isclose(got.high, details["high"]),
-                   f"'{name}' ranges from {got.low:g} to {got.high:g}; section 5 gives its range.")
-        else:
-            expect(isinstance(got, d.CategoricalDistribution),
-                   f"'{name}' should be a categorical suggestion (one of a list), got {type(got).__name__}.")
-            expect(tuple(got.choices) == details["choices"],
-                   f"'{name}' is chosen among {tuple(got.choices)}; section 5 lists its choices.")
-    extra = set(trial.distributions) - set(SEARCH_SPACE)
-    expect(not extra, f"the trial also suggested {sorted(extra)}: only section 5's four hyperparameters are tuned.")
-
-
-def check_objective(objective, tune_train, tune_val) -> None:
-    """Search space, one report per epoch, pruning obeyed, repeatable, FixedTrial accepted (tiny data)."""
-    import optuna
-
-    small_train, small_val = tiny_tuning_data(tune_train, tune_val)
-    epochs = 2
-    sealed = {"test": SealedTestSet()} if "test" in getattr(objective, "__globals__", {}) else {}
-    with patched_globals(objective, tune_train=small_train, tune_val=small_val, TUNE_EPOCHS=epochs, **sealed):
-        trial = run_objective(objective)
-        _check_distributions(trial)
-        expect(trial.state == optuna.trial.TrialState.COMPLETE, f"the trial ended {trial.state.name}.")
-        steps = sorted(trial.intermediate_values)
-        expect(len(steps) > 0, "the objective never reported: report the validation accuracy after every epoch.")
-        expect(steps == list(range(epochs)), f"reported at steps {steps} for {epochs} epochs: report once per epoch, "
-                                             "the step being the epoch (0, 1, ...).")
-        values = [trial.intermediate_values[s] for s in steps]
-        expect(all(0 <= v <= 1 for v in values), f"reported {values}: report the validation accuracy (0 to 1).")
-        expect(trial.value is not None and math.isclose(trial.value, values[-1]),
-               f"returned {trial.value}, but the last reported accuracy is {values[-1]}: return the final "
-               "validation accuracy.")
-        pruner = _AlwaysPrune(step=0)
-        pruned = run_objective(objective, pruner=pruner)
-        expect(pruner.asked > 0, "the objective never asked whether to prune: ask the trial after each report.")
-        expect(pruned.state == optuna.trial.TrialState.PRUNED,
-               "the pruner said stop after the first epoch, but the trial went on and ended "
-               f"{pruned.state.name}: stop it the way Optuna expects when it should be pruned.")
-        expect(len(pruned.intermediate_values) == 1,
-               f"the trial was pruned after {len(pruned.intermediate_values)} reports, not right after the first.")
-        fixed = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32, "last_width": 64}
-        first = as_number(_call(objective, "objective", optuna.trial.FixedTrial(fixed)), "objective's result")
-        second = as_number(_call(objective, "objective", optuna.trial.FixedTrial(fixed)), "objective's result")
-        expect(first == second, f"the same parameters gave {first} and {second}: seed everything at the start of the "
-                                "objective so that a trial's result depends only on its parameters.")
-    passed("objective", f"{epochs} epochs on {len(small_train)} images per trial")
+    trial, pruned = runs["trial"], runs["pruned"]
+    _check_distributions(trial)
+    expect(trial["state"] == "COMPLETE", f"the trial ended {trial['state']}.")
+    steps = sorted(trial["reports"])
+    expect(len(steps) > 0, "the objective never reported: report the validation accuracy after every epoch.")
+    expect(steps == list(range(epochs)), f"reported at steps {steps} for {epochs} epochs: report once per epoch, "
+                                         "the step being the epoch (0, 1, ...).")
+    values = [trial["reports"][s] for s in steps]
+    expect(all(0 <= v <= 1 for v in values), f"reported {values}: report the validation accuracy (0 to 1).")
+    expect(trial["value"] is not None and math.isclose(trial["value"], values[-1]),
+           f"returned {trial['value']}, but the last reported accuracy is {values[-1]}: return the final "
+           "validation accuracy.")
+    expect(runs["asked"] > 0, "the objective never asked whether to prune: ask the trial after each report.")
+    expect(pruned["state"] == "PRUNED", "the pruner said stop after the first epoch, but the trial went on and ended "
+                                        f"{pruned['state']}: stop it the way Optuna expects when it should be pruned.")
+    expect(len(pruned["reports"]) == 1,
+           f"the trial was pruned after {len(pruned['reports'])} reports, not right after the first.")
+    first, second = (as_number(value, "objective's result") for value in runs["fixed"])
+    expect(first == second, f"the same parameters gave {first} and {second}: seed everything at the start of the "
+                            "objective so that a trial's result depends only on its parameters.")
+    passed("objective", f"{epochs} epochs on {runs['images']} images per trial")

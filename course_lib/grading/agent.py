@@ -6,6 +6,9 @@ booleans, numbers, short strings, NumPy arrays and torch tensors of a numeric dt
 tuples and dicts of these. Anything else (a model, a function, a generator) stays in the kernel
 and travels as an opaque handle number that a later request can name.
 
+Subclasses travel as what they hold: an ``OrderedDict`` (a ``state_dict``) as a dict, a named tuple
+as a tuple, an ndarray subclass as its numbers; whatever methods they override stay behind.
+
 On the wire a message is one ``.npz`` file (``allow_pickle=False``): the arrays, and a JSON
 manifest that describes the structure around them. Neither can carry code or objects, and
 :func:`decode` checks every array's dtype and the message's size and depth before it is used.
@@ -51,19 +54,21 @@ def encode(value, register=None) -> bytes:
         count[0] += 1
         if depth > MAX_DEPTH or count[0] > MAX_NODES:
             raise WireError("the value is nested too deeply or has too many parts")
-        if v is None or type(v) is bool or type(v) is str:
-            if type(v) is str and len(v) > MAX_STRING:
-                return v[:MAX_STRING]
+        if v is None or type(v) is bool:
             return v
-        if type(v) is int:
+        if isinstance(v, str):
+            return str.__str__(v)[:MAX_STRING]
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = int.__int__(v)
             return v if abs(v) < 2 ** 53 else {"$": "int", "v": str(v)}
-        if type(v) is float:
+        if isinstance(v, float):
+            v = float.__float__(v)
             return v if math.isfinite(v) else {"$": "float", "v": repr(v)}
         if isinstance(v, np.generic) and np.dtype(type(v)).kind in NUMERIC_KINDS:
             arrays.append(np.asarray(v))
             return {"$": "scalar", "i": len(arrays) - 1}
-        if type(v) is np.ndarray and v.dtype.kind in NUMERIC_KINDS and v.dtype.fields is None:
-            arrays.append(v)
+        if isinstance(v, np.ndarray) and v.dtype.kind in NUMERIC_KINDS and v.dtype.fields is None:
+            arrays.append(v.view(np.ndarray))  # a subclass travels as the numbers it holds
             return {"$": "array", "i": len(arrays) - 1}
         if _is_tensor(v) and not v.is_complex() and str(v.layout) == "torch.strided":
             data = v.detach().cpu()
@@ -72,10 +77,13 @@ def encode(value, register=None) -> bytes:
                 data = data.float()
             arrays.append(data.numpy())
             return {"$": "tensor", "i": len(arrays) - 1, "dtype": kind}
-        if type(v) in (list, tuple):
-            return {"$": type(v).__name__, "v": [walk(item, depth + 1) for item in v]}
-        if type(v) is dict and all(type(k) in (str, int) for k in v):
-            return {"$": "dict", "k": list(v.keys()), "v": [walk(item, depth + 1) for item in v.values()]}
+        if isinstance(v, (list, tuple)):
+            kind = "list" if isinstance(v, list) else "tuple"
+            items = list.__iter__(v) if kind == "list" else tuple.__iter__(v)
+            return {"$": kind, "v": [walk(item, depth + 1) for item in items]}
+        if isinstance(v, dict) and all(type(k) in (str, int) for k in dict.keys(v)):
+            pairs = list(dict.items(v))  # what the dict holds, whatever its class says
+            return {"$": "dict", "k": [k for k, _ in pairs], "v": [walk(item, depth + 1) for _, item in pairs]}
         if type(v).__module__ == "torch" and type(v).__name__ in ("device", "dtype"):
             return {"$": type(v).__name__, "v": str(v)}
         if register is None:

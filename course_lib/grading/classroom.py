@@ -37,6 +37,8 @@ from nbgrader.preprocessors import Execute
 from traitlets import import_item
 from traitlets.config import Config
 
+from course_lib.grading.preprocessors import submission_links
+
 RECORDS = ".course-grade"
 # What a worker needs from the instructor's configuration to run a notebook as `nbgrader autograde` would
 EXECUTION_SECTIONS = ("ExecutePreprocessor", "Execute", "GuardedExecute", "NotebookClient")
@@ -67,7 +69,7 @@ def execute_submission(job: dict) -> dict:
             nb = nbformat.reads(job["files"][name].decode(), as_version=4)
             resources = {"metadata": {"path": str(workdir)},
                          "nbgrader": {"student": job["student"], "assignment": job["assignment"],
-                                      "notebook": Path(name).stem}}
+                                      "notebook": Path(name).stem, "links": job.get("links", [])}}
             with utils.setenv(NBGRADER_EXECUTION="autograde", **job["environment"]):
                 nb, _ = GuardedExecute(config=config).preprocess(nb, resources)
             result["notebooks"][name] = nbformat.writes(nb)
@@ -145,10 +147,12 @@ class ClassAutograde(Autograde):
         self._init_preprocessors()
         for notebook in self.notebooks:
             BaseConverter.convert_single_notebook(self, notebook)
-        files = {str(path.relative_to(dest)): path.read_bytes() for path in sorted(dest.rglob("*")) if path.is_file()}
+        files = {str(path.relative_to(dest)): path.read_bytes() for path in sorted(dest.rglob("*"))
+                 if path.is_file() and not path.is_symlink()}
+        links = submission_links(Path(self._format_source(assignment_id, student_id)), dest)
         config = {section: dict(self.config[section]) for section in EXECUTION_SECTIONS if section in self.config}
         config["CourseDirectory"] = {"root": str(Path(self.coursedir.root).resolve())}
-        return {"student": student_id, "assignment": assignment_id, "files": files, "config": config,
+        return {"student": student_id, "assignment": assignment_id, "files": files, "links": links, "config": config,
                 "environment": self.environment,
                 "notebooks": [os.path.basename(notebook) for notebook in self.notebooks]}
 

@@ -35,14 +35,18 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
-from traitlets import Bool, Integer
+from traitlets import Bool, Float, Integer
 
 from course_lib.grading.agent import MIME, agent_source
 from course_lib.grading.sandbox import Limits, SandboxedKernelManager
 from course_lib.grading.verdict import Session, grader_namespace, run_verdict
+from course_lib.settings import is_fast
 
 REPORT_SUFFIX = ".integrity.json"
 NOTE_MARKER = "course-integrity-note"
+# In the source directory: {"fast" | "full": {notebook: {cell id: seconds}}}, scripts/measure_cell_times.py
+CELL_TIMES = "cell_times.json"
+TIME_LIMIT = "course_time_limit"
 
 # Calls a course notebook never needs and that reach into the grader; they are listed for review.
 SUSPICIOUS = {
@@ -64,9 +68,11 @@ def released_source(source: str) -> str:
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):
-    """Restore edited or deleted nbgrader cells from the gradebook and record each change."""
+    """Keep of each cell only its nbgrader metadata (``normalise``), restore edited or deleted nbgrader
+    cells from the gradebook and record each change."""
 
     def preprocess(self, nb, resources):
+        normalise(nb)
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gradebook:
             source = gradebook.find_notebook(info["notebook"], info["assignment"])
@@ -169,10 +175,9 @@ class GuardedExecute(Execute):
         self._mode = os.environ.get("COURSE_FAST")
         workdir = resources.get("metadata", {}).get("path") or os.getcwd()
         info = resources.get("nbgrader", {})
-        normalise(nb)
         self._namespace = grader_namespace(c.source for c in nb.cells if c.cell_type == "code" and utils.is_locked(c))
         self._sources = [c.source for c in nb.cells if c.cell_type == "code" and not utils.is_locked(c)]
-        links = submission_links(self._submitted_folder(info), workdir)
+        links = list(info.get("links", [])) + submission_links(self._submitted_folder(info), workdir)
         if links:
             self._stopped = (f"the submission holds links ({', '.join(links[:3])}): links are not graded; "
                              "submit the notebook file itself")
@@ -241,18 +246,19 @@ class GuardedExecute(Execute):
         test_source = cell.source
         if graded:  # the kernel runs the cell as students received it; the hidden tests run only here
             cell.source = released_source(test_source)
-        self.timeout = max(1, min(self._cell_timeout or remaining, int(remaining)))
+        limit = cell.metadata.get(TIME_LIMIT) or self._cell_timeout or remaining
+        self.timeout = max(1, min(limit, int(remaining)))
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         except DeadKernelError:
             cell.outputs.append(new_output("error", ename="DeadKernelError", evalue="the kernel died",
                                            traceback=["DeadKernelError: the kernel died while running this cell"]))
             self._stop(self._why_dead(), cell, cell_index)
-        except CellTimeoutError:  # the kernel stopped sending its output (stuck, or forked copies of it)
-            cell.outputs.append(new_output("error", ename="CellTimeoutError", evalue="the kernel stopped answering",
-                                           traceback=["CellTimeoutError: the kernel stopped answering while running "
-                                                      "this cell"]))
-            self._stop(self._why_dead("stopped answering"), cell, cell_index)
+        except CellTimeoutError:  # over its time, or the kernel stopped sending its output (forked copies of it)
+            cell.outputs.append(new_output("error", ename="CellTimeoutError", evalue="the cell ran out of time",
+                                           traceback=[f"CellTimeoutError: this cell ran longer than its "
+                                                      f"{self.timeout} s, or the kernel stopped answering"]))
+            self._stop(self._why_dead(f"ran longer than its {self.timeout} s"), cell, cell_index)
         finally:
             self.timeout = self._cell_timeout
         cap = getattr(self.km, "process_cap", None)
@@ -415,11 +421,32 @@ class GuardedExecute(Execute):
             self.log.warning("%s/%s: %s", info.get("student"), name, finding)
 
 
+class CellTimeLimits(NbGraderPreprocessor):
+    """Give each cell the solution's measured time in the grader's mode (``CELL_TIMES``) times ``margin``,
+    plus ``floor`` seconds, as its time limit; a cell the table does not know keeps the global one."""
+
+    margin = Float(3.0, help="times the solution's measured time a cell may take").tag(config=True)
+    floor = Integer(60, help="seconds added to every measured limit").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        folder = Path(self.config.CourseDirectory.get("root") or ".",
+                      self.config.CourseDirectory.get("source_directory") or "source")
+        path = folder / CELL_TIMES
+        if not path.is_file():
+            return nb, resources
+        mode = "fast" if is_fast() else "full"
+        seconds = json.loads(path.read_text()).get(mode, {}).get(resources["nbgrader"]["notebook"], {})
+        for cell in nb.cells:
+            if cell.get("id") in seconds:
+                cell.metadata[TIME_LIMIT] = int(self.floor + self.margin * seconds[cell.id])
+        return nb, resources
+
+
 def normalise(nb) -> None:
     """Keep of each cell only what grading reads: its nbgrader metadata (tags such as ``skip-execution``,
     other metadata and outputs would change how it runs or what nbgrader scores)."""
     for cell in nb.cells:
-        cell.metadata = {key: cell.metadata[key] for key in ("nbgrader",) if key in cell.metadata}
+        cell.metadata = {"nbgrader": cell.metadata["nbgrader"]} if "nbgrader" in cell.metadata else {}
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.pop("attachments", None)

@@ -146,9 +146,23 @@ class ProcessCap:
 
 # ---------------------------------------------------------------- the kernel manager
 
+# The only variables of the grader's environment a kernel sees: what Python, the numeric libraries and
+# course_lib need to run. Anything else (a database URL, a hub token, a password) stays with the grader.
+KERNEL_ENVIRONMENT = ("PATH", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED",
+                      "VIRTUAL_ENV", "LD_LIBRARY_PATH", "COURSE_FAST", "COURSE_DEVICE", "COURSE_CHECKPOINT_DIR",
+                      "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "CUDA_VISIBLE_DEVICES")
+KERNEL_ENVIRONMENT_PREFIXES = ("LC_", "OMP_", "MKL_", "OPENBLAS_NUM_", "NUMEXPR_")
+
+
+def kernel_environment(environment) -> dict:
+    """The allowed part of ``environment`` (``KERNEL_ENVIRONMENT``)."""
+    return {name: value for name, value in environment.items()
+            if name in KERNEL_ENVIRONMENT or name.startswith(KERNEL_ENVIRONMENT_PREFIXES)}
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """Starts the kernel inside bubblewrap with the course folder hidden, no network and ``limits``
-    (see the module's docstring); the gradebook's address is removed from its environment."""
+    (see the module's docstring), and an environment made only of ``KERNEL_ENVIRONMENT``."""
 
     hidden = List(Unicode(), help="folders the kernel must not see").tag(config=True)
     visible = List(Unicode(), help="folders inside hidden ones that stay readable").tag(config=True)
@@ -182,12 +196,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         for folder in [*self.visible, sys.prefix, os.path.realpath(self.connection_file)]:
             if os.path.exists(folder):
                 args += ["--ro-bind", folder, folder]
+        environment = {**kernel_environment(os.environ), "HOME": "/tmp/home", "MPLCONFIGDIR": "/tmp/matplotlib",
+                       "COURSE_DOWNLOAD": "0", **self.environment}
         args += ["--bind", self.workdir, self.workdir, "--bind", self._sockets, self._sockets,
-                 "--chdir", self.workdir,
-                 "--setenv", "HOME", "/tmp/home", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
-                 "--dir", "/tmp/home", "--dir", "/tmp/matplotlib",
-                 *[arg for name, value in self.environment.items() for arg in ("--setenv", name, value)],
-                 "--unsetenv", "NBGRADER_DB_URL", "--unsetenv", "JPY_PARENT_PID",  # its PID is not in the sandbox
+                 "--chdir", self.workdir, "--dir", "/tmp/home", "--dir", "/tmp/matplotlib", "--clearenv",
+                 *[arg for name, value in environment.items() for arg in ("--setenv", name, value)],
                  "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session",
                  "--die-with-parent", "--"]
         limits = self.limits
