@@ -19,6 +19,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_output
 from nbgrader.api import Gradebook, MissingEntry
 
+from course_lib.grading.preprocessors import CELL_TIMES
 from notebook_cells import ROOT
 from test_autograder import nbgrader
 
@@ -237,6 +238,11 @@ CASES = {
     "prints_environment": (lambda: with_cell(solution(), PRINT_ENVIRONMENT), FULL, None),
     "twenty_thousand_cells": (lambda: padded(release(), 20_000), 0, "more than the 1000 the grader runs"),
     "symlink_to_solution": ("symlink", 0, "links are not graded"),
+    # the cell that defines relu then loops forever: it is stopped at the limit measured for it (a minute, plus
+    # three times the solution's time), not at the 300 s a cell the table does not know may take, and the
+    # notebook goes on
+    "loops_forever": (lambda: with_function(solution(), "relu", solution().cells[index_of(solution(), "relu")].source
+                                            + "\nwhile True:\n    pass"), FULL, None),
     # a cell left from trying another mode (the header's `%env COURSE_FAST=1`): the grader sets its own
     # mode back, so the notebook is graded in that mode and loses nothing
     "correct_mode_switched": (lambda: with_cell(solution(), "%env COURSE_FAST=0", before="setup"), FULL,
@@ -273,6 +279,7 @@ def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile-course")
     shutil.copy(ROOT / "nbgrader_config.py", root)
     shutil.copytree(ROOT / "solutions" / NAME, root / "solutions" / NAME)
+    shutil.copy(ROOT / "solutions" / CELL_TIMES, root / "solutions")
     nbgrader(root, "generate_assignment", NAME, "--force")
     for student, (make, _, _) in CASES.items():
         folder = root / "submitted" / student / NAME
@@ -385,3 +392,10 @@ def test_links_are_never_followed(graded):
     assert not victim.is_symlink() and nbformat.read(victim, as_version=4).cells == solution().cells
     planted = root / "autograded" / "plants_links" / NAME
     assert not any(p.is_symlink() for p in planted.iterdir())
+
+
+def test_a_cell_is_stopped_at_its_measured_limit(graded):
+    root, _, _ = graded
+    notebook = nbformat.read(root / "autograded" / "loops_forever" / NAME / f"{NAME}.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") + o.get("ename", "") for o in notebook.cells[index_of(notebook, "relu")].outputs)
+    assert "CellTimeoutError" in printed and "limit of 60 s" in printed, printed

@@ -367,3 +367,67 @@ def evaluate_inference_mode(model, loader, device):
 @pytest.mark.parametrize("valid", [evaluate_inference_mode, eval_variant()], ids=["inference_mode", "variant"])
 def test_evaluate_accepts(valid):
     run_test_cell(NB, "test_evaluate", evaluate=valid)
+
+
+# ---------------------------------------------------------------- accuracies recomputed from the model's logits
+
+def normalised(part: str, n_fast: int, n_full, batch: int | None = None):
+    """A sample of a CIFAR-10 split (a batch of it for "batch") as the hidden tests normalise it, and its labels."""
+    from course_lib import fast_or_full
+    from course_lib.data import cifar10_splits
+    from course_lib.trainer import DeviceLoader
+
+    splits = cifar10_splits("official")
+    pixels = splits.train.sample(5_000).x.reshape(-1, 3) / 255
+    sample = getattr(splits, part).sample(fast_or_full(n_fast, n_full))
+    if batch is not None:
+        sample = sample.sample(32, seed=batch)
+    loader = DeviceLoader(sample.x, sample.y, 1000, mean=pixels.mean(axis=0), std=pixels.std(axis=0), device="cpu")
+    return torch.cat([x for x, _ in loader]), torch.as_tensor(sample.y)
+
+
+class Lookup(nn.Module):
+    """Answers the images it was given (or their mirror images) with the labels it was given, as one-hot logits;
+    class 0 for any other image."""
+
+    def __init__(self, x, labels):
+        super().__init__()
+        self.answers = {self.key(image): int(label) for images in (x, x.flip(3)) for image, label in zip(images, labels)}
+
+    @staticmethod
+    def key(image) -> bytes:
+        return image.contiguous().numpy().tobytes()
+
+    def forward(self, x):
+        return nn.functional.one_hot(torch.tensor([self.answers.get(self.key(image), 0) for image in x]), 10).float()
+
+
+def test_overfit_is_measured_on_the_batch_the_test_loads():
+    run_test_cell(NB, "test_overfit_one_batch", overfit_net=Lookup(*normalised("train", 800, 5_000, batch=0)),
+                  overfit_accuracy=1.0)
+    rejects("test_overfit_one_batch", r"overfit_net classifies \d+% of its 32 training images",   # another batch
+            overfit_net=Lookup(*normalised("train", 800, 5_000, batch=1)), overfit_accuracy=1.0)
+
+
+def test_test_accuracy_is_measured_on_the_test_set_the_test_loads():
+    x, y = normalised("test", 2_000, None)
+    run_test_cell(NB, "test_accuracy", best_model=Lookup(x, y), test_accuracy=1.0, best_model_seconds=1.0)
+    rejects("test_accuracy", r"test accuracy of best_model 10\.0% is below", best_model=Lookup(x[:0], y[:0]),
+            test_accuracy=1.0, best_model_seconds=1.0)
+
+
+@pytest.mark.parametrize("tier", [1, 2, 3])
+def test_tiers_use_the_tests_own_thresholds(tier):
+    from course_lib import fast_or_full
+
+    x, y = normalised("val", 500, None)
+    run_test_cell(NB, f"test_my_model_tier_{tier}", my_model=Lookup(x, y), my_val_accuracy=1.0,
+                  TIERS=fast_or_full((0.13, 0.16, 0.2), (0.55, 0.65, 0.72)))
+    right = round(len(y) * (fast_or_full(0.13, 0.55) + fast_or_full(0.16, 0.65)) / 2)   # between tiers 1 and 2
+    labels = torch.cat([y[:right], (y[right:] + 1) % 10])
+    cheat = {"my_model": Lookup(x, labels), "my_val_accuracy": 1.0, "TIERS": (0.0, 0.0, 0.0)}
+    if tier == 1:
+        run_test_cell(NB, "test_my_model_tier_1", **cheat)
+    else:
+        rejects(f"test_my_model_tier_{tier}", rf"validation accuracy {100 * right / len(y):.1f}% is below tier {tier}",
+                **cheat)

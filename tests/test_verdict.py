@@ -84,12 +84,12 @@ def test_decode_refuses_deep_and_large_messages():
     with pytest.raises(WireError, match="too deeply"):
         decode(npz(deep))
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:  # 2 GiB of zeros, a few MB packed
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:  # 512 MiB of zeros, under a MB packed
         archive.writestr("manifest.npy", b"")
         with archive.open("a0.npy", "w", force_zip64=True) as member:
-            for _ in range(2048):
+            for _ in range(512):
                 member.write(bytes(1024 ** 2))
-    with pytest.raises(WireError, match="more than 1 GiB"):
+    with pytest.raises(WireError, match="more than 256 MiB"):
         decode(buffer.getvalue())
 
 
@@ -182,19 +182,26 @@ def test_run_verdict_gives_one_line_without_source():
     assert "NameError" in run_verdict("g()", {}, session)
 
 
-def test_the_kernel_agent_runs_from_its_source():
+def test_the_agent_answers_as_a_user_expression_that_no_cell_hook_sees():
+    import ast
+
     from IPython.core.interactiveshell import InteractiveShell
 
-    from course_lib.grading.agent import MIME, agent_source
+    from course_lib.grading.agent import agent_source
+    from course_lib.grading.preprocessors import INSTALL_AGENT
 
     shell = InteractiveShell.instance()
-    shell.run_cell(f"__course_agent__ = {{}}\nexec({agent_source()!r}, __course_agent__)\n"
-                   "__course_agent__ = __course_agent__['Agent'](get_ipython().user_ns)\nanswer = 41")
-    request = base64.b64encode(encode({"op": "resolve", "names": ["answer"]})).decode()
-    published = []
-    shell.display_pub.publish = lambda data, **kwargs: published.append(data)
-    shell.run_cell(f"__course_agent__.serve('n0', {request!r})")
-    reply = decode(base64.b64decode(published[0][MIME].split(":", 1)[1]))
+    shell.run_cell("answer = 41")
+    shell.input_transformers_cleanup.append(lambda lines: [])      # every cell emptied from now on
+    shell.events.register("pre_run_cell", lambda info: shell.user_ns.update(answer=0))
+    try:
+        installed = shell.user_expressions({"v": INSTALL_AGENT.format(source=agent_source())})
+        assert installed["v"]["data"]["text/plain"] == "'ready'", installed
+        request = base64.b64encode(encode({"op": "resolve", "names": ["answer"]})).decode()
+        answer = shell.user_expressions({"v": f"__course_agent__.serve({request!r})"})
+        reply = decode(base64.b64decode(ast.literal_eval(answer["v"]["data"]["text/plain"])))
+    finally:
+        shell.input_transformers_cleanup.pop()
     assert reply == {"ok": {"values": {"answer": 41}, "missing": []}}
     assert type(shell.user_ns["__course_agent__"]) is not Agent  # defined from the text, not imported
 

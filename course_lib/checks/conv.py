@@ -313,8 +313,8 @@ def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.5) -> None:
     conv2d_fast = numpy_only(conv2d_fast)
     n = _check_conv(conv2d_fast, "conv2d_fast")
     x, w, b = _cifar_batch(seed=3, third=(16,))
-    # timed in the kernel, without the grader's round trip: a number the kernel reports (a speed requirement;
-    # the correctness of out is checked here)
+    # timed in the kernel, without the grader's round trip: the kernel reports this number (a speed
+    # requirement, not correctness, which is checked here on out)
     out, seconds = _where_it_runs(_clocked, conv2d_fast, x, w, b, stride=1, padding=1)
     expect(seconds <= max_seconds,
            f"conv2d_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed {max_seconds} s): "
@@ -882,7 +882,6 @@ def check_global_avg_pool_backward(global_avg_pool_backward) -> None:
             raise AssertionError(f"global_avg_pool_backward ({case}) differs from torch's autograd (relative error "
                                  f"{err:.1e}). " + _sentence(hint or "every pixel of map (n, c) contributed 1/(H·W) "
                                                                      "of itself to g[n, c]."))
-        expect(writable, f"global_avg_pool_backward ({case}) returned a read-only view "
-                                               "(np.broadcast_to shares one value per map): return an array of "
-                                               "its own, which the layer before may change in place.")
+        expect(writable, f"global_avg_pool_backward ({case}) returned a read-only view (np.broadcast_to shares "
+                         "one value per map): return an array of its own, which the layer before may change in place.")
     passed("global_avg_pool_backward", f"equal to torch's autograd on {len(cases)} cases")

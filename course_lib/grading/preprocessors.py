@@ -22,14 +22,14 @@ import asyncio
 import base64
 import contextlib
 import functools
+import queue
 import json
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader import utils
@@ -37,12 +37,16 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from traitlets import Bool, Float, Integer
 
-from course_lib.grading.agent import MIME, agent_source
+from course_lib.grading.agent import agent_source
 from course_lib.grading.sandbox import Limits, SandboxedKernelManager
 from course_lib.grading.verdict import Session, grader_namespace, run_verdict
 from course_lib.settings import is_fast
 
 REPORT_SUFFIX = ".integrity.json"
+# Evaluated in the kernel: the agent, defined from its source text in a namespace of its own, bound to the
+# notebook's namespace as __course_agent__
+INSTALL_AGENT = ("globals().__setitem__('__course_agent__', (lambda scope: exec(compile({source!r}, '<course agent>', "
+                 "'exec'), scope) or scope['Agent'](globals()))({{'__name__': 'course_agent'}})) or 'ready'")
 NOTE_MARKER = "course-integrity-note"
 # In the source directory: {"fast" | "full": {notebook: {cell id: seconds}}}, scripts/measure_cell_times.py
 CELL_TIMES = "cell_times.json"
@@ -170,7 +174,7 @@ class GuardedExecute(Execute):
         self._review: list = []
         self._stopped = None       # why the cells after this point are not run
         self._deadline = time.monotonic() + self.notebook_timeout
-        self._output_bytes, self._output_dropped, self._probing = 0, False, False
+        self._output_bytes, self._output_dropped = 0, False
         self._cell_timeout = self.timeout
         self._mode = os.environ.get("COURSE_FAST")
         workdir = resources.get("metadata", {}).get("path") or os.getcwd()
@@ -194,7 +198,7 @@ class GuardedExecute(Execute):
                 nb, resources = super().preprocess(nb, resources, km=km)
             else:
                 self.nb = nb
-                for index, cell in enumerate(nb.cells):
+                for cell in nb.cells:
                     self._not_run(cell)
         finally:  # nbclient shuts down only the kernels of managers it made itself
             self.timeout = self._cell_timeout
@@ -258,9 +262,14 @@ class GuardedExecute(Execute):
             cell.outputs.append(new_output("error", ename="CellTimeoutError", evalue="the cell ran out of time",
                                            traceback=[f"CellTimeoutError: this cell ran longer than its "
                                                       f"{self.timeout} s, or the kernel stopped answering"]))
-            self._stop(self._why_dead(f"ran longer than its {self.timeout} s"), cell, cell_index)
+            cap = getattr(self.km, "process_cap", None)
+            self._stop(self._why_dead("stopped answering") if cap is not None and cap.hits() else
+                       f"it ran longer than its {self.timeout} s, or the kernel stopped answering", cell, cell_index)
         finally:
             self.timeout = self._cell_timeout
+        if any(o.output_type == "error" and o.ename == "CellTimeoutError" for o in cell.outputs):
+            cell.outputs.append(new_output("stream", name="stdout", text=f"[the autograder stopped this cell at its "
+                                                                          f"limit of {int(limit)} s]\n"))
         cap = getattr(self.km, "process_cap", None)
         if self._stopped is None and cap is not None and cap.hits():  # a fork bomb: stopped before it does more
             cap.kill()
@@ -288,6 +297,8 @@ class GuardedExecute(Execute):
         return self.resources.get("metadata", {}).get("path") or os.getcwd()
 
     def _not_run(self, cell):
+        if cell.cell_type != "code":
+            return cell
         cell.outputs = []
         if utils.is_grade(cell) and cell.cell_type == "code":
             cell.source = released_source(cell.source)
@@ -297,16 +308,17 @@ class GuardedExecute(Execute):
 
     async def _verdict(self, source: str, cell, cell_index: int) -> str | None:
         """The cell's verdict, decided here on what the kernel answers (None: full marks)."""
-        installed = await self._run_guard_code(
-            "__course_agent__ = {'__name__': 'course_agent'}\n"
-            f"exec(compile({agent_source()!r}, '<course agent>', 'exec'), __course_agent__)\n"
-            "__course_agent__ = __course_agent__['Agent'](get_ipython().user_ns)", cell_index)
-        if installed:
-            return f"the grader could not reach the notebook's kernel: {installed}"
+        limit = cell.metadata.get(TIME_LIMIT) or self._cell_timeout or self.probe_timeout
+        try:
+            await self._evaluate(INSTALL_AGENT.format(source=agent_source()), self.probe_timeout, cell, cell_index)
+        except AssertionError as err:
+            return f"the grader could not reach the notebook's kernel: {err}"
         loop = asyncio.get_running_loop()
 
         def channel(message: bytes) -> bytes:
-            return asyncio.run_coroutine_threadsafe(self._rpc(message, cell, cell_index), loop).result()
+            expression = f"__course_agent__.serve({base64.b64encode(message).decode()!r})"
+            future = asyncio.run_coroutine_threadsafe(self._evaluate(expression, limit, cell, cell_index), loop)
+            return base64.b64decode(ast.literal_eval(future.result()))
 
         session = Session(channel, self._sources)
         name = cell.metadata.get("nbgrader", {}).get("grade_id", "test cell")
@@ -314,34 +326,55 @@ class GuardedExecute(Execute):
         self._review += [f"{self._where(cell, cell_index)}: {line}" for line in session.review]
         return verdict
 
-    async def _rpc(self, message: bytes, cell, cell_index: int) -> bytes:
-        nonce = secrets.token_hex(16)
-        probe = new_code_cell(f"__course_agent__.serve({nonce!r}, {base64.b64encode(message).decode()!r})")
+    async def _evaluate(self, expression: str, timeout: float, cell, cell_index: int) -> str:
+        """Evaluate ``expression`` in the kernel as a user expression of a silent execute request, and return
+        its text form. No cell runs, so IPython's transformers, cell hooks and history never see it, and
+        what the student's code prints meanwhile is not kept. Raises ``AssertionError`` with what went wrong;
+        a kernel that died or is stuck also stops the notebook."""
         remaining = max(1, int(self._deadline - time.monotonic()))
-        problem = await self._run_probe(probe, cell_index, min(self._cell_timeout or remaining, remaining))
-        if problem:
-            if self._stopped is None and problem.startswith("the kernel"):
-                self._stop(f"{problem} while the grader ran its tests", cell, cell_index)
-            raise AssertionError(problem)
-        for output in probe.outputs:
-            text = output.get("data", {}).get(MIME, "") if output.output_type == "display_data" else ""
-            if isinstance(text, str) and text.startswith(nonce + ":"):
-                return base64.b64decode(text[len(nonce) + 1:])
-        raise AssertionError("the notebook's kernel did not answer the grader (its answer never came back)")
+        timeout = max(1, min(timeout, remaining))
+        msg_id = self.kc.execute("", silent=True, store_history=False, user_expressions={"value": expression},
+                                 allow_stdin=False, stop_on_error=False)
+        deadline, interrupted = time.monotonic() + timeout, False
+        while True:
+            if time.monotonic() > deadline:
+                if interrupted:
+                    self._stop("the kernel stopped answering the grader", cell, cell_index)
+                    raise AssertionError("the notebook's kernel stopped answering the grader")
+                await ensure_async(self.km.interrupt_kernel())
+                deadline, interrupted = time.monotonic() + self.probe_timeout, True
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=1))
+            except queue.Empty:
+                if not await ensure_async(self.km.is_alive()):
+                    self._stop(self._why_dead(), cell, cell_index)
+                    raise AssertionError("the notebook's kernel died while the grader ran its tests") from None
+                continue
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                break
+        if interrupted:
+            raise AssertionError(f"the notebook's code gave no answer within {int(timeout)} s: the call was stopped")
+        value = msg["content"].get("user_expressions", {}).get("value", {})
+        if value.get("status") != "ok":
+            raise AssertionError(f"the grader's request failed in the kernel ({value.get('ename')}: {value.get('evalue')})")
+        text = value.get("data", {}).get("text/plain")
+        if not isinstance(text, str):
+            raise AssertionError("the notebook's kernel answered the grader with something other than text")
+        return text
 
     async def _restore_mode(self, cell, cell_index: int) -> None:
         """Fast and full mode train on different sizes: the grader's mode holds in the kernel throughout."""
-        nonce = secrets.token_hex(16)
-        value = f"__import__('os').environ.__setitem__('COURSE_FAST', {self._mode!r})" if self._mode is not None \
-            else "__import__('os').environ.pop('COURSE_FAST', None)"
-        probe = new_code_cell(f"print({nonce!r}, repr(__import__('os').environ.get('COURSE_FAST')))\n{value}")
-        if await self._run_probe(probe, cell_index, self.probe_timeout):
+        environ = "__import__('os').environ"
+        put_back = (f"{environ}.__setitem__('COURSE_FAST', {self._mode!r})" if self._mode is not None
+                    else f"{environ}.pop('COURSE_FAST', None)")
+        try:
+            text = await self._evaluate(f"({environ}.get('COURSE_FAST'), {put_back})[0]", self.probe_timeout,
+                                        cell, cell_index)
+        except AssertionError:
             return
-        text = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream")
-        for line in text.splitlines():
-            if line.startswith(nonce + " ") and line[len(nonce) + 1:] != repr(self._mode):
-                self._findings.append(f"{self._where(cell, cell_index)} set COURSE_FAST to {line[len(nonce) + 1:]}: "
-                                      f"it was put back to the grader's {self._mode!r} (noted, no points lost)")
+        if text != repr(self._mode):
+            self._findings.append(f"{self._where(cell, cell_index)} set COURSE_FAST to {text}: it was put back to "
+                                  f"the grader's {self._mode!r} (noted, no points lost)")
 
     def _why_dead(self, what: str = "died") -> str:
         cap = getattr(self.km, "process_cap", None)
@@ -354,8 +387,6 @@ class GuardedExecute(Execute):
 
     def output(self, outs, msg, display_id, cell_index):
         """nbclient's handler for one output message, with the notebook's output capped at ``output_limit``."""
-        if self._probing:  # the grader's own requests: neither counted nor dropped
-            return super().output(outs, msg, display_id, cell_index)
         content = msg.get("content", {})
         size = len(content.get("text", "")) + sum(len(str(v)) for v in content.get("data", {}).values())
         self._output_bytes += size
@@ -379,27 +410,6 @@ class GuardedExecute(Execute):
     def _where(cell, cell_index: int) -> str:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         return f"cell {cell_index + 1}" + (f" ({grade_id})" if grade_id else "")
-
-    async def _run_probe(self, probe, cell_index: int, timeout: int) -> str | None:
-        """Run the grader's code cell ``probe`` in the kernel; None when it ran, else what went wrong."""
-        cell, saved = self.nb.cells[cell_index], self.timeout
-        self.timeout, self._probing = timeout, True
-        try:
-            await super().async_execute_cell(probe, cell_index, store_history=False)
-        except Exception as err:  # the kernel died or stopped answering
-            return f"the kernel stopped answering the grader ({type(err).__name__})"
-        finally:
-            self.timeout, self._probing = saved, False
-            self.nb.cells[cell_index] = cell  # nbclient stores the cell it ran at that index
-        errors = [o for o in probe.outputs if o.output_type == "error"]
-        if any(o.ename == "CellTimeoutError" for o in errors):
-            return f"the kernel stopped answering the grader (no reply within {timeout} s)"
-        if errors:
-            return f"the grader's request failed in the kernel ({errors[0].ename}: {errors[0].evalue})"
-        return None
-
-    async def _run_guard_code(self, source: str, cell_index: int):
-        return await self._run_probe(new_code_cell(source), cell_index, self.probe_timeout)
 
     def _report(self, nb, resources, workdir: str) -> None:
         flags = suspicious_code(nb) + self._review
