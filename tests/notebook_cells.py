@@ -61,7 +61,8 @@ def sources(functions: dict) -> list[str]:
             found.append(inspect.getsource(inspect.getmodule(value)))
         with contextlib.suppress(TypeError, OSError):
             found.append(textwrap.dedent(inspect.getsource(value)))
-        defined = getattr(getattr(value, "__code__", None), "co_name", name)
+        code = getattr(value, "__code__", None)
+        defined = code.co_name if code is not None else getattr(value, "__name__", name)
         if defined != name:
             found.append(f"{name} = {defined}")
     return found

@@ -148,6 +148,16 @@ def sgd_returns_list(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.
     return [w - lr * (g + momentum * v_new if nesterov else v_new), v_new]
 
 
+def sgd_flattens(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    w_new, v_new = sgd_momentum_step(w, dw, v, lr, momentum, nesterov, weight_decay)
+    return w_new.reshape(-1), v_new.reshape(-1)
+
+
+def test_sgd_momentum_step_hidden_tests_reject_a_flattened_result():
+    """Right on the public check's vectors; the hidden tests' (3, 4) weights come back flat."""
+    rejects("test_sgd_momentum_step", r"w_new has shape \(12,\), w has \(3, 4\)", sgd_momentum_step=sgd_flattens)
+
+
 @pytest.mark.parametrize("valid", [sgd_in_place_torch, sgd_returns_list])
 def test_sgd_momentum_step_accepts(valid):
     run_test_cell(NB, "test_sgd_momentum_step", sgd_momentum_step=valid)
@@ -360,6 +370,13 @@ class IgnoresClosure(_Base):
         super().step()
 
 
+class MomentumFromDefaults(_Base):
+    """Reads lr from each group, the other settings from the defaults: right while groups differ in lr only."""
+
+    def settings(self, group):
+        return group["lr"], self.defaults["momentum"], self.defaults["nesterov"], self.defaults["weight_decay"]
+
+
 class NotAnOptimizer:
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         self.params = list(params)
@@ -383,6 +400,10 @@ def test_momentum_sgd_rejects_a_wrong_step_function():
     rejects("test_MomentumSGD", r"after one step the parameters differ", MomentumSGD=momentum_sgd(sgd_no_nesterov))
 
 
+def test_momentum_sgd_hidden_tests_reject_settings_from_the_defaults():
+    rejects("test_MomentumSGD", r"groups with their own settings", MomentumSGD=MomentumFromDefaults)
+
+
 def test_momentum_sgd_accepts_another_state_name_and_p_data():
     class Valid(_Base):
         def velocity(self, p):
@@ -402,3 +423,87 @@ def test_momentum_sgd_accepts_another_state_name_and_p_data():
             return loss
 
     run_test_cell(NB, "test_MomentumSGD", MomentumSGD=Valid)
+
+
+# ---------------------------------------------------------------- trained networks, scored by the grader
+
+def zeroed_cnn():
+    """A SimpleCNN of zeros: every image gets class 0 (a tenth of a stratified sample)."""
+    from course_lib.models import SimpleCNN
+
+    model = SimpleCNN()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return model
+
+
+def cnn_trained_by(optimizer_class):
+    """A SimpleCNN trained as section 7 trains it, by ``optimizer_class``."""
+    from course_lib import fast_or_full, seed_everything
+    from course_lib.data import cifar10_splits
+    from course_lib.models import SimpleCNN
+    from course_lib.trainer import DeviceLoader, fit
+
+    splits = cifar10_splits("official")
+    pixels = splits.train.sample(fast_or_full(192, 4_000)).x.reshape(-1, 3) / 255
+    data = splits.train.sample(fast_or_full(768, 4_000))
+    seed_everything(0)
+    model = SimpleCNN()
+    fit(model, DeviceLoader(data.x, data.y, fast_or_full(64, 128), shuffle=True, crop_padding=2, flip=True,
+                            mean=pixels.mean(axis=0), std=pixels.std(axis=0), drop_last=True, seed=0), None, 2,
+        optimizer_class(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        channels_last=True, progress=False)
+    return model
+
+
+@pytest.mark.parametrize("model, match", [
+    (zeroed_cnn, r"validation accuracy 9\.\d% is too close to chance"),
+    (lambda: cnn_trained_by(FreshVelocity), r"your MomentumSGD's network reaches [\d.]+% validation accuracy where "
+                                            r"torch.optim.SGD's reaches"),
+], ids=["untrained", "no_momentum"])
+def test_momentum_sgd_training_scores_the_network_not_the_numbers(model, match):
+    rejects("test_MomentumSGD_training", match, my_model=model(), momentum_sgd_val_accuracy=0.4,
+            torch_sgd_val_accuracy=0.4)
+
+
+def test_accuracy_scores_the_network_not_the_number():
+    rejects("test_accuracy", r"test accuracy 10\.0% is below 17%", final_model=zeroed_cnn(), test_accuracy=0.9)
+
+
+# ---------------------------------------------------------------- torch.optim is what is rebuilt, not a tool
+
+class InheritedStep(torch.optim.SGD):
+    """torch's SGD under another name: its step is torch's."""
+
+
+class BorrowedStep(torch.optim.Optimizer):
+    """Right numbers, from torch's own SGD."""
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
+        self.inner = torch.optim.SGD(self.param_groups[0]["params"], lr=lr, momentum=momentum, nesterov=nesterov,
+                                     weight_decay=weight_decay)
+
+    def step(self, closure=None):
+        return self.inner.step(closure)
+
+
+def sgd_step_through_torch(w, dw, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    w_t = torch.nn.Parameter(torch.as_tensor(w).clone())
+    optimizer = torch.optim.SGD([w_t], lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if v is not None and momentum:
+        optimizer.state[w_t]["momentum_buffer"] = torch.as_tensor(v).clone()
+    w_t.grad = torch.as_tensor(dw).clone()
+    optimizer.step()
+    return w_t.detach().numpy(), optimizer.state[w_t].get("momentum_buffer", torch.zeros_like(w_t)).numpy()
+
+
+@pytest.mark.parametrize("cell, name, wrong, called", [
+    ("test_MomentumSGD", "MomentumSGD", InheritedStep, "MomentumSGD called torch.optim.SGD"),
+    ("test_MomentumSGD", "MomentumSGD", BorrowedStep, "MomentumSGD called torch.optim.SGD: this exercise rebuilds"),
+    ("test_sgd_momentum_step", "sgd_momentum_step", sgd_step_through_torch, "called torch.optim.SGD"),
+])
+def test_torch_optim_is_not_borrowed(cell, name, wrong, called):
+    with pytest.raises(AssertionError, match=called):
+        run_test_cell(NB, cell, **{name: wrong})

@@ -230,3 +230,15 @@ def test_forbidden_uses_follow_the_functions_a_function_calls(name, found):
 def test_dynamic_access_goes_to_review():
     found, review = forbidden_uses(CELLS, "tricky")
     assert found == [] and review == ["tricky calls getattr with a computed name"]
+
+
+@pytest.mark.parametrize("source, found", [
+    ("MomentumSGD = torch.optim.SGD", ["called torch.optim.SGD"]),
+    ("from torch import optim\nclass MomentumSGD(optim.Optimizer):\n    def step(self):\n        optim.sgd(self)",
+     ["called torch.optim.sgd"]),
+    ("class MomentumSGD(torch.optim.Optimizer):\n    def __init__(self, p):\n        torch.optim.Optimizer.__init__(self, p, {})\n"
+     "    def step(self):\n        pass", []),
+])
+def test_torch_optim_rule_reads_classes_and_aliases(source, found):
+    cells = ["import torch", source]
+    assert forbidden_uses(cells, "MomentumSGD", ("torch.optim",), ("torch.optim.Optimizer",))[0] == found

@@ -7,7 +7,9 @@ the settings a usual mistake amounts to (Nesterov off, dampening on, the step co
 ahead, bias correction gone, weight decay coupled instead of decoupled, ...) to name the mistake.
 
 Every function may receive and return NumPy arrays or torch tensors; results are compared as
-float64 NumPy arrays.
+float64 NumPy arrays. The student's optimizer class trains networks built where it lives, in the
+notebook's kernel under the grader (:func:`course_lib.grading.verdict.in_kernel`); torch's
+reference is built here.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from course_lib.checks import expect, expect_tuple, passed, rel_error
-from course_lib.grading.verdict import in_kernel
+from course_lib.grading.verdict import forbid, in_kernel
 
 __all__ = [
     "as_numpy", "check_sgd_momentum_step", "check_adam_step", "check_step_decay", "check_inverse_time_decay",
@@ -115,9 +117,17 @@ def _first_difference(mine, reference, tol: float) -> int | None:
     return None
 
 
+def _own_update(fn) -> None:
+    """The update must be written here, not borrowed from ``torch.optim`` (read from the source)."""
+    used = forbid(fn, ("torch.optim",), allowed=("torch.optim.Optimizer",))
+    expect(used is None, f"{getattr(fn, '__name__', 'your code')} {used}: this exercise rebuilds torch.optim's update, so write the update "
+                         "yourself (torch.optim is what your result is compared with).")
+
+
 def check_sgd_momentum_step(sgd_momentum_step) -> None:
     """``sgd_momentum_step(w, dw, v, lr, momentum, nesterov, weight_decay)`` against torch.optim.SGD."""
     name, tol = "sgd_momentum_step", 1e-9
+    _own_update(sgd_momentum_step)
     w0, (g,) = _arrays(0)
     (w1, v1), = _run_sgd(sgd_momentum_step, w0, [g], 0.1)
     expect(w1.shape == w0.shape, f"{name} returned w_new of shape {w1.shape} for w of shape {w0.shape}.")
@@ -238,6 +248,7 @@ def _same_weights(mine, reference, tol: float = 1e-8) -> bool:
 def check_adam_step(adam_step) -> None:
     """``adam_step(w, dw, m, v, t, lr, betas, eps, weight_decay, decoupled)`` against torch's Adam and AdamW."""
     name, lr, betas, eps = "adam_step", 0.01, (0.9, 0.999), 1e-8
+    _own_update(adam_step)
     w0, (g,) = _arrays(4)
     (w1, m1, v1), = _run_adam(adam_step, w0, [g], lr)
     (_, m_ref, v_ref), = _torch_adam(w0, [g], lr, betas, eps)
@@ -525,7 +536,7 @@ def _step(optimizer) -> None:
 
 
 def _params_equal(a: list, b: list, tol: float = 1e-9) -> bool:
-    return all(_close(p, q, tol) for p, q in zip(a, b))
+    return len(a) == len(b) and all(_close(p, q, tol) for p, q in zip(a, b))
 
 
 def _make(build, name: str, cls, weights, groups=None, **settings):
@@ -544,6 +555,7 @@ def check_momentum_sgd(MomentumSGD) -> None:
     subclasses, build, backward, step_lr, step_with_closure = (
         in_kernel(f) for f in (_subclasses_optimizer, _tiny_model, _backward, _step_lr, _step_with_closure))
     expect(subclasses(MomentumSGD), f"{name} should be a class that subclasses torch.optim.Optimizer.")
+    _own_update(MomentumSGD)
     settings = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
     weights = _initial_weights(0)
     mine, optimizer = _make(build, name, MomentumSGD, weights, **settings)

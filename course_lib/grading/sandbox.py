@@ -3,8 +3,10 @@
 What the kernel sees and may use:
 
 - files: the whole system read-only, except the course folder and the course's checkout (hidden:
-  solutions, gradebook, other students), a private ``/tmp``, and its own submission folder
-  (writable);
+  solutions, gradebook, other students), a private ``/tmp`` (in memory, at most ``file_size``
+  bytes), and its own submission folder (writable; the grader stops a notebook that leaves more
+  than its ``disk_limit`` there);
+- an environment made only of ``KERNEL_ENVIRONMENT``: no secret of the grader's machine;
 - no network: a network namespace of its own. The grader talks to it over Unix sockets in a private
   folder (ZeroMQ's ``ipc`` transport, for this kernel only), since TCP on loopback cannot cross into
   that namespace;
@@ -189,7 +191,8 @@ class SandboxedKernelManager(AsyncKernelManager):
                                "(Debian/Ubuntu: apt-get install bubblewrap), or set "
                                "c.GuardedExecute.sandbox = False to grade without isolation "
                                "(students' code could then read solutions/ and the gradebook)")
-        args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                "--size", str(self.limits.file_size), "--tmpfs", "/tmp"]
         for folder in self.hidden:
             if os.path.isdir(folder):
                 args += ["--tmpfs", folder]

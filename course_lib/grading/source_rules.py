@@ -1,6 +1,8 @@
 """What a student's function calls, read from the notebook's source in the grader's process.
 
-A NumPy-only exercise (notebooks 01 and 02) must not reach torch, SciPy, scikit-learn or course_lib.
+A NumPy-only exercise (notebooks 01 and 02) must not reach torch, SciPy, scikit-learn or course_lib;
+notebook 04's optimizers must not reach ``torch.optim`` (but for the ``Optimizer`` base class),
+which they rebuild.
 The grader cannot watch the kernel do it (the kernel could hide it), so it reads the source: the
 function's definition and, through the names it uses, every function and class of the notebook it
 calls, and every import that binds a name it uses. Dynamic access that could hide a call
@@ -69,10 +71,18 @@ def _local_names(node) -> set:
     return names
 
 
-def forbidden_uses(sources, name: str, forbidden=FORBIDDEN_IN_NUMPY_EXERCISES) -> tuple[list, list]:
-    """(uses of a forbidden package reached from ``name``, dynamic access to review), each a short line
-    such as ``called torch.as_tensor (in helper)``, in the order the code reads."""
+def _matches(path: str | None, forbidden) -> bool:
+    """``path`` (``torch.optim.SGD``) is, or lies inside, one of the dotted names ``forbidden``."""
+    return bool(path) and any(path == f or path.startswith(f + ".") for f in forbidden)
+
+
+def forbidden_uses(sources, name: str, forbidden=FORBIDDEN_IN_NUMPY_EXERCISES, allowed=()) -> tuple[list, list]:
+    """(uses of ``forbidden`` (packages or dotted names: ``torch.optim``) but not of ``allowed``
+    (``torch.optim.Optimizer``) reached from ``name`` (a function or class, bases included), dynamic
+    access to review), each a short line such as ``called torch.as_tensor (in helper)``, in the
+    order the code reads."""
     defs, imports = _definitions(parse_cells(sources))
+    banned = lambda path: _matches(path, forbidden) and not _matches(path, allowed)  # noqa: E731
     found, review, seen, queue = [], [], set(), [(name, "")]
     while queue:
         current, where = queue.pop(0)
@@ -97,7 +107,7 @@ def forbidden_uses(sources, name: str, forbidden=FORBIDDEN_IN_NUMPY_EXERCISES) -
                 if root is not None and root.id not in local:
                     chained.add(id(root))
                     module = imports.get(root.id, root.id if root.id not in defs else None)
-                    if module and module.split(".")[0] in forbidden:
+                    if module and banned(".".join([module, *attrs])):
                         uses.append(f"called {'.'.join([module, *attrs])}{where}")
                 if node.attr in DYNAMIC:
                     review.append(f"{current} uses .{node.attr}{where}: a call it could hide cannot be read")
@@ -106,11 +116,11 @@ def forbidden_uses(sources, name: str, forbidden=FORBIDDEN_IN_NUMPY_EXERCISES) -
                 for alias in node.names:
                     imports.setdefault(alias.asname or alias.name.split(".")[0],
                                        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}")
-                uses += [f"imported {m}{where}" for m in modules if m.split(".")[0] in forbidden and
+                uses += [f"imported {m}{where}" for m in modules if banned(m) and
                          not isinstance(node, ast.ImportFrom)]
             elif isinstance(node, ast.Name) and id(node) not in chained and node.id not in local:
                 module = imports.get(node.id)
-                if module and module.split(".")[0] in forbidden:
+                if banned(module):
                     uses.append(f"called {module}{where}")
                 elif node.id in DYNAMIC:
                     review.append(f"{current} uses {node.id}{where}: a call it could hide cannot be read")

@@ -172,6 +172,25 @@ def write_back(sent, after) -> None:
                 sent.copy_(after)
 
 
+def forbid(obj, forbidden, allowed=()) -> str | None:
+    """The first use of ``forbidden`` but not ``allowed`` (dotted names: ``torch.optim``) that the source of
+    ``obj`` reaches, as ``called torch.optim.SGD``, or None. In the grader ``obj`` is the notebook's and
+    its source is the notebook's; in a kernel it is read with ``inspect`` where it can be (a function of
+    a cell), and None where it cannot (the grader decides)."""
+    from course_lib.grading.source_rules import forbidden_uses
+
+    name = getattr(obj, "__name__", "")
+    if isinstance(obj, RemoteObject):
+        found, review = forbidden_uses(obj._session.sources, name, forbidden, allowed)
+        obj._session.review += [line for line in review if line not in obj._session.review]
+    else:
+        try:
+            found, _ = forbidden_uses([textwrap.dedent(inspect.getsource(obj))], name, forbidden, allowed)
+        except (OSError, TypeError):
+            return None
+    return found[0] if found else None
+
+
 def in_kernel(function):
     """Run ``function`` in the student's kernel when the grader decides the verdict (it must take and
     return plain data, and see the notebook's names as globals); elsewhere it is ``function`` itself."""
