@@ -71,12 +71,32 @@ ADAPT_MISTAKES = {
     "unknown mode accepted": ([('    if mode not in ("linear_probe", "fine_tune", "scratch"):\n', "    if False:\n")],
                               "accepted mode='finetune'"),
     "no model returned": ([("    return model\n", "    return None\n")], "not a model"),
+    "first layer's filters repeated wrongly": ([("averaged.repeat(1, in_channels, 1, 1)", "averaged.repeat(in_channels)")],
+                                               "adapt_model\\(backbone, 5, 1, 'linear_probe'\\) raised RuntimeError"),
+    "unknown mode raises KeyError": ([('        raise ValueError(f"mode must be', '        raise KeyError(f"mode must be')],
+                                     "mode='finetune'\\) raised KeyError.*should raise ValueError"),
 }
 
 
-@pytest.mark.parametrize("mistake", ADAPT_MISTAKES)
+# Mistakes that the public check lets through and only the hidden tests catch (through the kernel).
+ADAPT_MISTAKES_HIDDEN = {
+    "scratch keeps the batch norms' statistics": ([("            if hasattr(module, \"reset_parameters\"):\n",
+                                                    "            if isinstance(module, (nn.Conv2d, nn.Linear)):\n")],
+                                                  "kept the backbone's running statistics"),
+    "fine-tuning resets the batch norms' statistics": ([('    if mode == "scratch":\n',
+                                                         '    for module in model.modules():\n'
+                                                         '        if mode != "scratch" and isinstance(module, nn.BatchNorm2d):\n'
+                                                         '            module.reset_running_stats()\n'
+                                                         '    if mode == "scratch":\n')],
+                                                       "pretrained shifts or statistics changed"),
+    "only 'finetune' rejected": ([('    if mode not in ("linear_probe", "fine_tune", "scratch"):\n',
+                                   '    if mode == "finetune":\n')], "mode='probe' was accepted"),
+}
+
+
+@pytest.mark.parametrize("mistake", {**ADAPT_MISTAKES, **ADAPT_MISTAKES_HIDDEN})
 def test_adapt_model_mistake_is_named(mistake):
-    edits, match = ADAPT_MISTAKES[mistake]
+    edits, match = {**ADAPT_MISTAKES, **ADAPT_MISTAKES_HIDDEN}[mistake]
     rejects("test_adapt_model", match, adapt_model=define("adapt_model", edits))
 
 
@@ -165,6 +185,11 @@ GROUP_MISTAKES = {
                                        "an earlier nn.Linear got lr_head"),
     "backbone left out": ([("    return [group for group in groups if group[\"params\"]]\n",
                             "    return groups[1:]\n")], "in no group"),
+    "one dict instead of a list": ([("    return [group for group in groups if group[\"params\"]]\n",
+                                     "    return groups[0]\n")], "should return a list of dicts"),
+    # the public check's head is model[5]; the hidden test's model[5] is the earlier nn.Linear
+    "head taken by its index": ([("[m for m in model.modules() if isinstance(m, nn.Linear)][-1]", "model[5]")],
+                                "head learning rate"),
 }
 
 
@@ -213,6 +238,16 @@ TRANSFORM_MISTAKES = {
     "no colour jitter": ([(",\n                 v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)]", "]")],
                          "colour jitter"),
     "wrong output size": ([("v2.CenterCrop(size)", "v2.CenterCrop(size - 2)")], "expected \\(3, 48, 48\\)"),
+    "normalised before scaling": ([("v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)",
+                                    "v2.Normalize(mean, std), v2.ToDtype(torch.float32, scale=True)")],
+                                  "the evaluation transform raised TypeError"),
+    "arrays instead of tensors": ([("    return v2.Compose([", "    return lambda photo: v2.Compose(["),
+                                   ("v2.Normalize(mean, std)])", "v2.Normalize(mean, std)])(photo).numpy()")],
+                                  "returned ndarray, not a tensor"),
+    # the public check's own statistics typed in: only the hidden test, with other statistics, sees it
+    "the check's statistics instead of the arguments": ([("v2.Normalize(mean, std)",
+                                                          "v2.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))")],
+                                                        "not the normalised centre square"),
 }
 
 
@@ -242,3 +277,82 @@ def transforms_in_another_order(size, train, mean, std):
 
 def test_photo_transforms_written_differently_pass():
     run_test_cell(NB, "test_photo_transforms", photo_transforms=transforms_in_another_order)
+
+
+# ---------------------------------------------------------------- the Fashion-MNIST test accuracy
+
+GREY_MEAN, GREY_STD = 0.3, 0.35   # what the hidden test reads from the saved backbone (patched in below)
+
+
+class NearestMean(nn.Module):
+    """A classifier of normalised grey images (N, 1, 28, 28): the nearest class mean, as a linear layer."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        means = torch.stack([x[y == k].flatten(1).mean(0) for k in range(10)])
+        self.linear = nn.Linear(means.shape[1], 10)
+        with torch.no_grad():
+            self.linear.weight.copy_(means)
+            self.linear.bias.copy_(-0.5 * means.square().sum(1))
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+@pytest.fixture(scope="module")
+def nearest_mean():
+    """A model of about 68% test accuracy, trained on images normalised as the hidden test does."""
+    from conftest import real_data_dir
+    from course_lib.data import mnist_splits
+
+    real_data_dir()
+    train = mnist_splits("fashion_mnist").train
+    x = (torch.from_numpy(train.x[:6000]).float()[:, None] / 255 - GREY_MEAN) / GREY_STD
+    return NearestMean(x, torch.from_numpy(train.y[:6000]))
+
+
+@pytest.fixture
+def saved_backbone(monkeypatch):
+    """The backbone's saved statistics, without notebook 03's checkpoint."""
+    from course_lib import transfer
+
+    saved = transfer.Backbone(None, (GREY_MEAN - 0.1, GREY_MEAN, GREY_MEAN + 0.1), (GREY_STD,) * 3, "for the tests")
+    monkeypatch.setattr(transfer, "load_backbone", lambda: saved)
+
+
+class Constant(nn.Module):
+    """Wrong: an untrained model that calls every image class 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 10).float() + self.scale
+
+
+class Unflattened(nn.Module):
+    """Wrong: the nearest-mean classifier with an extra trailing axis, (N, 10, 1), whose classes would be
+    compared with every label of the batch (N, N) if their shape went unchecked."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x):
+        return self.classifier(x)[..., None]
+
+
+def test_fashion_accuracy_is_recomputed_from_the_model(nearest_mean, saved_backbone, monkeypatch):
+    """The grader normalises the test images, the kernel only predicts, the grader counts with its own
+    labels: a typed-in accuracy earns nothing, and the full-mode threshold applies to the model."""
+    monkeypatch.setenv("COURSE_FAST", "1")
+    run_test_cell(NB, "test_fashion_accuracy", fashion_mnist_test_accuracy=0.25, fashion_model=nearest_mean)
+    rejects("test_fashion_accuracy", "fashion_model (9|10)\\.\\d% is below 30%", fashion_mnist_test_accuracy=0.99,
+            fashion_model=Constant())
+    rejects("test_fashion_accuracy", "close to chance", fashion_mnist_test_accuracy=0.11, fashion_model=nearest_mean)
+    rejects("test_fashion_accuracy", "predictions of shape \\(1000, 1\\) for 1000 images",
+            fashion_mnist_test_accuracy=0.99, fashion_model=Unflattened(nearest_mean))
+    monkeypatch.setenv("COURSE_FAST", "0")
+    rejects("test_fashion_accuracy", "fashion_model \\d+\\.\\d% is below 85%", fashion_mnist_test_accuracy=0.99,
+            fashion_model=nearest_mean)

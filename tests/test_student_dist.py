@@ -71,7 +71,19 @@ COINCIDENCES = {
     'if mode == "linear_probe":',
     'if mode == "scratch":',
     "torch.manual_seed(3)",
+    # the checks and the hidden tests run steps in the student's kernel alike (course_lib.grading.verdict)
+    "model.load_state_dict(state)",
+    "for p, q in zip(a, b))",
+    "training = model.training",
+    "if isinstance(m, nn.Conv2d)]",
+    # notebook 06's public check and hidden test build the same small model to read param_groups on
+    "model[1].weight.requires_grad_(False)",
+    "names = {id(p): name for name, p in model.named_parameters()}",
+    "for group in optimizer.param_groups]",
 }
+
+# A hidden test's imports and exception handlers name no answer and no test (they are the course's idiom).
+SYNTAX_ONLY = re.compile(r"(from [\w.]+ )?import [\w., ]+$|except( [\w.]+)?( as \w+)?:$")
 
 STUDENT_FILES = {".course-student-dist.json", ".gitignore", "Makefile", "README.md", "pyproject.toml",
                  "environment.yml"}
@@ -136,7 +148,8 @@ def secret_and_public() -> tuple[tuple[tuple[str, str, str], ...], frozenset[str
                 continue
             public |= {line.strip() for line in visible.splitlines()}
     significant = {(nb, kind, line.strip()) for nb, kind, line in secrets
-                   if len(line.strip()) >= MIN_CHARS and not (kind != "model answer" and line.strip().startswith("#"))}
+                   if len(line.strip()) >= MIN_CHARS and not (kind != "model answer" and line.strip().startswith("#"))
+                   and not (kind == "hidden tests" and SYNTAX_ONLY.match(line.strip()))}
     return tuple(sorted(significant)), frozenset(public)
 
 

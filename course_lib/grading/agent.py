@@ -23,6 +23,7 @@ import base64
 import io
 import json
 import math
+import sys
 import zipfile
 
 import numpy as np
@@ -40,7 +41,8 @@ class WireError(ValueError):
 
 
 def _is_tensor(value) -> bool:
-    return type(value).__module__.startswith("torch") and type(value).__name__ in ("Tensor", "Parameter")
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def encode(value, register=None) -> bytes:
@@ -70,7 +72,7 @@ def encode(value, register=None) -> bytes:
             arrays.append(v.view(np.ndarray))  # a subclass travels as the numbers it holds
             return {"$": "array", "i": len(arrays) - 1}
         if _is_tensor(v) and not v.is_complex() and str(v.layout) == "torch.strided":
-            data = v.detach().cpu()
+            data = v.detach().cpu().as_subclass(sys.modules["torch"].Tensor)  # a subclass as the numbers it holds
             kind = str(data.dtype).replace("torch.", "")
             if kind == "bfloat16":
                 data = data.float()
@@ -175,7 +177,6 @@ class Agent:
         return number
 
     def torch(self):
-        import sys
         return sys.modules.get("torch")
 
     def serve(self, payload: str) -> str:
