@@ -3,7 +3,7 @@
     python scripts/bench_grading.py [--students 24] [--assignment 01_numpy_mlp] [--workers 2]
 
 In a temporary course, ``--students`` copies of the solution are graded four ways, each into a fresh
-gradebook: nbgrader's own ``autograde`` with the course's configuration, once without the sandbox
+gradebook (and each run reports how many got full marks, which must be all): nbgrader's own ``autograde`` with the course's configuration, once without the sandbox
 (``GuardedExecute.sandbox = False``) and once with it (their difference is the sandbox's overhead), then
 ``grade --workers 1`` and ``grade --workers N``. It prints the seconds of each, the per-submission
 times and the ratios. Use ``COURSE_FAST=1`` (the default here) for fast-mode notebooks.
@@ -42,6 +42,15 @@ def timed(command: list, root: Path, env: dict) -> float:
     return seconds
 
 
+def full_marks(root: Path, assignment: str) -> int:
+    """How many submissions got every autograded point (each is a copy of the solution)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        return sum(1 for submission in gradebook.find_assignment(assignment).submissions
+                   if submission.code_score == submission.max_code_score)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=24)
@@ -64,8 +73,8 @@ def main() -> None:
             root = Path(folder, f"course{number}")
             make_course(root, args.assignment, args.students, env)
             seconds[name] = timed(command, root, env)
-            print(f"{name:<32} {seconds[name]:7.1f} s  ({seconds[name] / args.students:5.1f} s per submission)",
-                  flush=True)
+            print(f"{name:<32} {seconds[name]:7.1f} s  ({seconds[name] / args.students:5.1f} s per submission), "
+                  f"{full_marks(root, args.assignment)}/{args.students} full marks", flush=True)
     plain, sandboxed, serial, parallel = seconds.values()
     print(f"sandbox overhead: {100 * (sandboxed / plain - 1):+.1f}% of a submission's time; "
           f"grade --workers {args.workers} vs serial nbgrader (sandboxed): {sandboxed / parallel:.2f}x; "

@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils
 
+from course_lib.grading.source_rules import notebook_sources
 from course_lib.grading.verdict import Session, grader_namespace, loopback, run_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,8 @@ def run_test_cell(assignment: str, grade_id: str, **functions) -> dict:
     exec(compile(cell_source(assignment, "setup"), f"<{assignment} setup>", "exec"), namespace)
     namespace.update(functions)
     locked = [c.source for c in read_solution(assignment).cells if c.cell_type == "code" and utils.is_locked(c)]
-    run_cell(cell_source(assignment, grade_id), grader_namespace(locked), Session(loopback(namespace), sources(functions)),
+    notebook = notebook_sources([(source, True) for source in locked]) + sources(functions)
+    run_cell(cell_source(assignment, grade_id), grader_namespace(locked), Session(loopback(namespace), notebook),
              f"<{assignment} {grade_id}>")
     return namespace
 

@@ -6,6 +6,7 @@ checked to apply), so the tests follow the notebook when it changes.
 """
 from __future__ import annotations
 
+import linecache
 import math
 
 import numpy as np
@@ -25,9 +26,13 @@ def solution_source(name: str, edits=()) -> str:
 
 
 def define(name: str, edits=(), **extra):
-    """The solution's ``name`` with ``edits`` applied, defined next to ``extra``."""
+    """The solution's ``name`` with ``edits`` applied, defined next to ``extra`` as a notebook cell defines it
+    (the grader reads its source)."""
+    source = solution_source(name, edits)
+    filename = f"<{NB} {name} {abs(hash(source))}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {"np": np, "math": math, **extra}
-    exec(solution_source(name, edits), namespace)
+    exec(compile(source, filename, "exec"), namespace)
     return namespace[name]
 
 
@@ -69,6 +74,16 @@ def split_with_course_lib(y, fractions=(0.8, 0.1, 0.1), seed=0):
     return parts.train.x, parts.val.x, parts.test.x
 
 
+def split_with_the_notebooks_split():
+    """course_lib's split, which the notebook's data cell imports: no import of it in the student's cell."""
+    from course_lib.data import ImageArrays, split
+
+    body = ("parts = split(ImageArrays(np.arange(len(y)), y, [str(c) for c in range(int(y.max()) + 1)]), fractions, seed)\n"
+            "    return parts.train.x, parts.val.x, parts.test.x\n")
+    return define("stratified_split", [("from sklearn.model_selection import train_test_split\n", body)],
+                  split=split, ImageArrays=ImageArrays)
+
+
 def split_as_masks(y, fractions=(0.8, 0.1, 0.1), seed=0):
     parts = define("stratified_split")(y, fractions, seed)
     masks = [np.zeros(len(y), dtype=bool) for _ in parts]
@@ -90,7 +105,8 @@ def split_as_masks(y, fractions=(0.8, 0.1, 0.1), seed=0):
                                  ("random_state=seed)\n    val_idx", "random_state=0)\n    val_idx")]),
      "same split"),
     (split_as_masks, "boolean mask"),
-    (split_with_course_lib, "course_lib"),
+    (split_with_course_lib, "called course_lib.data.split"),
+    (split_with_the_notebooks_split(), "called course_lib.data.split"),
 ])
 def test_stratified_split_rejects(wrong, match):
     rejects("test_stratified_split", match, stratified_split=wrong)
@@ -220,8 +236,8 @@ def synthetic(n: int, seed: int):
     return ImageArrays(images.astype(np.uint8), labels, [str(c) for c in range(10)])
 
 
-def objective_namespace(edits=()) -> dict:
-    """setup, train_model and the (edited) objective in one namespace, as in the notebook."""
+def objective_namespace(edits=(), source=None) -> dict:
+    """setup, train_model and the (edited) objective, or ``source``, in one namespace, as in the notebook."""
     namespace: dict = {}
     exec(cell_source(NB, "setup"), namespace)
     exec("from course_lib.data import ImageArrays\nfrom course_lib.models import FastCIFARNet\n"
@@ -231,17 +247,24 @@ def objective_namespace(edits=()) -> dict:
                      tune_train=train, tune_val=val, TUNE_EPOCHS=2)
     exec(cell_source(NB, "train_model").split("def learner")[0].replace("from course_lib.models import MLP1, SimpleCNN", ""),
          namespace)
-    exec(solution_source("objective", edits), namespace)
+    exec(source or solution_source("objective", edits), namespace)
     return namespace
 
 
-def run_objective_test(edits=()) -> None:
-    namespace = objective_namespace(edits)
-    exec(cell_source(NB, "test_objective"), namespace)
+def run_objective_test(edits=(), source=None) -> None:
+    """The objective's test cell as the grader runs it, the objective living in the notebook's namespace."""
+    namespace = objective_namespace(edits, source)
+    run_test_cell(NB, "test_objective", **{name: namespace[name] for name in
+                                            ("objective", "train", "val", "test", "tune_train", "tune_val", "TUNE_EPOCHS")})
 
 
 def test_objective_solution_passes():
     run_objective_test()
+
+
+def test_objective_stub_fails():
+    with pytest.raises(AssertionError, match="objective is not implemented yet"):
+        run_objective_test(source="def objective(trial):\n    raise NotImplementedError()\n")
 
 
 @pytest.mark.parametrize("edits, match", [
@@ -267,3 +290,15 @@ def test_objective_accepts_another_order_and_a_numpy_result():
              ('        "last_width": trial.suggest_categorical("last_width", [64, 128]),\n    }', "    }"),
              ("return final_accuracy", "return np.float64(final_accuracy)")]
     run_objective_test(edits)
+
+
+# ---------------------------------------------------------------- test_accuracy (CIFAR-10's official test set)
+
+@pytest.mark.notebook
+def test_accuracy_comes_from_tuned_model_not_from_the_notebooks_number():
+    import torch
+    from course_lib.models import FastCIFARNet
+
+    torch.manual_seed(0)
+    rejects("test_accuracy", "official test accuracy of tuned_model .* is below",
+            tuned_model=FastCIFARNet(widths=(16, 32, 64, 64)), test_accuracy=0.9)

@@ -12,7 +12,6 @@ answer in plain data, which the checks judge here.
 """
 from __future__ import annotations
 
-import ast
 import functools
 import math
 import numbers
@@ -21,8 +20,7 @@ import sys
 import numpy as np
 
 from course_lib.checks import expect, passed
-from course_lib.grading.source_rules import forbidden_uses, parse_cells
-from course_lib.grading.verdict import RemoteObject, in_kernel
+from course_lib.grading.verdict import RemoteObject, forbid, in_kernel
 
 __all__ = [
     "without_course_lib", "check_stratified_split", "check_param_grid", "check_zero_one_risk",
@@ -45,13 +43,6 @@ class CourseLibUsedError(AssertionError):
     """A tuning exercise called into course_lib, whose own splitters hold the answer."""
 
 
-# What the notebook's locked cells import from course_lib: the grader reads only the student's cells.
-_NOTEBOOK_IMPORTS = {"course_lib": ("setup_notebook", "fast_or_full", "seed_everything"),
-                     "course_lib.data": ("ImageArrays", "cifar10_splits", "split"),
-                     "course_lib.models": ("FastCIFARNet", "MLP1", "SimpleCNN"),
-                     "course_lib.trainer": ("DeviceLoader", "evaluate", "fit")}
-
-
 class _Stop(BaseException):
     """Stops the student's code at its first call into course_lib (``except Exception`` does not catch it)."""
 
@@ -65,7 +56,7 @@ def without_course_lib(fn):
     """
     name = getattr(fn, "__name__", "your function")
     if isinstance(fn, RemoteObject):
-        found = _course_lib_in_source(fn)
+        found = forbid(fn, ("course_lib",))
         if found:
             raise CourseLibUsedError(f"{name} {found}: build it on scikit-learn's splitters "
                                      "(sklearn.model_selection), not on course_lib's.")
@@ -96,29 +87,6 @@ def without_course_lib(fn):
         return result
 
     return guarded
-
-
-def _course_lib_in_source(fn: RemoteObject) -> str | None:
-    """The first use of course_lib that the notebook's source of ``fn`` shows (``called course_lib.data.split``).
-
-    The notebook's own imports of course_lib count too, unless the student's cells bind the name again.
-    """
-    sources = fn._session.sources
-    bound = set()
-    for tree in parse_cells(sources):
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                bound.add(node.name)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                bound.update((alias.asname or alias.name).partition(".")[0] for alias in node.names)
-            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                bound.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
-    notebook = [f"from {module} import {name}" for module, names in _NOTEBOOK_IMPORTS.items()
-                for name in names if name not in bound]
-    found, review = forbidden_uses(["\n".join(notebook), *sources], fn.__name__, forbidden=("course_lib",))
-    fn._session.review += [line for line in review if line not in fn._session.review]
-    return found[0] if found else None
 
 
 def _call(fn, name: str, *args, **kwargs):

@@ -39,6 +39,7 @@ from traitlets import Bool, Float, Integer
 
 from course_lib.grading.agent import agent_source
 from course_lib.grading.sandbox import Limits, SandboxedKernelManager
+from course_lib.grading.source_rules import notebook_sources
 from course_lib.grading.verdict import Session, grader_namespace, run_verdict
 from course_lib.settings import is_fast
 
@@ -180,7 +181,7 @@ class GuardedExecute(Execute):
         workdir = resources.get("metadata", {}).get("path") or os.getcwd()
         info = resources.get("nbgrader", {})
         self._namespace = grader_namespace(c.source for c in nb.cells if c.cell_type == "code" and utils.is_locked(c))
-        self._sources = [c.source for c in nb.cells if c.cell_type == "code" and not utils.is_locked(c)]
+        self._sources = notebook_sources((c.source, utils.is_locked(c)) for c in nb.cells if c.cell_type == "code")
         links = list(info.get("links", [])) + submission_links(self._submitted_folder(info), workdir)
         if links:
             self._stopped = (f"the submission holds links ({', '.join(links[:3])}): links are not graded; "

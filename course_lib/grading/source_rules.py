@@ -32,6 +32,15 @@ def parse_cells(sources) -> list:
     return trees
 
 
+def notebook_sources(cells) -> list[str]:
+    """What the grader reads of a notebook: the imports of its locked cells (the names they bind are the
+    notebook's too), then its other code cells. ``cells``: (source, locked) pairs."""
+    imports = []
+    for tree in parse_cells(source for source, locked in cells if locked):
+        imports += [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return ["\n".join(imports), *(source for source, locked in cells if not locked)]
+
+
 def _definitions(trees) -> tuple[dict, dict]:
     """Top-level definitions (name -> node to read) and import aliases (name -> module path)."""
     defs, imports = {}, {}
@@ -50,6 +59,8 @@ def _definitions(trees) -> tuple[dict, dict]:
                 for target in node.targets:
                     if isinstance(target, ast.Name):
                         defs[target.id] = node.value
+    for name in defs:  # a name the notebook defines itself is no longer the one it imported
+        imports.pop(name, None)
     return defs, imports
 
 
