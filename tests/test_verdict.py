@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from course_lib.grading.agent import Agent, WireError, decode, encode
-from course_lib.grading.source_rules import forbidden_uses
+from course_lib.grading.source_rules import forbidden_uses, notebook_sources
 from course_lib.grading.verdict import (RemoteError, RemoteObject, Session, in_kernel, loopback, notebook_names,
                                         run_cell, run_verdict)
 
@@ -242,3 +242,10 @@ def test_dynamic_access_goes_to_review():
 def test_torch_optim_rule_reads_classes_and_aliases(source, found):
     cells = ["import torch", source]
     assert forbidden_uses(cells, "MomentumSGD", ("torch.optim",), ("torch.optim.Optimizer",))[0] == found
+
+
+def test_notebook_sources_read_every_cell_once():
+    cells = iter([("from course_lib.data import split\nx = 1", True), ("def f(y):\n    return split(y)", False)])
+    sources = notebook_sources(cells)
+    assert sources == ["from course_lib.data import split", "def f(y):\n    return split(y)"]
+    assert forbidden_uses(sources, "f", ("course_lib",))[0] == ["called course_lib.data.split"]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import from_dict
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader import utils
 from nbgrader.api import Gradebook
@@ -460,7 +461,7 @@ def normalise(nb) -> None:
     """Keep of each cell only what grading reads: its nbgrader metadata (tags such as ``skip-execution``,
     other metadata and outputs would change how it runs or what nbgrader scores)."""
     for cell in nb.cells:
-        cell.metadata = {"nbgrader": cell.metadata["nbgrader"]} if "nbgrader" in cell.metadata else {}
+        cell.metadata = from_dict({"nbgrader": cell.metadata["nbgrader"]} if "nbgrader" in cell.metadata else {})
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.pop("attachments", None)

@@ -35,7 +35,7 @@ def parse_cells(sources) -> list:
 def notebook_sources(cells) -> list[str]:
     """What the grader reads of a notebook: the imports of its locked cells (the names they bind are the
     notebook's too), then its other code cells. ``cells``: (source, locked) pairs."""
-    imports = []
+    cells, imports = list(cells), []
     for tree in parse_cells(source for source, locked in cells if locked):
         imports += [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
     return ["\n".join(imports), *(source for source, locked in cells if not locked)]
