@@ -18,7 +18,7 @@ import numpy as np
 
 from course_lib.checks.gradient_check import numerical_gradient, rel_error
 
-__all__ = ["call", "expect", "expect_tuple", "expect_shape", "expect_close", "passed", "numerical_gradient", "rel_error",
+__all__ = ["call", "call_step", "expect", "expect_tuple", "expect_shape", "expect_close", "passed", "numerical_gradient", "rel_error",
            "numpy_only", "NumpyOnlyError", "FORBIDDEN_IN_NUMPY_EXERCISES"]
 
 
@@ -38,6 +38,20 @@ def call(fn, *args, **kwargs):
         raise AssertionError(
             f"{name}({shapes}) raised {type(err).__name__}: {err}."
         ) from err
+
+
+def call_step(step, name: str, *args, shown: str | None = None):
+    """``step(*args)``, a step (often one run in the notebook's kernel) that calls the student's ``name``:
+    a missing implementation or a crash reads as :func:`call` words it, ``shown`` being the arguments."""
+    try:
+        return step(*args)
+    except NotImplementedError:
+        raise AssertionError(
+            f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code."
+        ) from None
+    except Exception as err:
+        where = name if shown is None else f"{name}({shown})"
+        raise AssertionError(f"{where} raised {type(err).__name__}: {err}.") from err
 
 
 def expect(condition, message: str) -> None:

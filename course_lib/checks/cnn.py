@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks import expect, expect_shape, expect_tuple, passed
+from course_lib.checks import call_step, expect, expect_shape, expect_tuple, passed
 from course_lib.grading.verdict import in_kernel
 
 __all__ = [
@@ -460,16 +460,6 @@ def _two_numbers(result, name: str) -> tuple[float, float]:
     return _real_number(result[0], "mean loss", name), _real_number(result[1], "accuracy", name)
 
 
-def _run_student(fn, name, *args):
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise AssertionError(f"{name} is not implemented yet: replace `raise NotImplementedError()` with your "
-                             "code.") from None
-    except Exception as err:
-        raise AssertionError(f"{name} raised {type(err).__name__}: {err}.") from err
-
-
 def _weights(model) -> list:
     return [p.detach().clone() for p in model.parameters()]
 
@@ -542,7 +532,7 @@ def check_train_one_epoch(train_one_epoch) -> None:
     # Known numbers: zero weights give equal logits (loss ln 3, prediction class 0); lr = 0 keeps them.
     batches = _batches(0)
     zeros = {"1.weight": torch.zeros(3, 12, dtype=torch.float64), "1.bias": torch.zeros(3, dtype=torch.float64)}
-    known = _run_student(step, name, train_one_epoch, "linear", zeros, batches, 0.0, 0.0)
+    known = call_step(step, name, train_one_epoch, "linear", zeros, batches, 0.0, 0.0)
     loss, accuracy = _two_numbers(known["result"], name)
     n = sum(len(y) for _, y in batches)
     class_0 = sum(int((y == 0).sum()) for _, y in batches) / n
@@ -573,7 +563,7 @@ def check_train_one_epoch(train_one_epoch) -> None:
     batches = _batches(1)
     reference = _probed_model(1)
     start = _weights(reference)
-    mine = _run_student(step, name, train_one_epoch, "batch_norm", _state(reference), batches, 0.1, 0.9)
+    mine = call_step(step, name, train_one_epoch, "batch_norm", _state(reference), batches, 0.1, 0.9)
     loss, accuracy = _two_numbers(mine["result"], name)
     _moves(mine, name)
     calls = mine["calls"]
@@ -641,7 +631,7 @@ def check_evaluate(evaluate) -> None:
     with torch.no_grad():                               # running statistics that differ from any batch's
         model[2].running_mean.uniform_(-1, 1), model[2].running_var.uniform_(0.5, 2)
     before = _state(model)
-    mine = _run_student(in_kernel(_evaluate_step), name, evaluate, before, batches)
+    mine = call_step(in_kernel(_evaluate_step), name, evaluate, before, batches)
     loss, accuracy = _two_numbers(mine["result"], name)
     calls = mine["calls"]
     _moves(mine, name)

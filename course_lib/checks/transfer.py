@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_lib.checks import call, expect, passed
+from course_lib.checks import call, call_step, expect, passed
 from course_lib.grading.verdict import in_kernel
 from course_lib.models import FastCIFARNet
 
@@ -42,17 +42,6 @@ def tiny_backbone(seed: int = 0, widths=(4, 8, 8, 8)) -> FastCIFARNet:
                 module.running_mean.normal_()
                 module.running_var.uniform_(0.5, 2.0)
     return model.eval()
-
-
-def _student(step, name: str, shown: str, *args):
-    """``step(*args)``, where ``step`` calls the student's ``name``; its failure reads as ``call`` words it."""
-    try:
-        return step(*args)
-    except NotImplementedError:
-        raise AssertionError(f"{name} is not implemented yet: replace `raise NotImplementedError()` with "
-                             "your code.") from None
-    except Exception as err:
-        raise AssertionError(f"{name}({shown}) raised {type(err).__name__}: {err}.") from err
 
 
 def _stem_weight(params: dict) -> torch.Tensor:
@@ -126,8 +115,8 @@ def _adapted(adapt, adapt_model, reference: dict, num_classes: int, in_channels:
     """What ``_adapt_in_kernel`` found, once the model is one, left the backbone alone and runs."""
     x = torch.randn(4, in_channels, 32, 32, generator=torch.Generator().manual_seed(1))
     x_grad = torch.randn(8, in_channels, 32, 32, generator=torch.Generator().manual_seed(2))
-    found = _student(adapt, "adapt_model", f"backbone, {num_classes}, {in_channels}, {mode!r}", adapt_model,
-                     num_classes, in_channels, mode, x, x_grad)
+    found = call_step(adapt, "adapt_model", adapt_model, num_classes, in_channels, mode, x, x_grad,
+                      shown=f"backbone, {num_classes}, {in_channels}, {mode!r}")
     expect(found["module"], f"adapt_model(..., mode={mode!r}) returned {found.get('type')}, not a model (nn.Module): "
                             "did it return the adapted model?")
     expect(_same(reference, found["backbone"]) and not found["same_object"],
@@ -379,8 +368,8 @@ def check_param_groups(param_groups) -> None:
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     groups_of = in_kernel(_groups_in_kernel)
     for lr_backbone, lr_head in ((1e-3, 1e-2), (0.05, 0.005)):
-        found = _student(groups_of, "param_groups", f"model, {lr_backbone}, {lr_head}", param_groups, lr_backbone,
-                         lr_head, False)
+        found = call_step(groups_of, "param_groups", param_groups, lr_backbone, lr_head, False,
+                          shown=f"model, {lr_backbone}, {lr_head}")
         expect("unreadable" not in found, "param_groups should return a list of dicts, each with 'params' and 'lr' "
                                           f"({found.get('unreadable')}).")
         grouped = [name for names, _ in found["groups"] for name in names]
@@ -407,7 +396,7 @@ def check_param_groups(param_groups) -> None:
                                       f"{lr_head}.")
         expect(body_lrs == {lr_backbone}, f"the backbone's trainable parameters train at {sorted(body_lrs)}, expected "
                                           f"lr_backbone = {lr_backbone}.")
-    found = _student(groups_of, "param_groups", "model, 0.001, 0.01", param_groups, 1e-3, 1e-2, True)
+    found = call_step(groups_of, "param_groups", param_groups, 1e-3, 1e-2, True, shown="model, 0.001, 0.01")
     lrs = {name: lr for names, lr in found.get("groups", []) for name in names}
     expect(set(lrs) == head and set(lrs.values()) == {1e-2},
            "with the backbone frozen (a linear probe) only the head's parameters belong in the groups.")
