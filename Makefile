@@ -36,7 +36,7 @@ setup: $(DEPS_STAMP)
 lab: setup
 	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
-# The autograder runs each submission in a bubblewrap sandbox (course_lib/grading); its tests need it.
+# The autograder runs each submission in a bubblewrap sandbox (course_grading); its tests need it.
 sandbox:
 	@command -v bwrap >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; else \

@@ -24,14 +24,14 @@ c.ExecutePreprocessor.timeout = 1800
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Honest grades (course_lib/grading/preprocessors.py): tampered cells are restored and recorded
+# Honest grades (course_grading/preprocessors.py): tampered cells are restored and recorded
 # instead of failing the whole notebook; deleted test cells are added back; the kernel runs in a
 # bubblewrap sandbox; every test cell's verdict is decided in the grader's process.
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern, LimitOutput,
     OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from course_lib.grading.preprocessors import CellTimeLimits, GuardedExecute, RestoreCellMetadata  # noqa: E402
+from course_grading.preprocessors import CellTimeLimits, GuardedExecute, RestoreCellMetadata  # noqa: E402
 
 c.OverwriteCells.add_missing_cells = True
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMetadata, OverwriteKernelspec,

@@ -1,4 +1,4 @@
-"""Seconds to autograde a class: serial ``nbgrader autograde`` vs ``python -m course_lib grade``.
+"""Seconds to autograde a class: serial ``nbgrader autograde`` vs ``python -m course_grading grade``.
 
     python scripts/bench_grading.py [--students 24] [--assignment 01_numpy_mlp] [--workers 2]
 

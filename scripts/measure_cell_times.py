@@ -23,7 +23,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course_lib.grading.preprocessors import CELL_TIMES, released_source  # noqa: E402
+from course_grading.preprocessors import CELL_TIMES, released_source  # noqa: E402
 from course_lib.settings import is_fast  # noqa: E402
 
 

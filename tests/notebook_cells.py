@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils
 
-from course_lib.grading.source_rules import notebook_sources
-from course_lib.grading.verdict import Session, grader_namespace, loopback, run_cell
+from course_lib.checks.source_rules import notebook_sources
+from course_grading.verdict import Session, grader_namespace, loopback, run_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -719,7 +719,7 @@ def course_with_a_submission(tmp_path):
     (["--output-limit", "0"], "--output-limit must be a positive number"),
 ])
 def test_the_grade_command_rejects_bad_options_without_a_traceback(course_with_a_submission, options, words, capsys):
-    from course_lib.grading.classroom import main
+    from course_grading.classroom import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["01_numpy_mlp", "--course", str(course_with_a_submission), *options])
@@ -727,7 +727,7 @@ def test_the_grade_command_rejects_bad_options_without_a_traceback(course_with_a
 
 
 def test_the_grade_command_names_what_is_missing(tmp_path, capsys):
-    from course_lib.grading.classroom import main
+    from course_grading.classroom import main
 
     with pytest.raises(SystemExit):
         main(["01_numpy_mlp", "--course", str(tmp_path)])

@@ -1,4 +1,4 @@
-"""A class graded by ``python -m course_lib grade``: parallel, sandboxed, resumable, on a cluster.
+"""A class graded by ``python -m course_grading grade``: parallel, sandboxed, resumable, on a cluster.
 
 One class of notebook-01 submissions (fast mode): correct, partial and untouched ones, and the
 hostile ones of the instructors' list (a loop, a fork bomb, a memory bomb, 200 MB of output,
@@ -143,7 +143,7 @@ def environment(**extra) -> dict:
 
 
 def grade_command(root: Path, *args: str) -> list:
-    return [sys.executable, "-m", "course_lib", "grade", NAME, "--course", str(root),
+    return [sys.executable, "-m", "course_grading", "grade", NAME, "--course", str(root),
             "--cell-timeout", str(CELL_TIMEOUT), *args]
 
 

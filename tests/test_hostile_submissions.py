@@ -19,7 +19,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_output
 from nbgrader.api import Gradebook, MissingEntry
 
-from course_lib.grading.preprocessors import CELL_TIMES
+from course_grading.preprocessors import CELL_TIMES
 from notebook_cells import ROOT
 from test_autograder import nbgrader
 
@@ -351,7 +351,7 @@ def test_instructor_report_lists_every_flagged_student(graded):
     import sys
 
     root, _, _ = graded
-    done = subprocess.run([sys.executable, "-m", "course_lib", "integrity", NAME, str(root)],
+    done = subprocess.run([sys.executable, "-m", "course_grading", "integrity", NAME, str(root)],
                           capture_output=True, text=True, check=True)
     for student, (_, _, words) in CASES.items():
         if words or student in REVIEWED:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from course_lib.grading.verdict import loopback
+from course_grading.verdict import loopback
 import notebook_cells
 from notebook_cells import cell_source, run_test_cell
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.grading.sandbox import ProcessCap
+from course_grading.sandbox import ProcessCap
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is Linux-only")
-LAUNCHER = [sys.executable, "-m", "course_lib.grading.sandbox"]
+LAUNCHER = [sys.executable, "-m", "course_grading.sandbox"]
 
 
 def alive(pid: int) -> bool:

@@ -71,7 +71,7 @@ COINCIDENCES = {
     'if mode == "linear_probe":',
     'if mode == "scratch":',
     "torch.manual_seed(3)",
-    # the checks and the hidden tests run steps in the student's kernel alike (course_lib.grading.verdict)
+    # the checks and the hidden tests run steps in the student's kernel alike (course_grading.verdict)
     "model.load_state_dict(state)",
     "for p, q in zip(a, b))",
     "training = model.training",

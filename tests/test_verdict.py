@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.grading.agent import Agent, WireError, decode, encode
-from course_lib.grading.source_rules import forbidden_uses, notebook_sources
-from course_lib.grading.verdict import (RemoteError, RemoteObject, Session, in_kernel, loopback, notebook_names,
-                                        run_cell, run_verdict)
+from course_grading.agent import Agent, WireError, decode, encode
+from course_grading.verdict import RemoteError, RemoteObject, Session, loopback, notebook_names, run_cell, run_verdict
+from course_lib.checks.remote import in_kernel
+from course_lib.checks.source_rules import forbidden_uses, notebook_sources
 
 
 def roundtrip(value, **kwargs):
@@ -164,7 +164,7 @@ def test_notebook_names_are_the_free_globals():
 
 
 def test_in_kernel_runs_there_only_under_the_grader():
-    source = ("from course_lib.grading.verdict import in_kernel\n"
+    source = ("from course_lib.checks.remote import in_kernel\n"
               "@in_kernel\ndef probe(n):\n    model = Net(n)\n    return {'out': model.weight.detach().numpy(), 'where': WHERE}\n"
               "result = probe(3)\nassert result['where'] == 'kernel', result['where']\n"
               "assert result['out'].shape == (3, 3)\n")
@@ -187,8 +187,8 @@ def test_the_agent_answers_as_a_user_expression_that_no_cell_hook_sees():
 
     from IPython.core.interactiveshell import InteractiveShell
 
-    from course_lib.grading.agent import agent_source
-    from course_lib.grading.preprocessors import INSTALL_AGENT
+    from course_grading.agent import agent_source
+    from course_grading.preprocessors import INSTALL_AGENT
 
     shell = InteractiveShell.instance()
     shell.run_cell("answer = 41")

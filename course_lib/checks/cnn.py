@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.checks import call_step, expect, expect_shape, expect_tuple, passed
-from course_lib.grading.verdict import in_kernel
+from course_lib.checks.remote import in_kernel
 
 __all__ = [
     "WIDTHS", "BLOCK", "HEAD", "spec_param_shapes", "spec_param_count", "leaf_layers",

@@ -9,7 +9,7 @@ mistakes would have returned (a flipped kernel, padding on one side, a missing b
 torch as well, and names the one that matches. The student's functions are called through
 :func:`course_lib.checks.numpy_only`: this notebook's exercises are NumPy only. What only the
 notebook's kernel can see (how long a call takes, whether a returned array is writable) is measured
-there (:func:`course_lib.grading.verdict.in_kernel`).
+there (:func:`course_grading.verdict.in_kernel`).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.checks import NumpyOnlyError, call, expect, expect_shape, expect_tuple, numpy_only, passed
-from course_lib.grading.verdict import in_kernel
+from course_lib.checks.remote import in_kernel
 
 __all__ = [
     "check_conv_output_size", "check_conv2d_naive", "check_conv2d_fast", "check_linear",

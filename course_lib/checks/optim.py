@@ -8,7 +8,7 @@ ahead, bias correction gone, weight decay coupled instead of decoupled, ...) to 
 
 Every function may receive and return NumPy arrays or torch tensors; results are compared as
 float64 NumPy arrays. The student's optimizer class trains networks built where it lives, in the
-notebook's kernel under the grader (:func:`course_lib.grading.verdict.in_kernel`); torch's
+notebook's kernel under the grader (:func:`course_grading.verdict.in_kernel`); torch's
 reference is built here.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from course_lib.checks import expect, expect_tuple, passed, rel_error
-from course_lib.grading.verdict import forbid, in_kernel
+from course_lib.checks.remote import forbid, in_kernel
 
 __all__ = [
     "as_numpy", "check_sgd_momentum_step", "check_adam_step", "check_step_decay", "check_inverse_time_decay",

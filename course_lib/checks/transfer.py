@@ -11,7 +11,7 @@ evaluation, ImageNet's statistics instead of the backbone's, and so on.
 
 The student's models, transforms and optimizers stay where they were made: when graded, the steps
 that build and run them (the ``*_in_kernel`` functions) run in the notebook's kernel
-(``course_lib.grading.verdict.in_kernel``) and answer with plain data (parameters by name, flags,
+(``course_grading.verdict.in_kernel``) and answer with plain data (parameters by name, flags,
 outputs on inputs the check sends), which the check compares with references it computes itself.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from course_lib.checks import call, call_step, expect, passed
-from course_lib.grading.verdict import in_kernel
+from course_lib.checks.remote import in_kernel
 from course_lib.models import FastCIFARNet
 
 __all__ = ["MODES", "tiny_backbone", "groups_model", "check_adapt_model", "check_photo_transforms",

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from course_lib.checks import expect, passed
-from course_lib.grading.verdict import RemoteObject, forbid, in_kernel
+from course_lib.checks.remote import forbid, in_kernel, runs_in_kernel
 
 __all__ = [
     "without_course_lib", "check_stratified_split", "check_param_grid", "check_zero_one_risk",
@@ -55,7 +55,7 @@ def without_course_lib(fn):
     in the notebook's kernel (a ``RemoteObject``) is judged by its source instead, read here.
     """
     name = getattr(fn, "__name__", "your function")
-    if isinstance(fn, RemoteObject):
+    if runs_in_kernel(fn):
         found = forbid(fn, ("course_lib",))
         if found:
             raise CourseLibUsedError(f"{name} {found}: build it on scikit-learn's splitters "

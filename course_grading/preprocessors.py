@@ -10,7 +10,7 @@
   that hides the course folder (solutions, gradebook, other students), runs each test cell there as
   students received it, and decides the cell's score here, in the grader's process, by running the
   whole cell (hidden tests included) against the kernel's answers in plain data
-  (``course_lib.grading.verdict``). Nothing the kernel does to its own libraries can change a verdict.
+  (``course_grading.verdict``). Nothing the kernel does to its own libraries can change a verdict.
   A note at the top of the graded notebook (and so of the feedback) and ``<notebook>.integrity.json``
   beside it list what was found and what the instructor should look at; ``python -m course_lib
   integrity NN_name`` gathers them.
@@ -38,10 +38,10 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from traitlets import Bool, Float, Integer
 
-from course_lib.grading.agent import agent_source
-from course_lib.grading.sandbox import Limits, SandboxedKernelManager
-from course_lib.grading.source_rules import notebook_sources
-from course_lib.grading.verdict import Session, grader_namespace, run_verdict
+from course_grading.agent import agent_source
+from course_grading.sandbox import Limits, SandboxedKernelManager
+from course_lib.checks.source_rules import notebook_sources
+from course_grading.verdict import Session, grader_namespace, run_verdict
 from course_lib.settings import is_fast
 
 REPORT_SUFFIX = ".integrity.json"
@@ -155,7 +155,7 @@ class GuardedExecute(Execute):
 
     The kernel runs each test cell as students received it (the public check, which teaches); the
     grader then runs the whole cell, hidden tests included, in its own process against the kernel
-    (``course_lib.grading.verdict``), and the cell's score is that verdict alone. The kernel's own
+    (``course_grading.verdict``), and the cell's score is that verdict alone. The kernel's own
     output is kept for the student, with errors and displayed values made plain text, so that
     nbgrader neither zeroes a cell for them nor reads a displayed number as partial credit."""
 

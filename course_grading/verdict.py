@@ -5,11 +5,11 @@ with its own NumPy, torch and ``course_lib``. The names the cell takes from the 
 (``softmax``, ``params``, ``best_model``) are bound to what the kernel answers for them: plain data
 (numbers, arrays, tensors, lists, dicts) arrives as such; a function, class or model becomes a
 :class:`RemoteObject`, whose calls run in the kernel on arguments the grader sends and return plain
-data (``course_lib.grading.agent``). Arrays, lists and dicts passed to a call come back as the
+data (``course_grading.agent``). Arrays, lists and dicts passed to a call come back as the
 kernel left them, so a function that updates its arguments in place behaves as it would locally.
 
 A hidden test that needs several steps on objects that cannot travel (build a model, train it one
-epoch, read its weights) puts them in a function decorated with :func:`in_kernel`: run by the
+epoch, read its weights) puts them in a function decorated with ``course_lib.checks.remote.in_kernel``: run by the
 grader, that function is sent to the kernel and returns plain data there; run anywhere else (the
 solution notebook executed in Jupyter, nbval) it is an ordinary function.
 """
@@ -22,15 +22,13 @@ import io
 import linecache
 import symtable
 import textwrap
-import threading
 import warnings
 
 import numpy as np
 
-from course_lib.grading.agent import Agent, WireError, decode, encode
-
-_active = threading.local()
-
+from course_grading.agent import Agent, WireError, decode, encode
+from course_lib.checks.remote import kernel_session
+from course_lib.checks.source_rules import forbidden_uses
 
 class RemoteError(Exception):
     """The student's code raised this in the kernel (its type's name and message)."""
@@ -84,6 +82,17 @@ class Session:
     def _proxy(self, handle: dict):
         return RemoteObject(self, handle["id"], handle["type"])
 
+    def define(self, function) -> "RemoteObject":
+        """``function`` (its source, decorators left out) defined in the kernel among the notebook's names."""
+        lines = textwrap.dedent(inspect.getsource(function)).splitlines()
+        while lines and lines[0].lstrip().startswith("@"):
+            lines.pop(0)
+        remote = self.request(op="define", source="\n".join(lines) + "\n", name=function.__name__,
+                              filename=f"<grader: {function.__name__}>")
+        if not isinstance(remote, RemoteObject):
+            raise AssertionError(f"the kernel did not define {function.__name__} as sent")
+        return remote
+
     def resolve(self, names) -> dict:
         """The kernel's values for ``names``; names the notebook does not define are left out."""
         if not names:
@@ -99,6 +108,8 @@ class Session:
 class RemoteObject:
     """Something that lives in the student's kernel: calling it, reading an attribute or iterating
     it runs there, and what comes back is plain data or another remote object."""
+
+    in_kernel = True   # what ``course_lib.checks.remote.runs_in_kernel`` looks for
 
     def __init__(self, session: Session, number: int, type_name: str):
         object.__setattr__(self, "_session", session)
@@ -134,16 +145,21 @@ class RemoteObject:
     def __repr__(self):
         return f"<{self._type} in the notebook's kernel>"
 
+    def forbidden_use(self, forbidden, allowed=()) -> str | None:
+        """The first use of ``forbidden`` but not ``allowed`` that this function's source in the notebook
+        reaches (``course_lib.checks.remote.forbid``); what cannot be read goes to the review list."""
+        found, review = forbidden_uses(self._session.sources, self.__name__, forbidden, allowed)
+        self._session.review += [line for line in review if line not in self._session.review]
+        return found[0] if found else None
+
     def numpy_only(self):
         """This function, once its source shows that it reaches no torch, SciPy, scikit-learn or course_lib
         (``course_lib.checks.numpy_only`` for code in the kernel, where watching the call proves nothing)."""
-        from course_lib.checks import NumpyOnlyError
-        from course_lib.grading.source_rules import forbidden_uses
+        from course_lib.checks.numpy_only import FORBIDDEN_IN_NUMPY_EXERCISES, NumpyOnlyError
 
-        found, review = forbidden_uses(self._session.sources, self.__name__)
-        self._session.review += [line for line in review if line not in self._session.review]
+        found = self.forbidden_use(FORBIDDEN_IN_NUMPY_EXERCISES)
         if found:
-            raise NumpyOnlyError(f"{self.__name__} {found[0]} — this exercise is NumPy only; write it with NumPy "
+            raise NumpyOnlyError(f"{self.__name__} {found} — this exercise is NumPy only; write it with NumPy "
                                  "(torch, SciPy, scikit-learn and course_lib are not allowed here).")
         return self
 
@@ -170,41 +186,6 @@ def write_back(sent, after) -> None:
         if sent.shape == after.shape and not torch.equal(sent.detach(), after.to(sent.dtype)):
             with torch.no_grad():
                 sent.copy_(after)
-
-
-def forbid(obj, forbidden, allowed=()) -> str | None:
-    """The first use of ``forbidden`` but not ``allowed`` (dotted names: ``torch.optim``) that the source of
-    ``obj`` reaches, as ``called torch.optim.SGD``, or None. In the grader ``obj`` is the notebook's and
-    its source is the notebook's; in a kernel it is read with ``inspect`` where it can be (a function of
-    a cell), and None where it cannot (the grader decides)."""
-    from course_lib.grading.source_rules import forbidden_uses
-
-    name = getattr(obj, "__name__", "")
-    if isinstance(obj, RemoteObject):
-        found, review = forbidden_uses(obj._session.sources, name, forbidden, allowed)
-        obj._session.review += [line for line in review if line not in obj._session.review]
-    else:
-        try:
-            found, _ = forbidden_uses([textwrap.dedent(inspect.getsource(obj))], name, forbidden, allowed)
-        except (OSError, TypeError):
-            return None
-    return found[0] if found else None
-
-
-def in_kernel(function):
-    """Run ``function`` in the student's kernel when the grader decides the verdict (it must take and
-    return plain data, and see the notebook's names as globals); elsewhere it is ``function`` itself."""
-    session = getattr(_active, "session", None)
-    if session is None:
-        return function
-    lines = textwrap.dedent(inspect.getsource(function)).splitlines()
-    while lines and lines[0].lstrip().startswith("@"):
-        lines.pop(0)
-    remote = session.request(op="define", source="\n".join(lines) + "\n", name=function.__name__,
-                             filename=f"<grader: {function.__name__}>")
-    if not isinstance(remote, RemoteObject):
-        raise AssertionError(f"the kernel did not define {function.__name__} as sent")
-    return remote
 
 
 def notebook_names(source: str) -> set:
@@ -253,14 +234,12 @@ def run_cell(source: str, namespace: dict, session: Session, filename: str = "<t
     """Run test cell ``source`` in the grader against the kernel of ``session``; raises what the cell raises."""
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     scope = dict(namespace)
-    _active.session = session
     try:
         scope.update(session.resolve(notebook_names(source) - scope.keys()))
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with kernel_session(session), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exec(compile(source, filename, "exec"), scope)
     finally:
-        _active.session = None
         linecache.cache.pop(filename, None)
 
 

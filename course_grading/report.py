@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from course_lib.grading.preprocessors import REPORT_SUFFIX
+from course_grading.preprocessors import REPORT_SUFFIX
 
 
 def integrity_reports(course_root, assignment: str) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Autograding a whole class: ``python -m course_lib grade NN_name [--workers N] [--cluster ADDRESS]``.
+"""Autograding a whole class: ``python -m course_grading grade NN_name [--workers N] [--cluster ADDRESS]``.
 
 nbgrader's ``autograde`` runs one submission after another. ``ClassAutograde`` is the same converter
 (its gradebook, its preprocessors, its files) with the expensive step, running the notebook, done
@@ -37,7 +37,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import import_item
 from traitlets.config import Config
 
-from course_lib.grading.preprocessors import submission_links
+from course_grading.preprocessors import submission_links
 
 RECORDS = ".course-grade"
 # What a worker needs from the instructor's configuration to run a notebook as `nbgrader autograde` would
@@ -54,7 +54,7 @@ def execute_submission(job: dict) -> dict:
     Returns the executed notebooks, the integrity reports and the seconds taken."""
     import nbformat
 
-    from course_lib.grading.preprocessors import REPORT_SUFFIX, GuardedExecute
+    from course_grading.preprocessors import REPORT_SUFFIX, GuardedExecute
 
     start = time.perf_counter()
     config = Config(job["config"])
@@ -239,7 +239,7 @@ def make_executor(workers: int | None, cluster: str | None):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m course_lib grade",
+        prog="python -m course_grading grade",
         description="Autograde every submission of an assignment in parallel, each in a sandbox, "
                     "through nbgrader's gradebook. Run it again after a crash: finished students are kept.")
     parser.add_argument("assignment", help="the assignment, e.g. 01_numpy_mlp")

@@ -1,6 +1,6 @@
 """The grader's agent in a submission's kernel, and the plain-data format both sides speak.
 
-The grader decides every verdict in its own process (``course_lib.grading.verdict``). The kernel
+The grader decides every verdict in its own process (``course_grading.verdict``). The kernel
 only runs the student's code on what the grader sends and answers with plain data: ``None``,
 booleans, numbers, short strings, NumPy arrays and torch tensors of a numeric dtype, and lists,
 tuples and dicts of these. Anything else (a model, a function, a generator) stays in the kernel

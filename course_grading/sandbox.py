@@ -18,7 +18,7 @@ What the kernel sees and may use:
 
 bubblewrap (Debian's ``bubblewrap``) does the namespaces without a daemon or root; cgroups do
 what rlimits cannot (count the sandbox's processes together). ``python -m
-course_lib.grading.sandbox`` is the small launcher that applies them on each side of bwrap.
+course_grading.sandbox`` is the small launcher that applies them on each side of bwrap.
 """
 from __future__ import annotations
 
@@ -207,11 +207,11 @@ class SandboxedKernelManager(AsyncKernelManager):
                  "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session",
                  "--die-with-parent", "--"]
         limits = self.limits
-        inner = [sys.executable, "-m", "course_lib.grading.sandbox", "limit", "--memory", str(limits.memory),
+        inner = [sys.executable, "-m", "course_grading.sandbox", "limit", "--memory", str(limits.memory),
                  "--processes", str(limits.processes), "--file-size", str(limits.file_size), "--"]
         if self.process_cap is None:
             self.process_cap = ProcessCap.create(limits.processes)
-        outer = [sys.executable, "-m", "course_lib.grading.sandbox", "join", "--parent", str(os.getpid()),
+        outer = [sys.executable, "-m", "course_grading.sandbox", "join", "--parent", str(os.getpid()),
                  *([] if self.process_cap is None else ["--cgroup", str(self.process_cap.folder)]), "--"]
         self.log.debug("kernel command: %s", outer + args + inner + command)
         return outer + args + inner + command
@@ -247,7 +247,7 @@ def die_with(parent: int) -> None:
 def main(argv=None) -> None:
     """``join --parent PID [--cgroup CGROUP] -- command`` (outside bwrap) or ``limit --memory B
     --processes N --file-size B -- command`` (inside): apply, then become ``command``."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib.grading.sandbox")
+    parser = argparse.ArgumentParser(prog="python -m course_grading.sandbox")
     steps = parser.add_subparsers(dest="step", required=True)
     join = steps.add_parser("join", help="die with the grader; enter a cgroup")
     join.add_argument("--parent", type=int, required=True, help="the grader's process id")
