@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils
 
-from course_lib.checks.source_rules import notebook_sources
 from course_grading.verdict import Session, grader_namespace, loopback, run_cell
+from course_lib.checks.source_rules import notebook_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,3 +68,32 @@ def sources(functions: dict) -> list[str]:
         if defined != name:
             found.append(f"{name} = {defined}")
     return found
+
+
+MAX_LINES, MAX_CHARACTERS = 4, 480   # a check's message is a few lines of plain text
+MARKUP = ("**", "`", "<b>", "](")
+
+
+def readable(message: str) -> str:
+    """``message`` if it is as short and plain as a check's message must be; an AssertionError otherwise."""
+    assert len(message) <= MAX_CHARACTERS and message.count("\n") < MAX_LINES, f"message too long:\n{message}"
+    assert not any(mark in message for mark in MARKUP) and " *" not in message, f"raw markup in:\n{message}"
+    return message
+
+
+def rejected(assignment: str, grade_id: str, match: str, mistake: str | None = None, **functions) -> str:
+    """Run test cell ``grade_id`` on ``functions``, which must fail with a message that matches ``match``
+    (a regular expression), is :func:`readable`, and (when given) names the usual mistake ``mistake`` (the
+    stable id that ``CheckFailed`` carries). Returns the message."""
+    import re
+
+    try:
+        run_test_cell(assignment, grade_id, **functions)
+    except AssertionError as err:
+        message = str(err)
+        assert re.search(match, message), f"expected a message matching {match!r}, got:\n{message}"
+        if mistake is not None:
+            assert getattr(err, "mistake", None) == mistake, (
+                f"expected mistake {mistake!r}, got {getattr(err, 'mistake', None)!r}:\n{message}")
+        return readable(message)
+    raise AssertionError(f"{grade_id} accepted {sorted(functions)}; expected a failure matching {match!r}")
