@@ -1,7 +1,11 @@
+"""The check toolkit (course_lib.checks.toolkit) and the NumPy-only guard."""
 import numpy as np
 import pytest
+import torch
 
-from course_lib.checks import call, expect_close, expect_shape, numerical_gradient, passed, rel_error
+from course_lib.checks.gradient_check import numerical_gradient, rel_error
+from course_lib.checks.toolkit import (CheckFailed, Mistake, call, close, compare, describe, difference, expect_shape,
+                                       passed)
 
 
 def stub(x):
@@ -13,25 +17,129 @@ def crashes(x):
 
 
 def test_call_turns_a_stub_into_a_clear_message():
-    with pytest.raises(AssertionError, match="stub is not implemented yet"):
+    with pytest.raises(CheckFailed, match="stub is not implemented yet") as err:
         call(stub, np.ones(3))
+    assert err.value.mistake == "not_implemented"
 
 
 def test_call_names_the_function_the_inputs_and_the_error():
-    with pytest.raises(AssertionError, match=r"crashes\(array\(4, 3\)\) raised ValueError"):
+    with pytest.raises(CheckFailed, match=r"crashes\(array of shape \(4, 3\)\) raised ValueError") as err:
         call(crashes, np.ones((4, 3)))
+    assert err.value.mistake == "crashed" and "\n" not in str(err.value)
 
 
-def test_expect_shape_and_close_messages():
-    with pytest.raises(AssertionError, match=r"should have shape \(2, 3\), got \(3, 2\)"):
+def test_call_copies_the_arguments_so_in_place_updates_leave_the_callers_values():
+    def in_place(w, v):
+        v *= 0.9
+        v += 1.0
+        w -= 0.1 * v
+        return w, v
+
+    for to in (np.asarray, torch.as_tensor):
+        w, v = to(np.ones(3)), to(np.zeros(3))
+        w_new, v_new = call(in_place, w, v, returns=("w_new", "v_new"))
+        assert close(w, np.ones(3)) and close(v, np.zeros(3))
+        assert close(w_new, np.full(3, 0.9)) and close(v_new, np.ones(3))
+
+
+def test_call_names_an_argument_the_contract_keeps():
+    def relu(x):
+        x[x < 0] = 0
+        return x
+
+    with pytest.raises(CheckFailed, match="relu changed its argument x in place") as err:
+        call(relu, np.array([-1.0, 2.0]), keeps={0: "x"})
+    assert err.value.mistake == "changed_argument"
+    assert np.array_equal(call(relu, np.array([1.0, 2.0]), keeps={0: "x"}), [1.0, 2.0])
+
+
+@pytest.mark.parametrize("result, returns, words", [
+    (None, "array", "returned None"), (3.0, "array", "returned 3; expected an array"),
+    ((1, 2), ("a", "b", "c"), r"should return a tuple \(a, b, c\); it returned \(1, 2\)"),
+    ("0.1", "number", "returned '0.1'; expected one number"),
+])
+def test_call_names_a_result_of_the_wrong_kind(result, returns, words):
+    with pytest.raises(CheckFailed, match=words):
+        call(lambda: result, name="f", returns=returns)
+
+
+@pytest.mark.parametrize("result, returns", [
+    (np.float32(2.0), "number"), (torch.tensor(2.0), "number"), (2, "number"), (np.ones(2), "array"),
+    (torch.ones(2), "array"), ([np.ones(2), 1.0], ("w", "v")), ((1, 2), ("w", "v")),
+])
+def test_call_accepts_every_valid_kind(result, returns):
+    assert call(lambda: result, name="f", returns=returns) is result
+
+
+def test_difference_says_where_a_value_first_differs():
+    assert difference(np.ones((2, 3)), np.ones((2, 3))) is None
+    assert difference(np.ones((3, 2)), np.ones((2, 3))) == "has shape (3, 2); expected (2, 3)"
+    wrong = np.ones((2, 3))
+    wrong[1, 1], wrong[1, 2] = 0.5, 0.25
+    assert difference(wrong, np.ones((2, 3))) == "at [1, 1] is 0.5; expected 1 (1 more of 6 elements differ)"
+    assert difference(np.array([1.0, np.nan]), np.ones(2)) == "is nan at [1]; expected 1"
+    assert difference(0.05, 0.025) == "is 0.05; expected 0.025"
+    assert difference("abc", 1.0) == "is 'abc'; expected a number"
+    assert difference(np.ones(2), 1.0) == "is array of shape (2,); expected one number"
+
+
+def test_closeness_is_judged_on_the_scale_of_the_whole_value():
+    expected = np.array([1000.0, 1e-9])
+    assert close(expected + np.array([1e-4, 1e-6]), expected)           # tiny error near zero: fine
+    assert not close(expected * (1 + 1e-5), expected)
+    assert close(np.zeros(3) + 1e-7, np.zeros(3))                      # all zeros: scale 1
+    assert close(torch.tensor([1.0, 2.0]), np.array([1.0, 2.0]))      # a tensor against an array
+    assert close(np.float32(0.1), 0.1, tol=1e-6)
+    assert close(np.array([np.inf, 1.0]), np.array([np.inf, 1.0]))
+    assert not close(np.array([-np.inf, 1.0]), np.array([np.inf, 1.0]))
+
+
+SQUARE_MISTAKES = (
+    Mistake("demo.square.doubled", "doubles x instead of squaring it.", returns=lambda x: 2 * x),
+    Mistake("demo.square.negative", "is negative somewhere: a square never is.", shows=lambda out, x: (out < 0).any()),
+)
+
+
+def test_compare_names_the_first_mistake_the_value_reproduces():
+    x = np.array([1.0, 3.0])
+    compare(x ** 2, x ** 2, "square(x)", mistakes=SQUARE_MISTAKES, inputs=(x,))
+    with pytest.raises(CheckFailed, match=r"^square\(x\) doubles x instead of squaring it\.$") as err:
+        compare(2 * x, x ** 2, "square(x)", mistakes=SQUARE_MISTAKES, inputs=(x,))
+    assert err.value.mistake == "demo.square.doubled"
+    with pytest.raises(CheckFailed, match="is negative somewhere") as err:
+        compare(-x, x ** 2, "square(x)", mistakes=SQUARE_MISTAKES, inputs=(x,))
+    assert err.value.mistake == "demo.square.negative"
+    with pytest.raises(CheckFailed, match=r"^square\(x\) at \[1\] is 10; the formula's value is 9\.$") as err:
+        compare(np.array([1.0, 10.0]), x ** 2, "square(x)", mistakes=SQUARE_MISTAKES, inputs=(x,),
+                expected_as="the formula's value", unexplained="demo.square.other")
+    assert err.value.mistake == "demo.square.other"
+
+
+def test_a_mistake_states_exactly_one_way_to_recognise_it():
+    with pytest.raises(ValueError):
+        Mistake("demo.x", "hint")
+    with pytest.raises(ValueError):
+        Mistake("demo.x", "hint", returns=abs, shows=abs)
+
+
+def test_a_mistake_that_cannot_be_computed_is_not_the_one():
+    broken = Mistake("demo.broken", "never", returns=lambda x: x @ np.ones((9, 9)))
+    assert not broken.matches(np.ones(2), (np.ones(2),))
+
+
+def test_describe_never_shows_an_objects_repr():
+    assert describe(torch.nn.Sequential(torch.nn.Linear(2, 2))) == "a Sequential"
+    assert describe(torch.ones(2, 3)) == "tensor of shape (2, 3)"
+    assert describe(torch.tensor(0.5)) == "0.5"
+    assert describe(list(range(100))) == "a list of 100"
+    assert describe([0.1, 0.2]) == "[0.1, 0.2]"
+
+
+def test_expect_shape_messages():
+    with pytest.raises(AssertionError, match=r"should have shape \(2, 3\); it has \(3, 2\)"):
         expect_shape(np.ones((3, 2)), (2, 3), "probs")
     with pytest.raises(AssertionError, match="should be an array"):
         expect_shape([1, 2], (2,), "probs")
-    with pytest.raises(AssertionError, match="probs is off .* did you"):
-        expect_close(np.ones(3), np.zeros(3), "probs", hint="did you normalise?")
-    with pytest.raises(AssertionError, match="NaN or inf"):
-        expect_close(np.array([np.nan]), np.zeros(1), "loss")
-    expect_close(np.ones(3) + 1e-9, np.ones(3), "probs")
 
 
 def test_passed_prints_one_line(capsys):
@@ -55,7 +163,7 @@ import sys  # noqa: E402
 
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
-from course_lib.checks import NumpyOnlyError, numpy_only  # noqa: E402
+from course_lib.checks.numpy_only import NumpyOnlyError, numpy_only  # noqa: E402
 
 NUMPY_ONLY = "— this exercise is NumPy only"
 
@@ -189,7 +297,7 @@ def test_call_passes_the_rejection_on_and_still_names_crashes():
 
     with pytest.raises(NumpyOnlyError, match=r"^relu called torch.relu"):
         call(numpy_only(relu), np.ones(2))
-    with pytest.raises(AssertionError, match=r"crashes\(array\(4, 3\)\) raised ValueError"):
+    with pytest.raises(AssertionError, match=r"crashes\(array of shape \(4, 3\)\) raised ValueError"):
         call(numpy_only(crashes), np.ones((4, 3)))
     with pytest.raises(AssertionError, match="stub is not implemented yet"):
         call(numpy_only(stub), np.ones(3))

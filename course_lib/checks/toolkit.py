@@ -184,7 +184,8 @@ def difference(actual, expected, tol: float = 1e-6) -> str | None:
         value = a[index] if index else a[()]
         return f"is {value}" + (f" at {_where(index)}" if index else "") + f"; expected {e[index] if index else e[()]:.6g}"
     scale = float(np.max(np.abs(e[finite]), initial=0.0)) or 1.0
-    wrong = (np.abs(a - e) > tol * scale) & finite | (~finite & (a != e))
+    with np.errstate(invalid="ignore", over="ignore"):
+        wrong = (np.abs(a - e) > tol * scale) & finite | (~finite & (a != e))
     if not wrong.any():
         return None
     index = tuple(int(i) for i in np.argwhere(wrong)[0])
