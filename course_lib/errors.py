@@ -121,7 +121,7 @@ def describe_failure(name: str, err: BaseException) -> str:
     cells = _cell_frames(err.__traceback__, shell)
     if isinstance(err, NotImplementedError):
         cell = _cell_label(cells[-1][0].f_code.co_filename, shell) if cells else None
-        return (f"{name} is not implemented yet: replace `raise NotImplementedError()` in "
+        return (f"{name} is not implemented yet: replace the line raise NotImplementedError() in "
                 f"{cell or 'its cell'} with your code, run that cell, then run this one again.")
     detail = str(err).strip()
     line = f"{name} raised {type(err).__name__}" + (f": {detail}" if detail else "")

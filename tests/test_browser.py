@@ -289,7 +289,7 @@ def test_convolution_explorer_unfinished_then_finished(browser):
     view.scroll_into_view_if_needed()
     browser.screenshot(f"{name}-explorer-unfinished")
     shown = notebook.output(explorer)
-    assert shown.count("conv2d_fast is not implemented yet: replace `raise NotImplementedError()` in cell In[") == 1, shown
+    assert shown.count("conv2d_fast is not implemented yet: replace the line raise NotImplementedError() in cell In[") == 1, shown
     messages = view.locator(".widget-html").all_inner_texts()
     assert not [m for m in messages if m.rstrip().endswith(":")], f"a message ends in a colon: {messages}"
     assert view.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']").count() == 0

@@ -56,7 +56,7 @@ def test_a_stub_in_a_check_names_the_exercise_and_its_cell(notebook):
     assert not result.success and isinstance(result.error_in_exec, AssertionError)
     assert shown.splitlines() == [
         "✘ sigmoid: a public check failed (the exercise in cell In[2])",
-        "sigmoid is not implemented yet: replace `raise NotImplementedError()` with your code.",
+        "sigmoid is not implemented yet: replace the line raise NotImplementedError() with your code.",
         "→ Edit `sigmoid` in cell In[2], run that cell, then run this one again."]
 
 
@@ -72,7 +72,7 @@ def test_a_crash_in_the_students_code_shows_their_line_only(notebook):
     notebook("def sigmoid(x):\n    z = np.exp(-x)\n    return 1 / (1 + z) @ np.ones((7, 2))")
     result, shown = notebook("checks.check_sigmoid(sigmoid)")
     assert not result.success
-    assert "sigmoid(array(6,)) raised ValueError" in shown
+    assert "sigmoid(array of shape (6,)) raised ValueError" in shown
     assert "  cell In[2], line 3, in `sigmoid`: return 1 / (1 + z) @ np.ones((7, 2))" in shown.splitlines()
     assert "course_lib" not in shown and "Traceback" not in shown
 
@@ -143,7 +143,7 @@ def test_a_widget_names_the_cell_to_finish(notebook):
     notebook(STUB)
     result, shown = notebook("from course_lib.errors import describe_failure\n"
                              "try:\n    sigmoid(0)\nexcept Exception as err:\n    print(describe_failure('sigmoid', err))")
-    assert result.success and shown.strip() == ("sigmoid is not implemented yet: replace `raise NotImplementedError()` "
+    assert result.success and shown.strip() == ("sigmoid is not implemented yet: replace the line raise NotImplementedError() "
                                                 "in cell In[2] with your code, run that cell, then run this one again.")
     notebook("def sigmoid(x):\n    return 1 / (1 + np.exp(-x)) @ np.ones(7)")
     _, shown = notebook("try:\n    sigmoid(np.zeros(3))\nexcept Exception as err:\n    print(describe_failure('sigmoid', err))")

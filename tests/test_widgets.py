@@ -95,7 +95,7 @@ def test_a_failing_conv_becomes_a_message_not_an_exception(images):
 
     explorer = conv_explorer(conv2d_fast, images)
     assert explorer.output is None
-    assert explorer.message == ("conv2d_fast is not implemented yet: replace `raise NotImplementedError()` in its "
+    assert explorer.message == ("conv2d_fast is not implemented yet: replace the line raise NotImplementedError() in its "
                                 "cell with your code, run that cell, then run this one again.")
     assert explorer.output_view.layout.display == "none"  # no empty image: a browser shows it as broken
     assert explorer._repr_mimebundle_()["text/plain"] == explorer.message  # an exported copy shows it once

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["numerical_gradient", "rel_error"]
+
 
 def numerical_gradient(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """Gradient of the scalar function ``f`` at ``x`` by central differences.

@@ -252,7 +252,7 @@ def call(fn, *args, name: str | None = None, shown: str | None = None, returns=N
         message = str(err).strip().splitlines()[0] if str(err).strip() else "(no message)"
         if len(message) > MAX_MESSAGE:
             message = message[:MAX_MESSAGE - 3] + "..."
-        fail(f"{where} raised {type(err).__name__}: {message}", "crashed")
+        raise CheckFailed(f"{where} raised {type(err).__name__}: {message}", "crashed") from err
     for key, label in (keeps or {}).items():
         before = args[key] if isinstance(key, int) else kwargs[key]
         after = sent[key] if isinstance(key, int) else sent_kwargs[key]
