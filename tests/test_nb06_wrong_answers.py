@@ -1,5 +1,6 @@
 """Notebook 06's test cells must reject plausible wrong adaptations, transforms and parameter groups
-with a message that names the mistake, and accept valid alternatives.
+with a short message that names the mistake (its stable id, from the tables of
+``course_lib.checks.transfer``), and accept valid alternatives.
 
 Each wrong answer is the solution with one mistake written in (a textual edit of the solution cell,
 checked to apply), so the tests follow the notebook when it changes.
@@ -14,7 +15,8 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from notebook_cells import cell_source, run_test_cell
+from course_lib.checks import transfer
+from notebook_cells import cell_source, rejected, run_test_cell
 
 NB = "06_transfer"
 
@@ -30,9 +32,9 @@ def define(name: str, edits=()):
     return namespace[name]
 
 
-def rejects(grade_id: str, match: str, **objects) -> None:
-    with pytest.raises(AssertionError, match=match):
-        run_test_cell(NB, grade_id, **objects)
+def rejects(grade_id: str, match: str, mistake: str | None = None, **objects) -> str:
+    """The message test cell ``grade_id`` rejects ``objects`` with (see ``notebook_cells.rejected``)."""
+    return rejected(NB, grade_id, match, mistake, **objects)
 
 
 def test_solutions_pass():
@@ -46,58 +48,71 @@ def test_stubs_fail():
         raise NotImplementedError()
 
     for name in ("adapt_model", "param_groups", "photo_transforms"):
-        rejects(f"test_{name}", "not implemented yet", **{name: stub})
+        rejects(f"test_{name}", "not implemented yet", "not_implemented", **{name: stub})
 
 
 # ---------------------------------------------------------------- adapt_model
 
 ADAPT_MISTAKES = {
     "head not replaced": ([("    new_head = nn.Linear(old_head.in_features, num_classes)\n", "    new_head = old_head\n")],
-                          "head was not replaced"),
+                          "head was not replaced", "transfer.adapt_model.head_not_replaced"),
     "backbone not frozen in a probe": ([("            parameter.requires_grad_(False)\n",
                                          "            parameter.requires_grad_(True)\n")],
-                                       "only the new head learns"),
-    "head frozen too in a probe": ([("        new_head.requires_grad_(True)\n", "")], "new head is frozen"),
+                                       "features.0.weight and 20 others of the backbone trainable.*only the new head "
+                                       "learns", "transfer.adapt_model.backbone_trainable_in_probe"),
+    "head frozen too in a probe": ([("        new_head.requires_grad_(True)\n", "")], "freezes the new head",
+                                   "transfer.adapt_model.head_frozen"),
     "first layer summed": ([("first.weight.detach().mean(dim=1, keepdim=True)", "first.weight.detach().sum(dim=1, keepdim=True)")],
-                           "SUM of the RGB filters"),
+                           "sum of the RGB filters", "transfer.adapt_model.filters_summed"),
     "first layer takes the red filter": ([("first.weight.detach().mean(dim=1, keepdim=True)", "first.weight.detach()[:, :1]")],
-                                         "one colour's filters"),
+                                         "one colour's filters", "transfer.adapt_model.filters_of_one_colour"),
+    "colour filters averaged too": ([("    if in_channels != first.in_channels:\n", "    if True:\n")],
+                                    "adapt_model\\(backbone, 5, 3, 'linear_probe'\\) are the RGB filters averaged",
+                                    "transfer.adapt_model.colour_filters_averaged"),
     "first layer's in_channels not adapted": ([("        first.weight = nn.Parameter(averaged.repeat(1, in_channels, 1, 1))\n"
                                                "        first.in_channels = in_channels\n", "")],
-                                             "fails on a batch"),
-    "backbone changed in place": ([("model = copy.deepcopy(backbone)", "model = backbone")], "changed the backbone"),
+                                             "first nn.Conv2d takes 3 channels: adapt it to 1-channel images",
+                                             "transfer.adapt_model.first_layer_not_adapted"),
+    "backbone changed in place": ([("model = copy.deepcopy(backbone)", "model = backbone")], "changed the backbone",
+                                  "transfer.adapt_model.changed_backbone"),
     "scratch keeps the pretrained weights": ([('    if mode == "scratch":\n', '    if mode == "from scratch":\n')],
-                                             "kept the pretrained weights"),
+                                             "'scratch'\\) keeps the pretrained weights of features.3.weight",
+                                             "transfer.adapt_model.scratch_keeps_pretrained"),
+    "weights reset in every mode": ([('    if mode == "scratch":\n', '    if True:\n')],
+                                    "'linear_probe'\\) changes the pretrained weights of features.3.weight",
+                                    "transfer.adapt_model.pretrained_changed"),
     "unknown mode accepted": ([('    if mode not in ("linear_probe", "fine_tune", "scratch"):\n', "    if False:\n")],
-                              "accepted mode='finetune'"),
-    "no model returned": ([("    return model\n", "    return None\n")], "not a model"),
+                              "accepted mode='finetune'", "transfer.adapt_model.unknown_mode_accepted"),
+    "no model returned": ([("    return model\n", "    return None\n")], "returned None, not a model", "returned_none"),
     "first layer's filters repeated wrongly": ([("averaged.repeat(1, in_channels, 1, 1)", "averaged.repeat(in_channels)")],
-                                               "adapt_model\\(backbone, 5, 1, 'linear_probe'\\) raised RuntimeError"),
+                                               "adapt_model\\(backbone, 5, 1, 'linear_probe'\\) raised RuntimeError",
+                                               "crashed"),
     "unknown mode raises KeyError": ([('        raise ValueError(f"mode must be', '        raise KeyError(f"mode must be')],
-                                     "mode='finetune'\\) raised KeyError.*should raise ValueError"),
+                                     "mode='finetune'\\) raised KeyError.*should raise ValueError",
+                                     "transfer.adapt_model.unknown_mode_wrong_error"),
 }
 
 
-# Mistakes that the public check lets through and only the hidden tests catch (through the kernel).
+# Mistakes that the public check lets through and only the hidden tests catch (through the kernel): no id.
 ADAPT_MISTAKES_HIDDEN = {
     "scratch keeps the batch norms' statistics": ([("            if hasattr(module, \"reset_parameters\"):\n",
                                                     "            if isinstance(module, (nn.Conv2d, nn.Linear)):\n")],
-                                                  "kept the backbone's running statistics"),
+                                                  "kept the backbone's running statistics", None),
     "fine-tuning resets the batch norms' statistics": ([('    if mode == "scratch":\n',
                                                          '    for module in model.modules():\n'
                                                          '        if mode != "scratch" and isinstance(module, nn.BatchNorm2d):\n'
                                                          '            module.reset_running_stats()\n'
                                                          '    if mode == "scratch":\n')],
-                                                       "pretrained shifts or statistics changed"),
+                                                       "pretrained shifts or statistics changed", None),
     "only 'finetune' rejected": ([('    if mode not in ("linear_probe", "fine_tune", "scratch"):\n',
-                                   '    if mode == "finetune":\n')], "mode='probe' was accepted"),
+                                   '    if mode == "finetune":\n')], "mode='probe' was accepted", None),
 }
 
 
 @pytest.mark.parametrize("mistake", {**ADAPT_MISTAKES, **ADAPT_MISTAKES_HIDDEN})
 def test_adapt_model_mistake_is_named(mistake):
-    edits, match = {**ADAPT_MISTAKES, **ADAPT_MISTAKES_HIDDEN}[mistake]
-    rejects("test_adapt_model", match, adapt_model=define("adapt_model", edits))
+    edits, match, mistake_id = {**ADAPT_MISTAKES, **ADAPT_MISTAKES_HIDDEN}[mistake]
+    rejects("test_adapt_model", match, mistake_id, adapt_model=define("adapt_model", edits))
 
 
 def probe_frozen_after_the_head(backbone, num_classes, in_channels=3, mode="fine_tune"):
@@ -124,13 +139,18 @@ def scratch_zero_weights(backbone, num_classes, in_channels=3, mode="fine_tune")
     return model
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (probe_frozen_after_the_head, "new head is frozen"),
-    (fine_tune_frozen, "trains the whole network"),
-    (scratch_zero_weights, "all zero"),
-])
-def test_adapt_model_other_mistakes_are_named(wrong, match):
-    rejects("test_adapt_model", match, adapt_model=wrong)
+ADAPT_OTHER_MISTAKES = [
+    (probe_frozen_after_the_head, "freezes the new head", "transfer.adapt_model.head_frozen"),
+    (fine_tune_frozen, "'fine_tune'\\) freezes features.0.weight and 6 others: this mode trains the whole network",
+     "transfer.adapt_model.network_frozen"),
+    (scratch_zero_weights, "'scratch'\\) starts features.0.weight and 6 others from weights that are all zero",
+     "transfer.adapt_model.scratch_from_zeros"),
+]
+
+
+@pytest.mark.parametrize("wrong, match, mistake", ADAPT_OTHER_MISTAKES)
+def test_adapt_model_other_mistakes_are_named(wrong, match, mistake):
+    rejects("test_adapt_model", match, mistake, adapt_model=wrong)
 
 
 def rebuilt_as_sequential(backbone, num_classes, in_channels=3, mode="fine_tune"):
@@ -175,28 +195,78 @@ def test_adapt_model_written_differently_passes():
 
 GROUP_MISTAKES = {
     "learning rates swapped": ([('"lr": lr_backbone}', '"lr": lr_head}'), ('"lr": lr_head}]', '"lr": lr_backbone}]')],
-                               "swapped"),
+                               "swapped", "transfer.param_groups.swapped"),
     "frozen parameters included": ([("learning = [p for p in model.parameters() if p.requires_grad]",
-                                     "learning = list(model.parameters())")], "frozen parameters"),
-    "head in both groups": ([("[p for p in learning if id(p) not in head_ids]", "learning")], "two groups"),
-    "no lr per group": ([('"lr": lr_backbone}', '}'), ('"lr": lr_head}]', '}]')], "no 'lr' of its own"),
+                                     "learning = list(model.parameters())")],
+                                   "frozen parameters \\(requires_grad False\\) in a group: 0.1.weight and 6 others",
+                                   "transfer.param_groups.frozen_included"),
+    "head in both groups": ([("[p for p in learning if id(p) not in head_ids]", "learning")],
+                            "puts 5.bias and 5.weight in two groups", "transfer.param_groups.in_two_groups"),
+    "no lr per group": ([('"lr": lr_backbone}', '}'), ('"lr": lr_head}]', '}]')], "no 'lr' of its own",
+                        "transfer.param_groups.no_lr"),
     "head is the first linear layer": ([("[m for m in model.modules() if isinstance(m, nn.Linear)][-1]",
                                          "[m for m in model.modules() if isinstance(m, nn.Linear)][0]")],
-                                       "an earlier nn.Linear got lr_head"),
+                                       "an earlier nn.Linear \\(3.weight and 3.bias\\) lr_head",
+                                       "transfer.param_groups.earlier_linear_as_head"),
     "backbone left out": ([("    return [group for group in groups if group[\"params\"]]\n",
-                            "    return groups[1:]\n")], "in no group"),
+                            "    return groups[1:]\n")], "in no group: 0.0.weight and 15 others",
+                          "transfer.param_groups.left_out"),
     "one dict instead of a list": ([("    return [group for group in groups if group[\"params\"]]\n",
-                                     "    return groups[0]\n")], "should return a list of dicts"),
+                                     "    return groups[0]\n")],
+                                   "returned a dict: param_groups should return a list of dicts", "wrong_type"),
+    "the state dict's tensors": ([("learning = [p for p in model.parameters() if p.requires_grad]",
+                                   "learning = list(model.state_dict().values())")],
+                                 "items that are not the model's own parameters",
+                                 "transfer.param_groups.not_the_parameters"),
+    "parameters as a set": ([("    return [group for group in groups if group[\"params\"]]\n",
+                              "    return [{**group, \"params\": set(group[\"params\"])} for group in groups]\n")],
+                            "torch.optim.SGD does not take the groups of param_groups\\(model, 0.001, 0.01\\): "
+                            "TypeError: optimizer parameters need to be organized in ordered collections",
+                            "unidentified"),
     # the public check's head is model[5]; the hidden test's model[5] is the earlier nn.Linear
     "head taken by its index": ([("[m for m in model.modules() if isinstance(m, nn.Linear)][-1]", "model[5]")],
-                                "head learning rate"),
+                                "head learning rate", None),
 }
 
 
 @pytest.mark.parametrize("mistake", GROUP_MISTAKES)
 def test_param_groups_mistake_is_named(mistake):
-    edits, match = GROUP_MISTAKES[mistake]
-    rejects("test_param_groups", match, param_groups=define("param_groups", edits))
+    edits, match, mistake_id = GROUP_MISTAKES[mistake]
+    rejects("test_param_groups", match, mistake_id, param_groups=define("param_groups", edits))
+
+
+def head_by_attribute(model, lr_backbone, lr_head):
+    """Wrong: the head looked up by a name this model does not have."""
+    return [{"params": model.fc.parameters(), "lr": lr_head}]
+
+
+def head_not_found(model, lr_backbone, lr_head):
+    """Wrong: gives up with the model's repr (33 lines) in its message."""
+    raise ValueError(f"no head found in {model}")
+
+
+def modules_as_params(model, lr_backbone, lr_head):
+    """Wrong: modules where their parameters belong."""
+    return [{"params": model[:5], "lr": lr_backbone}, {"params": model[5], "lr": lr_head}]
+
+
+def test_a_failed_param_groups_check_names_the_problem_not_the_model():
+    """Issue 24: a failed param_groups check printed the whole model's repr (35 lines) before its point. Its
+    messages name the call (the model as the word model), what went wrong and what was expected."""
+    message = rejects("test_param_groups", "raised AttributeError", "crashed", param_groups=head_by_attribute)
+    assert message == ("param_groups(model, 0.001, 0.01) raised AttributeError: 'Sequential' object has no "
+                       "attribute 'fc'")
+    message = rejects("test_param_groups", "raised ValueError: no head found in", "crashed",
+                      param_groups=head_not_found)
+    assert "\n" not in message and "(0):" not in message and "Linear(" not in message
+    message = rejects("test_param_groups", "returned a group whose 'params' is a Sequential", "wrong_type",
+                      param_groups=modules_as_params)
+    assert message == ("param_groups(model, 0.001, 0.01) returned a group whose 'params' is a Sequential: param_groups "
+                       "should return a list of dicts, each with 'params' (a list of parameters) and 'lr'.")
+    message = rejects("test_param_groups", "frozen parameters", "transfer.param_groups.frozen_included",
+                      param_groups=define("param_groups", GROUP_MISTAKES["frozen parameters included"][0]))
+    assert message == ("param_groups(model, 0.001, 0.01) puts frozen parameters (requires_grad False) in a group: "
+                       "0.1.weight and 6 others; leave out what does not learn.")
 
 
 def groups_by_name(model, lr_backbone, lr_head):
@@ -209,8 +279,24 @@ def groups_by_name(model, lr_backbone, lr_head):
     yield {"params": head, "lr": lr_head}
 
 
-def test_param_groups_written_differently_passes():
-    run_test_cell(NB, "test_param_groups", param_groups=groups_by_name)
+def groups_of_generators(model, lr_backbone, lr_head):
+    """Valid: 'params' as generators, which torch.optim reads once."""
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    in_head = {id(p) for p in head.parameters()}
+    return [{"params": (p for p in model.parameters() if p.requires_grad and id(p) not in in_head), "lr": lr_backbone},
+            {"params": head.parameters(), "lr": lr_head}]
+
+
+def one_group_per_parameter(model, lr_backbone, lr_head):
+    """Valid: one group per trainable parameter, its 'params' the tensor itself."""
+    in_head = {id(p) for p in [m for m in model.modules() if isinstance(m, nn.Linear)][-1].parameters()}
+    return [{"params": p, "lr": lr_head if id(p) in in_head else lr_backbone}
+            for p in model.parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize("valid", [groups_by_name, groups_of_generators, one_group_per_parameter])
+def test_param_groups_written_differently_passes(valid):
+    run_test_cell(NB, "test_param_groups", param_groups=valid)
 
 
 # ---------------------------------------------------------------- photo_transforms
@@ -218,43 +304,69 @@ def test_param_groups_written_differently_passes():
 TRANSFORM_MISTAKES = {
     "augmentation at evaluation": ([("        steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]",
                                      "        steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]")],
-                                   "random augmentation at evaluation"),
+                                   "random augmentation at evaluation",
+                                   "transfer.photo_transforms.random_at_evaluation"),
+    # a fixed factor: random jitter would leave the grey at 128 once in about 80 tries (uint8 rounding)
+    "brightened at evaluation": ([("v2.Compose([*steps, ",
+                                   "v2.Compose([*steps, v2.ColorJitter(brightness=(1.2, 1.2)), ")],
+                                 "the evaluation transform, on a grey photo of 128, is another grey",
+                                 "transfer.photo_transforms.colours_changed"),
     "photo squashed at evaluation": ([("v2.Resize(size, antialias=True), v2.CenterCrop(size)",
-                                       "v2.Resize((size, size), antialias=True)")], "squashed"),
+                                       "v2.Resize((size, size), antialias=True)")], "squashed",
+                                     "transfer.photo_transforms.squashed"),
     "flip at evaluation": ([("v2.Resize(size, antialias=True), v2.CenterCrop(size)",
                              "v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomHorizontalFlip(p=1.0)")],
-                           "flipped left to right"),
-    "not normalised": ([(", v2.Normalize(mean, std)])", "])")], "does not normalise"),
+                           "flipped left to right", "transfer.photo_transforms.flipped_at_evaluation"),
+    "not normalised": ([(", v2.Normalize(mean, std)])", "])")], "does not normalise",
+                       "transfer.photo_transforms.not_normalised"),
     "ImageNet statistics": ([("v2.Normalize(mean, std)", "v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])")],
-                            "ImageNet's statistics"),
+                            "ImageNet's statistics", "transfer.photo_transforms.imagenet_statistics"),
     "not scaled to [0, 1]": ([("v2.ToDtype(torch.float32, scale=True)", "v2.ToDtype(torch.float32)")],
-                             "not scaled to \\[0, 1\\]"),
+                             "not scaled to \\[0, 1\\]", "transfer.photo_transforms.not_scaled"),
+    "scaled twice": ([("v2.ToDtype(torch.float32, scale=True), ",
+                       "v2.ToDtype(torch.float32, scale=True), v2.Lambda(lambda x: x / 255), ")],
+                     "scaled to \\[0, 1\\] twice", "transfer.photo_transforms.scaled_twice"),
     "no augmentation in training": ([("""        steps = [v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True), v2.RandomHorizontalFlip(),
                  v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)]""",
                                       "        steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]")],
-                                    "same tensor every time"),
-    "no flips in training": ([("v2.RandomHorizontalFlip(),\n", "\n")], "never flips"),
-    "always flipped in training": ([("v2.RandomHorizontalFlip(),", "v2.RandomHorizontalFlip(p=1.0),")], "flips every time"),
+                                    "same tensor every time", "transfer.photo_transforms.not_random"),
+    "no flips in training": ([("v2.RandomHorizontalFlip(),\n", "\n")], "never flips",
+                             "transfer.photo_transforms.never_flips"),
+    "always flipped in training": ([("v2.RandomHorizontalFlip(),", "v2.RandomHorizontalFlip(p=1.0),")],
+                                   "flips every time", "transfer.photo_transforms.always_flips"),
     "no colour jitter": ([(",\n                 v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)]", "]")],
-                         "colour jitter"),
-    "wrong output size": ([("v2.CenterCrop(size)", "v2.CenterCrop(size - 2)")], "expected \\(3, 48, 48\\)"),
+                         "colour jitter", "transfer.photo_transforms.no_colour_jitter"),
+    "wrong output size": ([("v2.CenterCrop(size)", "v2.CenterCrop(size - 2)")], "expected \\(3, 48, 48\\)",
+                          "wrong_shape"),
     "normalised before scaling": ([("v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)",
                                     "v2.Normalize(mean, std), v2.ToDtype(torch.float32, scale=True)")],
-                                  "the evaluation transform raised TypeError"),
+                                  "photo_transforms\\(48, False, mean, std\\)\\(a uint8 photo \\(3, 60, 90\\)\\) "
+                                  "raised TypeError", "crashed"),
     "arrays instead of tensors": ([("    return v2.Compose([", "    return lambda photo: v2.Compose(["),
                                    ("v2.Normalize(mean, std)])", "v2.Normalize(mean, std)])(photo).numpy()")],
-                                  "returned ndarray, not a tensor"),
+                                  "returned ndarray, not a tensor", "wrong_type"),
     # the public check's own statistics typed in: only the hidden test, with other statistics, sees it
     "the check's statistics instead of the arguments": ([("v2.Normalize(mean, std)",
                                                           "v2.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))")],
-                                                        "not the normalised centre square"),
+                                                        "not the normalised centre square", None),
 }
 
 
 @pytest.mark.parametrize("mistake", TRANSFORM_MISTAKES)
 def test_photo_transforms_mistake_is_named(mistake):
-    edits, match = TRANSFORM_MISTAKES[mistake]
-    rejects("test_photo_transforms", match, photo_transforms=define("photo_transforms", edits))
+    edits, match, mistake_id = TRANSFORM_MISTAKES[mistake]
+    rejects("test_photo_transforms", match, mistake_id, photo_transforms=define("photo_transforms", edits))
+
+
+def training_without_normalising(size, train, mean, std):
+    """Wrong: the training branch forgets Normalize (evaluation is right)."""
+    transform = define("photo_transforms")(size, train, mean, std)
+    return v2.Compose(transform.transforms[:-1]) if train else transform
+
+
+def test_a_training_only_normalisation_mistake_is_named():
+    rejects("test_photo_transforms", "the training transform, on a grey photo of 128, gives the same value in every "
+            "channel", "transfer.photo_transforms.not_normalised", photo_transforms=training_without_normalising)
 
 
 def transforms_in_another_order(size, train, mean, std):
@@ -277,6 +389,15 @@ def transforms_in_another_order(size, train, mean, std):
 
 def test_photo_transforms_written_differently_pass():
     run_test_cell(NB, "test_photo_transforms", photo_transforms=transforms_in_another_order)
+
+
+def test_every_usual_mistake_has_a_wrong_answer():
+    tables = (transfer.ADAPT_MODEL_MISTAKES + transfer.FIRST_LAYER_MISTAKES + transfer.GREY_PHOTO_MISTAKES
+              + transfer.EVALUATION_MISTAKES + transfer.TRAINING_MISTAKES + transfer.PARAM_GROUPS_MISTAKES)
+    answered = {mistake for table in (ADAPT_MISTAKES, GROUP_MISTAKES, TRANSFORM_MISTAKES)
+                for _, _, mistake in table.values()}
+    answered |= {mistake for _, _, mistake in ADAPT_OTHER_MISTAKES}
+    assert {m.id for m in tables} - answered == set()
 
 
 # ---------------------------------------------------------------- the Fashion-MNIST test accuracy

@@ -32,7 +32,7 @@ import numpy as np
 
 __all__ = [
     "CheckFailed", "Mistake", "fail", "expect", "call", "compare", "diagnose", "difference", "close",
-    "as_array", "copied", "describe", "expect_tuple", "expect_shape", "passed", "UNIDENTIFIED",
+    "as_array", "copied", "describe", "error_line", "expect_tuple", "expect_shape", "passed", "UNIDENTIFIED",
 ]
 
 UNIDENTIFIED = "unidentified"   # the id of a failure that no table entry explains
@@ -249,9 +249,7 @@ def call(fn, *args, name: str | None = None, shown: str | None = None, returns=N
         fail(f"{name} {_STUB}", "not_implemented")
     except Exception as err:
         where = f"{name}({shown if shown is not None else ', '.join(describe(a) for a in args)})"
-        message = str(err).strip().splitlines()[0] if str(err).strip() else "(no message)"
-        if len(message) > MAX_MESSAGE:
-            message = message[:MAX_MESSAGE - 3] + "..."
+        message = error_line(err)
         raise CheckFailed(f"{where} raised {type(err).__name__}: {message}", "crashed") from err
     for key, label in (keeps or {}).items():
         before = args[key] if isinstance(key, int) else kwargs[key]
@@ -260,6 +258,14 @@ def call(fn, *args, name: str | None = None, shown: str | None = None, returns=N
                                      "it was and return new values.", "changed_argument")
     _expect_kind(result, returns, name)
     return result
+
+
+def error_line(err) -> str:
+    """The first line of an error's message (an exception, or its text), at most :data:`MAX_MESSAGE` characters, backticks as quotes (plain
+    text for a check's message)."""
+    text = str(err).strip()
+    line = text.splitlines()[0].replace("`", "'") if text else "(no message)"
+    return line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE - 3] + "..."
 
 
 def _expect_kind(result, returns, name: str) -> None:

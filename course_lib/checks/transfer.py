@@ -2,16 +2,17 @@
 transforms for training and evaluation, and parameter groups with their own learning rates.
 
 References come from properties, not from a model answer: a small random ``FastCIFARNet`` is
-adapted and inspected (which parameters learn, where gradients arrive, which weights were kept,
-what the first layer's filters became), and the transforms are run on synthetic photos whose
-expected output is known (a constant grey, a centre square between coloured borders, a left-to-right
-ramp). A wrong result is matched against what the usual mistakes give: the head not replaced, the
-backbone not frozen in a probe, the RGB filters summed instead of averaged, augmentation at
-evaluation, ImageNet's statistics instead of the backbone's, and so on.
+adapted and inspected (which parameters learn, which weights were kept, what the first layer's
+filters became), and the transforms are run on synthetic photos whose expected output is known (a
+constant grey, a centre square between coloured borders, a left-to-right ramp). Each check is its
+contract plus tables of the usual mistakes (:class:`~course_lib.checks.toolkit.Mistake`), tried in
+order on a view of what the student's code gave: the head not replaced, the backbone not frozen in a
+probe, the RGB filters summed instead of averaged, augmentation at evaluation, ImageNet's statistics
+instead of the backbone's, the learning rates swapped, and so on.
 
 The student's models, transforms and optimizers stay where they were made: when graded, the steps
 that build and run them (the ``*_in_kernel`` functions) run in the notebook's kernel
-(``course_grading.verdict.in_kernel``) and answer with plain data (parameters by name, flags,
+(:func:`~course_lib.checks.remote.in_kernel`) and answer with plain data (parameters by name, flags,
 outputs on inputs the check sends), which the check compares with references it computes itself.
 """
 from __future__ import annotations
@@ -19,20 +20,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_lib.checks import call, call_step, expect, passed
 from course_lib.checks.remote import in_kernel
+from course_lib.checks.toolkit import (Mistake, call, close, compare, describe, diagnose, error_line, expect, fail,
+                                       passed)
 from course_lib.models import FastCIFARNet
 
-__all__ = ["MODES", "tiny_backbone", "groups_model", "check_adapt_model", "check_photo_transforms",
-           "check_param_groups"]
+__all__ = ["check_adapt_model", "check_photo_transforms", "check_param_groups"]
 
 MODES = ("linear_probe", "fine_tune", "scratch")
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)     # a backbone's statistics, for the transform checks
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NEW_CLASSES = 5            # outputs of the head that adapt_model is asked for
 
 
 def tiny_backbone(seed: int = 0, widths=(4, 8, 8, 8)) -> FastCIFARNet:
-    """A small ``FastCIFARNet`` with random weights and batch-norm statistics, as if trained."""
+    """A small ``FastCIFARNet`` (10 classes) with random weights and batch-norm statistics, as if trained."""
     torch.manual_seed(seed)
     model = FastCIFARNet(widths=widths)
     with torch.no_grad():
@@ -44,58 +46,91 @@ def tiny_backbone(seed: int = 0, widths=(4, 8, 8, 8)) -> FastCIFARNet:
     return model.eval()
 
 
-def _stem_weight(params: dict) -> torch.Tensor:
-    """The first convolution's weight: the first 4-d parameter (the check's models have one stem)."""
-    return next(p for p in params.values() if p.dim() == 4)
+def _named(names) -> str:
+    """A few parameter names in words ("" for none): ``features.0.weight and 6 others``."""
+    names = list(names)
+    if len(names) <= 2:
+        return " and ".join(names)
+    return f"{names[0]} and {len(names) - 1} others"
 
 
-def _head_names(params: dict, num_classes: int) -> set:
-    """Names of the head's parameters: no other parameter of the check's models has ``num_classes`` rows."""
-    return {name for name, p in params.items() if p.dim() <= 2 and p.shape[0] == num_classes}
+def _name_mistake(view: dict, what: str, mistakes) -> None:
+    """:func:`~course_lib.checks.toolkit.diagnose` for a view of the student's result (a dict), whose hints
+    name the view's entries (``{frozen}``), so that the message says which layer or parameter."""
+    for mistake in mistakes:
+        if mistake.matches(view):
+            fail(f"{what} {mistake.hint.format_map(view)}", mistake.id)
 
 
-def _snapshot(model: nn.Module) -> dict:
-    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "trainable": {k: p.requires_grad for k, p in model.named_parameters()}}
+# ---------------------------------------------------------------- adapt_model
+
+# Tried in order on _adapt_view's view of one adapted model; each hint follows "adapt_model(backbone, 5, 1,
+# 'linear_probe')" and may name the view's entries.
+ADAPT_MODEL_MISTAKES = (
+    Mistake("transfer.adapt_model.changed_backbone",
+            "changed the backbone it was given: adapt a copy, so that every mode starts from the same pretrained "
+            "network.", shows=lambda v: v["backbone_changed"]),
+    Mistake("transfer.adapt_model.first_layer_not_adapted",
+            "returns a model whose first nn.Conv2d takes {stem_channels} channels: adapt it to {in_channels}-channel "
+            "images.", shows=lambda v: v["stem_channels"] != v["in_channels"]),
+    Mistake("transfer.adapt_model.head_not_replaced",
+            "keeps the backbone's head ({outputs} outputs per image): the head was not replaced by a new nn.Linear "
+            "with one output per class.", shows=lambda v: v["outputs"] == v["backbone_outputs"]),
+    Mistake("transfer.adapt_model.head_frozen",
+            "freezes the new head (requires_grad False): the head learns in every mode.",
+            shows=lambda v: not v["head_trainable"]),
+    Mistake("transfer.adapt_model.backbone_trainable_in_probe",
+            "leaves {trainable_backbone} of the backbone trainable (requires_grad): in a linear probe only the new "
+            "head learns.", shows=lambda v: v["mode"] == "linear_probe" and v["trainable_backbone"]),
+    Mistake("transfer.adapt_model.network_frozen",
+            "freezes {frozen}: this mode trains the whole network.",
+            shows=lambda v: v["mode"] != "linear_probe" and v["frozen"]),
+    Mistake("transfer.adapt_model.scratch_from_zeros",
+            "starts {zero} from weights that are all zero: a network that starts from zeros cannot learn different "
+            "filters.", shows=lambda v: v["mode"] == "scratch" and v["zero"]),
+    Mistake("transfer.adapt_model.scratch_keeps_pretrained",
+            "keeps the pretrained weights of {kept}: a model trained from scratch starts from fresh random weights.",
+            shows=lambda v: v["mode"] == "scratch" and v["kept"]),
+    Mistake("transfer.adapt_model.pretrained_changed",
+            "changes the pretrained weights of {changed}: transfer starts from the backbone's weights.",
+            shows=lambda v: v["mode"] != "scratch" and v["changed"]),
+)
+
+# Compared with the first layer's filters (``inputs``: the pretrained RGB filters); each hint follows "the
+# first-layer filters of adapt_model(...)".
+FIRST_LAYER_MISTAKES = (
+    Mistake("transfer.adapt_model.filters_summed",
+            "are the sum of the RGB filters, three times too large: average them.",
+            returns=lambda rgb: rgb.sum(1, keepdim=True)),
+    Mistake("transfer.adapt_model.filters_of_one_colour",
+            "are one colour's filters: average the three.",
+            shows=lambda stem, rgb: any(close(stem, rgb[:, c:c + 1]) for c in range(rgb.shape[1]))),
+    Mistake("transfer.adapt_model.colour_filters_averaged",
+            "are the RGB filters averaged: for colour images keep the pretrained filters as they are.",
+            returns=lambda rgb: rgb.mean(1, keepdim=True).expand_as(rgb)),
+)
 
 
-def _same(a: dict, b: dict) -> bool:
-    return (a["trainable"] == b["trainable"] and a["state"].keys() == b["state"].keys()
-            and all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"]))
-
-
-def _adapt_in_kernel(adapt_model, num_classes, in_channels, mode, x, x_grad):
+def _adapt_in_kernel(adapt_model, num_classes, in_channels, mode, x):
     """``adapt_model`` on a fresh ``tiny_backbone()``, as plain data: the backbone afterwards, the model's
-    parameters and their requires_grad, its outputs on ``x`` (eval mode) and, for a linear probe, the
-    gradients of one training step on ``x_grad``."""
+    parameters and their requires_grad, its outputs on ``x`` (eval mode) or why it failed."""
     import torch
     from torch import nn
 
-    from course_lib.checks.transfer import tiny_backbone
+    from course_lib.checks.transfer import _snapshot, tiny_backbone
 
     backbone = tiny_backbone()
     model = adapt_model(backbone, num_classes, in_channels, mode)
     if not isinstance(model, nn.Module):
         return {"module": False, "type": type(model).__name__}
-    params = dict(model.named_parameters())
-    found = {"module": True, "same_object": model is backbone,
-             "backbone": {"state": {k: v.detach().clone() for k, v in backbone.state_dict().items()},
-                          "trainable": {k: p.requires_grad for k, p in backbone.named_parameters()}},
-             "params": {k: p.detach().clone() for k, p in params.items()},
-             "trainable": {k: p.requires_grad is True for k, p in params.items()}}
+    found = {"module": True, "same_object": model is backbone, "backbone": _snapshot(backbone),
+             "params": {k: p.detach().clone() for k, p in model.named_parameters()},
+             "trainable": {k: p.requires_grad is True for k, p in model.named_parameters()}}
     try:
-        found["out"] = model.eval()(x).detach()
+        with torch.no_grad():
+            found["out"] = model.eval()(x)
     except Exception as err:
         found["failed"] = f"{type(err).__name__}: {err}"
-        return found
-    if mode == "linear_probe":
-        try:
-            model.zero_grad(set_to_none=True)
-            model.train()(x_grad).square().mean().backward()
-            found["grads"] = {k: p.grad.detach().clone() for k, p in params.items() if p.grad is not None}
-        except Exception as err:
-            found["grads_failed"] = f"{type(err).__name__}: {err}"
-        model.eval()
     return found
 
 
@@ -111,95 +146,154 @@ def _unknown_mode_in_kernel(adapt_model, mode):
     return None
 
 
-def _adapted(adapt, adapt_model, reference: dict, num_classes: int, in_channels: int, mode: str) -> dict:
-    """What ``_adapt_in_kernel`` found, once the model is one, left the backbone alone and runs."""
-    x = torch.randn(4, in_channels, 32, 32, generator=torch.Generator().manual_seed(1))
-    x_grad = torch.randn(8, in_channels, 32, 32, generator=torch.Generator().manual_seed(2))
-    found = call_step(adapt, "adapt_model", adapt_model, num_classes, in_channels, mode, x, x_grad,
-                      shown=f"backbone, {num_classes}, {in_channels}, {mode!r}")
-    expect(found["module"], f"adapt_model(..., mode={mode!r}) returned {found.get('type')}, not a model (nn.Module): "
-                            "did it return the adapted model?")
-    expect(_same(reference, found["backbone"]) and not found["same_object"],
-           f"adapt_model(..., mode={mode!r}) changed the backbone it was given: work on a copy, so that every "
-           "mode starts from the same pretrained network.")
-    expect("failed" not in found, f"the model adapted to {in_channels}-channel images (mode={mode!r}) fails on a "
-                                  f"batch of shape {tuple(x.shape)}: {found.get('failed')}")
-    out = found["out"]
-    expect(out.shape == (4, num_classes),
-           f"the adapted model (mode={mode!r}) gives outputs of shape {tuple(out.shape)}, expected (4, {num_classes}): "
-           + ("the classifier head was not replaced (its last nn.Linear still has the old number of outputs)."
-              if out.shape[-1:] == (10,) else "the new head should have one output per class."))
-    return found
+def _snapshot(model: nn.Module) -> dict:
+    """A model's state and which of its parameters learn, as plain data."""
+    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "trainable": {k: p.requires_grad for k, p in model.named_parameters()}}
+
+
+def _unchanged(before: dict, after: dict) -> bool:
+    return (before["trainable"] == after["trainable"] and before["state"].keys() == after["state"].keys()
+            and all(torch.equal(before["state"][k], after["state"][k]) for k in before["state"]))
+
+
+def _stem_weight(params: dict) -> torch.Tensor:
+    """The first convolution's weight: the first 4-d parameter (the check's models have one stem)."""
+    return next(p for p in params.values() if p.dim() == 4)
+
+
+def _adapt_view(found: dict, backbone: nn.Module, reference: dict, mode: str, in_channels: int) -> dict:
+    """What ``ADAPT_MODEL_MISTAKES`` read in one adapted model (``found``, from ``_adapt_in_kernel``): flags,
+    numbers, and parameter names in words ("" for none). The head's parameters are the only ones with
+    ``NEW_CLASSES`` rows; the later convolutions are compared with the backbone's by name."""
+    params = found["params"]
+    trainable = {name for name, learns in found["trainable"].items() if learns}
+    head = {name for name, p in params.items() if p.dim() <= 2 and p.shape[0] == NEW_CLASSES}
+    pretrained = {f"{name}.weight": m.weight.detach() for name, m in backbone.named_modules()
+                  if isinstance(m, nn.Conv2d)}
+    convs = [name for name in pretrained if name in params]
+    later = convs[1:]
+    return {
+        "mode": mode, "in_channels": in_channels,
+        "backbone_changed": found["same_object"] or not _unchanged(reference, found["backbone"]),
+        "stem_channels": _stem_weight(params).shape[1],
+        "outputs": found["out"].shape[-1] if "out" in found else None,
+        "backbone_outputs": backbone.head[-1].out_features,
+        "head_trainable": bool(head & trainable),
+        "trainable_backbone": _named(sorted(trainable - head)),
+        "frozen": _named(name for name in convs if name not in trainable),
+        "zero": _named(name for name in convs if not params[name].abs().sum() > 0),
+        "kept": _named(name for name in later if torch.equal(params[name], pretrained[name])),
+        "changed": _named(name for name in later if not torch.equal(params[name], pretrained[name])),
+    }
 
 
 def check_adapt_model(adapt_model) -> None:
-    """``adapt_model(backbone, num_classes, in_channels, mode)`` in its three modes, 3- and 1-channel."""
+    """``adapt_model(backbone, num_classes, in_channels, mode)`` in its three modes, 3- and 1-channel.
+
+    Contract: it returns a new model (an nn.Module) and leaves the backbone it is given unchanged (the
+    backbone is read in the kernel after the call; changing it is the mistake
+    transfer.adapt_model.changed_backbone). The model maps (N, in_channels, 32, 32) to (N, num_classes);
+    the head learns in every mode, only the head in a linear probe, everything otherwise; the pretrained
+    weights are kept (the first layer's filters averaged over the colours for 1-channel images) except from
+    scratch, which starts from fresh random weights. An unknown mode raises ValueError.
+    """
     backbone = tiny_backbone()
     reference = _snapshot(backbone)
     rgb = _stem_weight(dict(backbone.named_parameters())).detach()
-    convs = [name for name, m in backbone.named_modules() if isinstance(m, nn.Conv2d)]
     adapt = in_kernel(_adapt_in_kernel)
     for in_channels in (3, 1):
+        x = torch.randn(4, in_channels, 32, 32, generator=torch.Generator().manual_seed(1))
         for mode in MODES:
-            found = _adapted(adapt, adapt_model, reference, 5, in_channels, mode)
-            params, trainable = found["params"], {name for name, t in found["trainable"].items() if t}
-            head_names, where = _head_names(params, 5), f"(mode={mode!r}, {in_channels}-channel input)"
-            expect(head_names & trainable, f"the new head is frozen {where}: it must learn in every mode.")
-            stem = _stem_weight(params)
-            expect(stem.shape[1] == in_channels,
-                   f"the first layer takes {stem.shape[1]} channels {where}: adapt it to {in_channels}.")
-            if mode == "linear_probe":
-                extra = sorted(trainable - head_names)
-                expect(not extra, f"in a linear probe only the new head learns, but {len(extra)} other parameters "
-                                  f"are still trainable (requires_grad), e.g. {extra[:1]}: freeze the backbone.")
-                expect("grads_failed" not in found, f"one training step of the linear probe fails "
-                                                    f"{where}: {found.get('grads_failed')}")
-                reached = sorted({name for name, g in found["grads"].items() if g.abs().sum() > 0} - head_names)
-                expect(not reached, f"in a linear probe gradients reached {reached[:1]} of the backbone: freeze it.")
-            else:
-                frozen = [c for c in convs if f"{c}.weight" in params and f"{c}.weight" not in trainable]
-                expect(not frozen, f"mode={mode!r} trains the whole network, but {frozen[:1]} is frozen.")
-            if mode == "scratch":
-                kept = [c for c in convs[1:] if f"{c}.weight" in params
-                        and torch.equal(params[f"{c}.weight"], backbone.get_parameter(f"{c}.weight").detach())]
-                expect(not kept, f"mode='scratch' kept the pretrained weights of {kept[:1]}: a model "
-                                 "trained from scratch starts from fresh random weights.")
-                expect(stem.abs().sum() > 0, "mode='scratch' made the first layer's weights all zero: a network "
-                                             "that starts from zeros cannot learn different filters.")
-                continue
-            later = [c for c in convs[1:] if f"{c}.weight" in params
-                     and not torch.equal(params[f"{c}.weight"], backbone.get_parameter(f"{c}.weight").detach())]
-            expect(not later, f"mode={mode!r} changed the pretrained weights of {later[:1]}: transfer "
-                              "starts from the backbone's weights.")
-            if in_channels == 3:
-                expect(torch.equal(stem, rgb), f"the first layer's pretrained filters were changed {where}.")
-            else:
-                _expect_averaged(stem, rgb, where)
+            what = f"adapt_model(backbone, {NEW_CLASSES}, {in_channels}, {mode!r})"
+            found = call(adapt, adapt_model, NEW_CLASSES, in_channels, mode, x, name="adapt_model",
+                         shown=f"backbone, {NEW_CLASSES}, {in_channels}, {mode!r}")
+            if not found["module"]:
+                returned = "None" if found["type"] == "NoneType" else f"a {found['type']}"
+                fail(f"{what} returned {returned}, not a model (an nn.Module): return the adapted model.",
+                     "returned_none" if returned == "None" else "wrong_type")
+            _name_mistake(_adapt_view(found, backbone, reference, mode, in_channels), what, ADAPT_MODEL_MISTAKES)
+            expect("failed" not in found, f"the model of {what} fails on a batch of shape {tuple(x.shape)}: "
+                                          f"{error_line(found.get('failed', ''))}", "crashed")
+            out_shape = tuple(found["out"].shape)
+            expect(out_shape == (len(x), NEW_CLASSES), f"the model of {what} gives outputs of shape {out_shape}; "
+                                                       f"expected {(len(x), NEW_CLASSES)}, one output per class.",
+                   "wrong_shape")
+            if mode != "scratch":
+                averaged = in_channels == 1
+                compare(_stem_weight(found["params"]), rgb.mean(1, keepdim=True) if averaged else rgb,
+                        f"the first-layer filters of {what}", mistakes=FIRST_LAYER_MISTAKES, inputs=(rgb,),
+                        expected_as="the average of the pretrained RGB filters" if averaged else "the pretrained value")
     raised = in_kernel(_unknown_mode_in_kernel)(adapt_model, "finetune")
-    if raised is not None and not raised[0]:
-        raise AssertionError(f"adapt_model(..., mode='finetune') raised {raised[1]}: {raised[2]}; an unknown "
-                             "mode should raise ValueError naming the three modes.")
     expect(raised is not None, "adapt_model accepted mode='finetune', which is not one of the three modes: raise "
-                               "ValueError naming them.")
+                               "ValueError naming them.", "transfer.adapt_model.unknown_mode_accepted")
+    expect(raised[0], f"adapt_model(..., mode='finetune') raised {raised[1]}: {error_line(raised[2])}; an unknown "
+                      "mode should raise ValueError naming the three modes.",
+           "transfer.adapt_model.unknown_mode_wrong_error")
     passed("adapt_model", "three modes, 3- and 1-channel inputs")
 
 
-def _expect_averaged(weights: torch.Tensor, rgb: torch.Tensor, where: str) -> None:
-    expect(tuple(weights.shape) == (rgb.shape[0], 1, *rgb.shape[2:]),
-           f"the first layer's weights have shape {tuple(weights.shape)} {where}, expected "
-           f"{(rgb.shape[0], 1, *rgb.shape[2:])}.")
-    if torch.allclose(weights, rgb.mean(1, keepdim=True), atol=1e-6):
-        return
-    if torch.allclose(weights, rgb.sum(1, keepdim=True), atol=1e-6):
-        raise AssertionError(f"the 1-channel filters are the SUM of the RGB filters {where}, three times too large: "
-                             "average them.")
-    if any(torch.allclose(weights, rgb[:, c:c + 1]) for c in range(rgb.shape[1])):
-        raise AssertionError(f"the 1-channel filters are one colour's filters {where}: average the three.")
-    raise AssertionError(f"the 1-channel filters {where} are neither the pretrained RGB filters averaged nor any "
-                         "one colour of them: average the three channels of each filter.")
-
-
 # ---------------------------------------------------------------- photo transforms
+
+GREY = 128                 # the grey photo's pixel value
+GREY_NORMALISED = [(GREY / 255 - m) / s for m, s in zip(MEAN, STD)]
+
+
+def _grey_on(value, mean, std) -> bool:
+    """Whether ``value`` (one number per channel) is a grey pixel once ``(x - mean) / std`` is undone."""
+    pixel = torch.as_tensor(value) * torch.tensor(std) + torch.tensor(mean)
+    return bool(pixel.max() - pixel.min() < 0.01)
+
+
+# Tried on a transform's output for a grey photo (its mean per channel); each hint follows "the evaluation
+# transform, on a grey photo of 128,". The last, a grey of another brightness, is a mistake at evaluation only.
+GREY_PHOTO_MISTAKES = (
+    Mistake("transfer.photo_transforms.not_scaled",
+            "gives values in the hundreds: the uint8 pixels were not scaled to [0, 1] before normalising.",
+            shows=lambda value: value.abs().max() > 20),
+    Mistake("transfer.photo_transforms.scaled_twice",
+            "is almost black once the normalisation is undone: the pixels were scaled to [0, 1] twice.",
+            returns=lambda: [(GREY / 255 / 255 - m) / s for m, s in zip(MEAN, STD)]),
+    Mistake("transfer.photo_transforms.not_normalised",
+            "gives the same value in every channel: it scales the pixels to [0, 1] but does not normalise them "
+            "with the backbone's mean and std.", shows=lambda value: _grey_on(value, (0, 0, 0), (1, 1, 1))),
+    Mistake("transfer.photo_transforms.imagenet_statistics",
+            "is normalised with ImageNet's statistics; use the mean and std the backbone was trained with (the "
+            "arguments).", shows=lambda value: _grey_on(value, IMAGENET_MEAN, IMAGENET_STD)),
+    Mistake("transfer.photo_transforms.colours_changed",
+            "is another grey once the normalisation is undone: the evaluation transform should not change colours "
+            "(no colour jitter).",
+            shows=lambda value: _grey_on(value, MEAN, STD)),
+)
+
+# Tried on _evaluation_view's view of the evaluation transform; each hint follows "the evaluation transform".
+EVALUATION_MISTAKES = (
+    Mistake("transfer.photo_transforms.random_at_evaluation",
+            "gives a different tensor each time for the same photo: random augmentation at evaluation makes the "
+            "measured accuracy noisy; keep it deterministic.", shows=lambda v: not v["deterministic"]),
+    Mistake("transfer.photo_transforms.squashed",
+            "keeps the photo's red left and right borders: the photo was squashed to a square; resize its shorter "
+            "side and crop the centre instead.", shows=lambda v: v["red"] >= 0.5),
+    Mistake("transfer.photo_transforms.flipped_at_evaluation",
+            "returns the photo flipped left to right: flips are for training only.",
+            shows=lambda v: v["left"] >= v["right"]),
+)
+
+# Tried on _training_view's view of the training transform; each hint follows "the training transform".
+TRAINING_MISTAKES = (
+    Mistake("transfer.photo_transforms.not_random",
+            "gives the same tensor every time: it should augment at random.", shows=lambda v: not v["random"]),
+    Mistake("transfer.photo_transforms.never_flips",
+            "never flips the photo left to right ({tries} tries): flip at random, half of the time.",
+            shows=lambda v: v["flipped"] == 0),
+    Mistake("transfer.photo_transforms.always_flips",
+            "flips every time ({tries} tries): flip at random, half of the time.",
+            shows=lambda v: v["flipped"] == v["tries"]),
+    Mistake("transfer.photo_transforms.no_colour_jitter",
+            "leaves a grey photo exactly as it was in {grey_tries} tries: add colour jitter (brightness, contrast, "
+            "saturation).", shows=lambda v: v["brightness_spread"] <= 1e-3),
+)
+
 
 def _ramp_photo(height: int = 60, width: int = 90) -> torch.Tensor:
     """A landscape photo: pure red borders left and right of a centre square that is blue, with a
@@ -223,6 +317,12 @@ def _to_pixels(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
     return x * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
 
 
+def _blue_sides(view: torch.Tensor) -> tuple[float, float]:
+    """The mean blue of the left and right thirds of an output (3, size, size), on the [0, 1] scale."""
+    blue, third = _to_pixels(view)[2], view.shape[-1] // 3
+    return float(blue[:, :third].mean()), float(blue[:, -third:].mean())
+
+
 def _transformed_in_kernel(transform, photos, repeats):
     """``transform`` applied ``repeats[i]`` times to a copy of ``photos[i]``, each output in turn; a tensor
     comes back as a plain tensor (a ``tv_tensors.Image`` too), anything else as its type's name."""
@@ -236,85 +336,64 @@ def _transformed_in_kernel(transform, photos, repeats):
     return outs
 
 
-def _transformed(transform, what: str, photos, repeats) -> list:
-    try:
-        return in_kernel(_transformed_in_kernel)(transform, photos, repeats)
-    except Exception as err:
-        raise AssertionError(f"the {what} transform raised {type(err).__name__} on a uint8 photo (3, H, W): "
-                             f"{err}.") from err
+def _outputs(transform, phase: str, size: int, train: bool, photos, repeats) -> list:
+    """The outputs of ``transform`` (the ``phase`` transform) on ``photos``, each a float32 tensor (3, size,
+    size), or a failure naming what it gives instead."""
+    outs = call(in_kernel(_transformed_in_kernel), transform, photos, repeats,
+                name=f"photo_transforms({size}, {train}, mean, std)", shown=f"a uint8 photo {tuple(photos[0].shape)}")
+    shapes = [photo.shape for photo, count in zip(photos, repeats) for _ in range(count)]
+    for out, shape in zip(outs, shapes):
+        expect(isinstance(out, torch.Tensor), f"the {phase} transform returned {out}, not a tensor: it should return "
+                                              f"a float32 tensor of shape (3, {size}, {size}).", "wrong_type")
+        expect(tuple(out.shape) == (3, size, size), f"the {phase} transform gives shape {tuple(out.shape)} for a "
+                                                    f"{shape[1]}×{shape[2]} photo; expected (3, {size}, {size}).",
+               "wrong_shape")
+        expect(out.dtype == torch.float32, f"the {phase} transform gives {out.dtype}; expected torch.float32 (scaled "
+                                           "to [0, 1], then normalised).", "wrong_type")
+    return outs
 
 
-def _output(out, what: str, size: int, photo: torch.Tensor) -> torch.Tensor:
-    expect(isinstance(out, torch.Tensor), f"the {what} transform returned {out}, not a tensor.")
-    expect(tuple(out.shape) == (3, size, size),
-           f"the {what} transform gives shape {tuple(out.shape)} for a {photo.shape[1]}×{photo.shape[2]} photo, "
-           f"expected (3, {size}, {size}).")
-    expect(out.dtype == torch.float32, f"the {what} transform gives {out.dtype}, expected torch.float32 (scaled "
-                                       "to [0, 1], then normalised).")
-    return out
+def _evaluation_view(views: list) -> dict:
+    """What ``EVALUATION_MISTAKES`` read in the evaluation outputs of ``_ramp_photo`` (the same photo each)."""
+    left, right = _blue_sides(views[0])
+    return {"deterministic": all(torch.equal(views[0], view) for view in views[1:]),
+            "red": float(_to_pixels(views[0])[0].max()), "left": left, "right": right}
 
 
-def _grey_on(value: torch.Tensor, mean, std) -> bool:
-    """Whether ``value`` (one number per channel) is a grey pixel once ``(x - mean) / std`` is undone."""
-    pixel = value * torch.tensor(std) + torch.tensor(mean)
-    return bool(pixel.max() - pixel.min() < 0.01)
-
-
-def _expect_normalised(out: torch.Tensor, what: str, exact: bool) -> None:
-    """``out``: the transform's output for a constant grey photo of 128; colour jitter may have made it
-    brighter or darker (``exact`` False), but it must stay grey."""
-    value = out.mean(dim=(1, 2))
-    expect(value.abs().max() < 20, f"the {what} transform gives values around {value.mean():.0f} for a grey pixel "
-                                   "of 128: the uint8 pixels were not scaled to [0, 1] before normalising.")
-    if _grey_on(value, MEAN, STD):
-        pixel = float((value * torch.tensor(STD) + torch.tensor(MEAN)).mean())
-        expect(not exact or abs(pixel - 128 / 255) < 0.01,
-               f"the {what} transform turns a grey pixel of 128 into one of {255 * pixel:.0f} (once the normalisation "
-               "is undone): it should not change the colours.")
-        return
-    expect(not _grey_on(value, (0, 0, 0), (1, 1, 1)), f"the {what} transform scales pixels to [0, 1] but does not "
-                                                       "normalise them with the backbone's mean and std.")
-    expect(not _grey_on(value, IMAGENET_MEAN, IMAGENET_STD),
-           f"the {what} transform normalises with ImageNet's statistics; use the mean and std the backbone was "
-           "trained with (the arguments).")
-    expect(False, f"the {what} transform maps a grey pixel of 128 to {value.numpy().round(3).tolist()}: expected "
-                  "(pixel / 255 - mean) / std in each channel, with the mean and std given.")
+def _training_view(views: list, greys: list) -> dict:
+    """What ``TRAINING_MISTAKES`` read in the training outputs of ``_full_ramp`` and of a grey photo."""
+    sides = [_blue_sides(view) for view in views]
+    return {"random": any(not torch.equal(views[0], view) for view in views[1:]),
+            "flipped": sum(left > right for left, right in sides), "tries": len(views),
+            "brightness_spread": float(torch.stack([grey.mean() for grey in greys]).std()), "grey_tries": len(greys)}
 
 
 def check_photo_transforms(photo_transforms, size: int = 48) -> None:
     """``photo_transforms(size, train, mean, std)``: deterministic resize and centre crop for evaluation,
-    random crops, flips and colour jitter for training; both scaled and normalised like the backbone's inputs."""
-    evaluation = call(photo_transforms, size, False, MEAN, STD)
-    training = call(photo_transforms, size, True, MEAN, STD)
-    expect(callable(evaluation) and callable(training), "photo_transforms should return a transform (callable), "
-                                                         "e.g. a torchvision.transforms.v2.Compose.")
-    photo, grey, ramp = _ramp_photo(), torch.full((3, 50, 70), 128, dtype=torch.uint8), _full_ramp()
-    outs = _transformed(evaluation, "evaluation", [photo, grey], [6, 1])
-    first = _output(outs[0], "evaluation", size, photo)
-    expect(all(torch.equal(first, _output(out, "evaluation", size, photo)) for out in outs[1:6]),
-           "the evaluation transform gives a different tensor each time for the same photo: random augmentation "
-           "at evaluation makes the measured accuracy noisy; keep it deterministic.")
-    _expect_normalised(_output(outs[6], "evaluation", size, grey), "evaluation", exact=True)
-    pixels = _to_pixels(first)
-    expect(pixels[0].max() < 0.5, "the evaluation output holds the photo's red left and right borders: the photo was "
-                                  "squashed to a square; resize its shorter side and crop the centre instead.")
-    left, right = pixels[2, :, : size // 3].mean(), pixels[2, :, -(size // 3):].mean()
-    expect(left < right, "the evaluation output is flipped left to right: flips are for training only.")
+    random crops, flips and colour jitter for training; both scaled and normalised like the backbone's inputs.
 
-    outs = _transformed(training, "training", [ramp, grey], [40, 30])
-    views = [_output(out, "training", size, ramp) for out in outs[:40]]
-    expect(any(not torch.equal(views[0], view) for view in views[1:]),
-           "the training transform gives the same tensor every time: it should augment at random.")
-    blue = [_to_pixels(view)[2] for view in views]
-    flipped = sum(bool(b[:, : size // 3].mean() > b[:, -(size // 3):].mean()) for b in blue)
-    expect(0 < flipped < len(views), "the training transform never flips the photo left to right (40 tries)."
-           if flipped == 0 else "the training transform flips every time: flip at random (half of the time).")
-    greys = [_output(out, "training", size, grey) for out in outs[40:]]
-    brightness = torch.stack([g.mean() for g in greys])
-    expect(brightness.std() > 1e-3, "the training transform leaves a grey photo exactly as it was in 30 tries: "
-                                    "add colour jitter (brightness, contrast, saturation).")
-    for out in greys:
-        _expect_normalised(out, "training", exact=False)
+    Contract: each call returns a transform (a callable) that maps a uint8 photo (3, H, W) to a float32 tensor
+    (3, size, size); each transform is given its own copy of a photo, which it may change.
+    """
+    evaluation = call(photo_transforms, size, False, MEAN, STD, shown=f"{size}, False, mean, std")
+    training = call(photo_transforms, size, True, MEAN, STD, shown=f"{size}, True, mean, std")
+    expect(callable(evaluation) and callable(training), "photo_transforms should return a transform (callable), "
+                                                         "e.g. a torchvision.transforms.v2.Compose.", "wrong_type")
+    photo, grey, ramp = _ramp_photo(), torch.full((3, 50, 70), GREY, dtype=torch.uint8), _full_ramp()
+
+    outs = _outputs(evaluation, "evaluation", size, False, [photo, grey], [6, 1])
+    compare(outs[6].mean(dim=(1, 2)), GREY_NORMALISED, f"the evaluation transform, on a grey photo of {GREY},",
+            tol=1e-3, mistakes=GREY_PHOTO_MISTAKES, expected_as=f"({GREY} / 255 - mean) / std")
+    diagnose(_evaluation_view(outs[:6]), "the evaluation transform", EVALUATION_MISTAKES)
+
+    outs = _outputs(training, "training", size, True, [ramp, grey], [40, 30])
+    views, greys = outs[:40], outs[40:]
+    for value in (out.mean(dim=(1, 2)) for out in greys):
+        if not _grey_on(value, MEAN, STD):   # colour jitter keeps a grey photo grey
+            what = f"the training transform, on a grey photo of {GREY},"
+            diagnose(value, what, GREY_PHOTO_MISTAKES)
+            fail(f"{what} is not grey once (x - mean) / std is undone with the backbone's mean and std.")
+    _name_mistake(_training_view(views, greys), "the training transform", TRAINING_MISTAKES)
     passed("photo_transforms", f"evaluation deterministic and centre-cropped, training random, {size}×{size} outputs")
 
 
@@ -332,72 +411,124 @@ def groups_model(probe: bool = False) -> nn.Sequential:
     return model
 
 
+# Tried in order on _groups_view's view of what param_groups returned; each hint follows "param_groups(model,
+# 0.001, 0.01)" and may name the view's entries.
+PARAM_GROUPS_MISTAKES = (
+    Mistake("transfer.param_groups.in_two_groups",
+            "puts {in_two_groups} in two groups: each parameter belongs to exactly one.",
+            shows=lambda v: v["in_two_groups"]),
+    Mistake("transfer.param_groups.not_the_parameters",
+            "puts {foreign} items that are not the model's own parameters in its groups (copies, detached tensors "
+            "or buffers, as a state dict holds): the optimizer must be given the parameters themselves.",
+            shows=lambda v: v["foreign"]),
+    Mistake("transfer.param_groups.frozen_included",
+            "puts frozen parameters (requires_grad False) in a group: {frozen}; leave out what does not learn.",
+            shows=lambda v: v["frozen"]),
+    Mistake("transfer.param_groups.left_out",
+            "leaves trainable parameters in no group: {missing}; the optimizer would never update them.",
+            shows=lambda v: v["missing"]),
+    Mistake("transfer.param_groups.no_lr",
+            "returns a group with no 'lr' of its own, so it would train at the optimizer's default rate: give each "
+            "group its learning rate.", shows=lambda v: v["without_lr"]),
+    Mistake("transfer.param_groups.swapped",
+            "gives the head lr_backbone and the rest lr_head: the learning rates are swapped.",
+            shows=lambda v: v["head_at"] == "lr_backbone" and v["rest_at"] == "lr_head"),
+    Mistake("transfer.param_groups.earlier_linear_as_head",
+            "gives an earlier nn.Linear ({earlier}) lr_head and the head lr_backbone: the head is the model's last "
+            "nn.Linear; the earlier one belongs to the backbone.",
+            shows=lambda v: v["earlier_at"] == "lr_head" and v["head_at"] == "lr_backbone"),
+)
+
+
 def _groups_in_kernel(param_groups, lr_backbone, lr_head, probe):
-    """``param_groups`` on ``groups_model(probe)``, as plain data, each parameter by its name: the groups as
-    returned ([names, lr or None] each), and as ``torch.optim.SGD(groups, lr=123.0)`` holds them ([names, lr]
-    each), or why either could not be read."""
+    """``param_groups`` on ``groups_model(probe)``, as plain data, each parameter by its name (None for anything
+    else): the groups as returned ([names, lr or None] each; a generator of parameters is read once and handed
+    on as a list), and whether ``torch.optim.SGD`` takes them; or what was returned, if it is not groups."""
+    from collections.abc import Iterable, Iterator
+
     import torch
+    from torch import nn
 
     from course_lib.checks.transfer import groups_model
 
     model = groups_model(probe)
     names = {id(p): name for name, p in model.named_parameters()}
-    groups = param_groups(model, lr_backbone, lr_head)
+    returned = param_groups(model, lr_backbone, lr_head)
+    if isinstance(returned, (dict, str, torch.Tensor, nn.Module)) or not isinstance(returned, Iterable):
+        return {"unreadable": f"a {type(returned).__name__}"}
+    groups = []
+    for group in returned:
+        if not isinstance(group, dict):
+            return {"unreadable": f"a {type(returned).__name__} holding a {type(group).__name__}"}
+        if "params" not in group:
+            return {"unreadable": "a group without 'params'"}
+        params = group["params"]
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        elif isinstance(params, (str, nn.Module)) or not isinstance(params, Iterable):
+            return {"unreadable": f"a group whose 'params' is a {type(params).__name__}"}
+        elif isinstance(params, Iterator):
+            params = list(params)
+        groups.append({**group, "params": params})
+    found = {"groups": [[[names.get(id(p)) for p in group["params"]], group.get("lr")] for group in groups]}
     try:
-        groups = list(groups)
-        found = {"groups": [[[names.get(id(p), f"a tensor not of the model ({id(p)})") for p in group["params"]],
-                             group["lr"] if "lr" in group else None] for group in groups]}
+        torch.optim.SGD(groups, lr=123.0)
     except Exception as err:
-        return {"unreadable": f"{type(err).__name__}: {err}"}
-    try:
-        optimizer = torch.optim.SGD(groups, lr=123.0)
-    except Exception as err:
-        return {**found, "sgd_failed": f"{type(err).__name__}: {err}"}
-    found["optimizer"] = [[[names.get(id(p), f"a tensor not of the model ({id(p)})") for p in group["params"]],
-                           group["lr"]] for group in optimizer.param_groups]
+        found["sgd_failed"] = f"{type(err).__name__}: {err}"
     return found
+
+
+def _groups_view(groups: list, model: nn.Module, lr_backbone: float, lr_head: float) -> dict:
+    """What ``PARAM_GROUPS_MISTAKES`` read in ``groups`` ([names, lr] each, from ``_groups_in_kernel``): names
+    in words ("" for none), counts, and which learning rate the head, the rest and the earlier nn.Linear got
+    ("lr_head", "lr_backbone", or "" for neither or a mix)."""
+    grouped = [name for names, _ in groups for name in names if name is not None]
+    lr_of = {name: lr for names, lr in groups for name in names if name is not None}
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    head = [name for name in trainable if name.startswith("5.")]
+    earlier = [f"3.{name}" for name, _ in model[3].named_parameters()]
+
+    def rate(names) -> str:
+        for label, lr in (("lr_head", lr_head), ("lr_backbone", lr_backbone)):
+            if names and all(name in lr_of and close(lr_of[name], lr) for name in names):
+                return label
+        return ""
+
+    return {
+        "in_two_groups": _named(sorted({name for name in grouped if grouped.count(name) > 1})),
+        "foreign": sum(name is None for names, _ in groups for name in names),
+        "frozen": _named(name for name in lr_of if name not in trainable),
+        "missing": _named(name for name in trainable if name not in lr_of),
+        "without_lr": any(lr is None for _, lr in groups),
+        "head_at": rate(head), "rest_at": rate([name for name in trainable if name not in head]),
+        "earlier_at": rate(earlier), "earlier": _named(earlier),
+    }
 
 
 def check_param_groups(param_groups) -> None:
     """``param_groups(model, lr_backbone, lr_head)``: the head's parameters at ``lr_head``, the rest of
-    the trainable ones at ``lr_backbone``, frozen ones left out; usable by any ``torch.optim`` optimizer."""
-    model = groups_model()
-    head = {f"5.{name}" for name, _ in model[5].named_parameters()}
-    earlier = {f"3.{name}" for name, _ in model[3].named_parameters()}
-    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    the trainable ones at ``lr_backbone``, frozen ones left out; usable by any ``torch.optim`` optimizer.
+
+    Contract: it returns an iterable of dicts, each with 'params' (the model's own parameters, not copies:
+    a list, a generator or one tensor) and 'lr'; it reads the model and leaves it as it is. Checked on
+    ``groups_model()`` at two pairs of learning rates, then with the backbone frozen (a linear probe).
+    """
     groups_of = in_kernel(_groups_in_kernel)
-    for lr_backbone, lr_head in ((1e-3, 1e-2), (0.05, 0.005)):
-        found = call_step(groups_of, "param_groups", param_groups, lr_backbone, lr_head, False,
-                          shown=f"model, {lr_backbone}, {lr_head}")
-        expect("unreadable" not in found, "param_groups should return a list of dicts, each with 'params' and 'lr' "
-                                          f"({found.get('unreadable')}).")
-        grouped = [name for names, _ in found["groups"] for name in names]
-        expect(len(grouped) == len(set(grouped)), "a parameter is in two groups: each belongs to exactly one.")
-        expect("sgd_failed" not in found, f"torch.optim.SGD could not use what param_groups returned "
-                                          f"({found.get('sgd_failed')}): return a list of dicts, each with 'params' "
-                                          "and 'lr'.")
-        lrs = {name: lr for names, lr in found["optimizer"] for name in names}
-        expect(123.0 not in lrs.values(), "a parameter group has no 'lr' of its own, so it trains at the optimizer's "
-                                          "default rate: give each group its learning rate.")
-        grouped_frozen = [name for name in lrs if name in frozen]
-        expect(not grouped_frozen, f"{len(grouped_frozen)} frozen parameters (requires_grad False) are in a group: leave out what "
-                           "does not learn.")
-        missing = [name for name in trainable if name not in lrs]
-        expect(not missing, f"{len(missing)} trainable parameters are in no group: the optimizer would never update them.")
-        head_lrs = {lrs[name] for name in head}
-        body_lrs = {lrs[name] for name in trainable if name not in head}
-        if head_lrs == {lr_backbone} and body_lrs == {lr_head}:
-            raise AssertionError("the learning rates are swapped: the head got lr_backbone and the backbone lr_head.")
-        expect({lrs[name] for name in earlier} == {lr_backbone} or head_lrs == {lr_head},
-               "an earlier nn.Linear got lr_head: the head is the model's LAST nn.Linear; the earlier one belongs "
-               "to the backbone.")
-        expect(head_lrs == {lr_head}, f"the head (the last nn.Linear) trains at {sorted(head_lrs)}, expected lr_head = "
-                                      f"{lr_head}.")
-        expect(body_lrs == {lr_backbone}, f"the backbone's trainable parameters train at {sorted(body_lrs)}, expected "
-                                          f"lr_backbone = {lr_backbone}.")
-    found = call_step(groups_of, "param_groups", param_groups, 1e-3, 1e-2, True, shown="model, 0.001, 0.01")
-    lrs = {name: lr for names, lr in found.get("groups", []) for name in names}
-    expect(set(lrs) == head and set(lrs.values()) == {1e-2},
-           "with the backbone frozen (a linear probe) only the head's parameters belong in the groups.")
+    for lr_backbone, lr_head, probe in ((1e-3, 1e-2, False), (0.05, 0.005, False), (1e-3, 1e-2, True)):
+        model = groups_model(probe)
+        shown = f"model{' with a frozen backbone' if probe else ''}, {lr_backbone}, {lr_head}"
+        what = f"param_groups({shown})"
+        found = call(groups_of, param_groups, lr_backbone, lr_head, probe, name="param_groups", shown=shown)
+        expect("unreadable" not in found, f"{what} returned {found.get('unreadable')}: param_groups should return a "
+                                          "list of dicts, each with 'params' (a list of parameters) and 'lr'.",
+               "wrong_type")
+        _name_mistake(_groups_view(found["groups"], model, lr_backbone, lr_head), what, PARAM_GROUPS_MISTAKES)
+        expect("sgd_failed" not in found, f"torch.optim.SGD does not take the groups of {what}: "
+                                          f"{error_line(found.get('sgd_failed', ''))}")
+        lr_of = {name: lr for names, lr in found["groups"] for name in names}
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                part, lr = ("lr_head", lr_head) if name.startswith("5.") else ("lr_backbone", lr_backbone)
+                expect(close(lr_of[name], lr), f"{what} trains {name} at {describe(lr_of[name])}; expected {part} = "
+                                               f"{lr}.")
     passed("param_groups")
