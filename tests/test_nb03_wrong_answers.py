@@ -1,6 +1,6 @@
-"""Notebook 03's test cells must reject plausible wrong implementations with a message that
-names the mistake, and accept valid alternatives (nested blocks, in-place ReLUs, other ways to
-take the norm)."""
+"""Notebook 03's test cells must reject plausible wrong implementations with a short message that
+names the mistake (and carries its stable id), and accept valid alternatives (nested blocks, in-place
+ReLUs, padding="same", other ways to take the norm)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,14 +8,15 @@ import pytest
 import torch
 from torch import nn
 
+import notebook_cells
 from notebook_cells import cell_source, run_test_cell
 
 NB = "03_building_cnns"
 
 
-def rejects(grade_id: str, match: str, **objects) -> None:
-    with pytest.raises(AssertionError, match=match):
-        run_test_cell(NB, grade_id, **objects)
+def rejected(grade_id: str, match: str, mistake: str | None = None, **objects) -> str:
+    """The message with which test cell ``grade_id`` rejects ``objects`` (see ``notebook_cells.rejected``)."""
+    return notebook_cells.rejected(NB, grade_id, match, mistake, **objects)
 
 
 def solution(name: str):
@@ -34,8 +35,9 @@ def test_stubs_fail():
     def first_layer_grad_norm(model):
         raise NotImplementedError()
 
-    rejects("test_ThreeBlockCNN", "not implemented yet", ThreeBlockCNN=ThreeBlockCNN)
-    rejects("test_first_layer_grad_norm", "not implemented yet", first_layer_grad_norm=first_layer_grad_norm)
+    rejected("test_ThreeBlockCNN", "not implemented yet", "not_implemented", ThreeBlockCNN=ThreeBlockCNN)
+    rejected("test_first_layer_grad_norm", "not implemented yet", "not_implemented",
+             first_layer_grad_norm=first_layer_grad_norm)
 
 
 def test_forward_stub_fails():
@@ -43,7 +45,8 @@ def test_forward_stub_fails():
         def forward(self, x):
             raise NotImplementedError()
 
-    rejects("test_ThreeBlockCNN", "not implemented yet", ThreeBlockCNN=ThreeBlockCNN)
+    rejected("test_ThreeBlockCNN", "ThreeBlockCNN.forward is not implemented yet", "not_implemented",
+             ThreeBlockCNN=ThreeBlockCNN)
 
 
 def test_solutions_pass():
@@ -58,14 +61,14 @@ def test_loop_stubs_fail(name):
     def stub(*args, **kwargs):
         raise NotImplementedError()
 
-    rejects(f"test_{name}", "not implemented yet", **{name: stub})
+    rejected(f"test_{name}", "not implemented yet", "not_implemented", **{name: stub})
 
 
 # ---------------------------------------------------------------- ThreeBlockCNN
 
 def cnn_variant(padding=1, conv_bias=False, batch_norm=True, widths=(32, 64, 128), order=("conv", "bn", "relu", "pool"),
                 head="gap", linear_in=None, use_in_channels=True, use_num_classes=True, nested=False, inplace=False,
-                pool_output=1, linear_bias=True):
+                pool_output=1, linear_bias=True, dilation=1, pool=(2,)):
     """A ThreeBlockCNN, correct with the defaults; each argument plants one mistake (or a valid variation)."""
 
     class ThreeBlockCNN(nn.Module):
@@ -75,9 +78,9 @@ def cnn_variant(padding=1, conv_bias=False, batch_norm=True, widths=(32, 64, 128
             classes = num_classes if use_num_classes else 10
             blocks = []
             for width in widths:
-                parts = {"conv": nn.Conv2d(c_in, width, 3, padding=padding, bias=conv_bias),
+                parts = {"conv": nn.Conv2d(c_in, width, 3, padding=padding, dilation=dilation, bias=conv_bias),
                          "bn": nn.BatchNorm2d(width) if batch_norm else None,
-                         "relu": nn.ReLU(inplace=inplace), "pool": nn.MaxPool2d(2)}
+                         "relu": nn.ReLU(inplace=inplace), "pool": nn.MaxPool2d(*pool)}
                 block = [parts[name] for name in order if parts[name] is not None]
                 blocks.append(nn.Sequential(*block) if nested else block)
                 c_in = width
@@ -95,26 +98,39 @@ def cnn_variant(padding=1, conv_bias=False, batch_norm=True, widths=(32, 64, 128
     return ThreeBlockCNN
 
 
+@pytest.mark.parametrize("options, match, mistake", [
+    ({"padding": 0}, r"2×2 instead of 4×4.*padding=1", "no_padding"),
+    ({"conv_bias": True}, r"224 more.*convolutions' biases.*bias=False", "conv_bias"),
+    ({"batch_norm": False}, r"448 fewer.*batch norms.*BatchNorm2d", "no_batch_norm"),
+    ({"batch_norm": False, "conv_bias": True}, r"224 fewer.*no BatchNorm2d.*PlainCNN", "plain_cnn"),
+    ({"widths": (32, 64, 64)}, r"\(4, 64, 4, 4\).*128 output channels", "last_width"),
+    ({"widths": (16, 32, 128)}, r"differ first at the 1st Conv2d.*\(32, 3, 3, 3\)", "parameter_shapes"),
+    ({"order": ("conv", "bn", "relu")}, r"\(4, 128, 32, 32\).*is a MaxPool2d\(2\) missing", "missing_max_pool"),
+    ({"head": "flatten"}, r"19,200 more.*flatten the 4×4 maps.*AdaptiveAvgPool2d\(1\)", "flattened_maps"),
+    ({"linear_in": 128 * 16}, r"shapes cannot be multiplied.*Linear layer takes 128 inputs", "linear_inputs"),
+    ({"order": ("conv", "relu", "bn", "pool")}, r"layer 2 of self.features is ReLU.*BatchNorm2d",
+     "relu_before_batch_norm"),
+    ({"order": ("conv", "bn", "pool", "relu")}, r"layer 3 of self.features is MaxPool2d.*ReLU", "pool_before_relu"),
+    ({"pool_output": 2, "linear_in": 512}, r"3,840 more.*more than one number per channel.*AdaptiveAvgPool2d\(1\)",
+     "pooled_to_more"),
+    ({"linear_bias": False}, r"10 fewer.*no bias", "linear_no_bias"),
+    ({"dilation": 2, "padding": 2}, r"the 1st Conv2d has dilation=\(2, 2\); .*without dilation", "conv_settings"),
+    ({"pool": (3, 2, 1)}, r"the 1st MaxPool2d has kernel_size=3; .*2×2 windows", "max_pool_settings"),
+    ({"pool": (3, 2)}, r"self.features gives shape \(4, 128, 3, 3\).*compare your layers with the table",
+     "features_shape"),
+], ids=["no_padding", "conv_bias", "no_batch_norm", "plain_cnn", "narrow_last_block", "wrong_widths", "no_max_pool",
+        "flatten_2048", "linear_2048_after_gap", "relu_before_bn", "pool_before_relu", "pool_to_2x2",
+        "linear_no_bias", "dilated_convs", "overlapping_pools", "unpadded_3x3_pools"])
+def test_three_block_cnn_rejects(options, match, mistake):
+    rejected("test_ThreeBlockCNN", match, f"cnn.three_block_cnn.{mistake}", ThreeBlockCNN=cnn_variant(**options))
+
+
 @pytest.mark.parametrize("options, match", [
-    ({"padding": 0}, r"2×2 instead of 4×4.*padding=1"),
-    ({"conv_bias": True}, r"224 more.*convolutions' biases.*bias=False"),
-    ({"batch_norm": False}, r"448 fewer.*batch norms.*BatchNorm2d"),
-    ({"batch_norm": False, "conv_bias": True}, r"224 fewer.*no BatchNorm2d.*PlainCNN"),
-    ({"widths": (32, 64, 64)}, r"\(4, 64, 4, 4\).*128 output channels"),
-    ({"widths": (16, 32, 128)}, r"differ first at the 1st Conv2d.*\(32, 3, 3, 3\)"),
-    ({"head": "flatten"}, r"19,200 more.*flatten the 4×4 maps.*AdaptiveAvgPool2d\(1\)"),
-    ({"linear_in": 128 * 16}, r"Linear layer takes 128 inputs"),
-    ({"order": ("conv", "relu", "bn", "pool")}, r"layer 2 of self.features is ReLU.*BatchNorm2d"),
-    ({"order": ("conv", "bn", "pool", "relu")}, r"layer 3 of self.features is MaxPool2d.*ReLU"),
-    ({"pool_output": 2, "linear_in": 512}, r"3,840 more|AdaptiveAvgPool2d\(1\)"),
-    ({"linear_bias": False}, r"10 fewer.*no bias"),
     ({"use_in_channels": False}, r"in_channels=1.*do in_channels and num_classes set"),
     ({"use_num_classes": False}, r"num_classes=2.*do in_channels and num_classes set"),
-], ids=["no_padding", "conv_bias", "no_batch_norm", "plain_cnn", "narrow_last_block", "wrong_widths", "flatten_2048",
-        "linear_2048_after_gap", "relu_before_bn", "pool_before_relu", "pool_to_2x2",
-        "linear_no_bias", "in_channels_ignored", "num_classes_ignored"])
-def test_three_block_cnn_rejects(options, match):
-    rejects("test_ThreeBlockCNN", match, ThreeBlockCNN=cnn_variant(**options))
+], ids=["in_channels_ignored", "num_classes_ignored"])
+def test_three_block_cnn_hidden_tests_reject(options, match):
+    rejected("test_ThreeBlockCNN", match, ThreeBlockCNN=cnn_variant(**options))
 
 
 def test_three_block_cnn_rejects_missing_super_init():
@@ -122,7 +138,20 @@ def test_three_block_cnn_rejects_missing_super_init():
         def __init__(self, in_channels=3, num_classes=10):
             self.features = nn.Sequential(nn.Conv2d(in_channels, 32, 3, padding=1, bias=False))
 
-    rejects("test_ThreeBlockCNN", r"super\(\).__init__\(\)", ThreeBlockCNN=ThreeBlockCNN)
+    rejected("test_ThreeBlockCNN", r"^ThreeBlockCNN\(\) raised AttributeError: .*Call super\(\).__init__\(\) first",
+             "cnn.three_block_cnn.no_super_init", ThreeBlockCNN=ThreeBlockCNN)
+
+
+def test_three_block_cnn_rejects_a_class_that_is_not_a_module():
+    class ThreeBlockCNN:
+        def __init__(self, in_channels=3, num_classes=10):
+            self.net = cnn_variant()(in_channels, num_classes)
+
+        def __call__(self, x):
+            return self.net(x)
+
+    rejected("test_ThreeBlockCNN", r"is a ThreeBlockCNN; the class should subclass nn.Module",
+             "cnn.three_block_cnn.not_a_module", ThreeBlockCNN=ThreeBlockCNN)
 
 
 def test_three_block_cnn_rejects_functional_relu():
@@ -134,8 +163,31 @@ def test_three_block_cnn_rejects_functional_relu():
                     x = torch.relu(x)
             return self.classifier(x)
 
-    rejects("test_ThreeBlockCNN", r"layer 3 of self.features is MaxPool2d where the specification has ReLU",
-            ThreeBlockCNN=ThreeBlockCNN)
+    rejected("test_ThreeBlockCNN", r"layer 3 of self.features is MaxPool2d where the specification has ReLU; .*"
+             r"a layer of self.features", "cnn.three_block_cnn.relu_not_a_layer", ThreeBlockCNN=ThreeBlockCNN)
+
+
+def test_three_block_cnn_rejects_global_pooling_in_features():
+    class ThreeBlockCNN(cnn_variant()):
+        def __init__(self, in_channels=3, num_classes=10):
+            super().__init__(in_channels, num_classes)
+            self.features.extend([nn.AdaptiveAvgPool2d(1), nn.Flatten()])
+            self.classifier = nn.Sequential(nn.Linear(128, num_classes))
+
+    rejected("test_ThreeBlockCNN", r"self.features gives shape \(4, 128\).*pooling and flattening belong in "
+             r"self.classifier", "cnn.three_block_cnn.features_not_maps", ThreeBlockCNN=ThreeBlockCNN)
+
+
+def test_three_block_cnn_rejects_an_extra_layer():
+    class ThreeBlockCNN(cnn_variant()):
+        def __init__(self, in_channels=3, num_classes=10):
+            super().__init__(in_channels, num_classes)
+            self.features.append(nn.Dropout(0.2))
+
+    message = rejected("test_ThreeBlockCNN", r"self.features has 13 layers where the specification has 12: after "
+                       r"its last one, MaxPool2d, comes a Dropout", "cnn.three_block_cnn.layer_order",
+                       ThreeBlockCNN=ThreeBlockCNN)
+    assert message.endswith("each block is Conv2d → BatchNorm2d → ReLU → MaxPool2d.")
 
 
 def test_three_block_cnn_rejects_missing_attributes():
@@ -147,7 +199,8 @@ def test_three_block_cnn_rejects_missing_attributes():
         def forward(self, x):
             return self.net(x)
 
-    rejects("test_ThreeBlockCNN", r"no submodule self.features", ThreeBlockCNN=ThreeBlockCNN)
+    rejected("test_ThreeBlockCNN", r"no submodule self.features", "cnn.three_block_cnn.missing_submodule",
+             ThreeBlockCNN=ThreeBlockCNN)
 
 
 def test_three_block_cnn_rejects_skipped_layer_in_forward():
@@ -155,11 +208,19 @@ def test_three_block_cnn_rejects_skipped_layer_in_forward():
         def forward(self, x):
             return self.classifier[2](self.features(x).mean((2, 3)) * 2)
 
-    rejects("test_ThreeBlockCNN", r"differs from the specification's network", ThreeBlockCNN=ThreeBlockCNN)
+    rejected("test_ThreeBlockCNN", r"differs from the specification's network", ThreeBlockCNN=ThreeBlockCNN)
 
 
-@pytest.mark.parametrize("options", [{"nested": True}, {"inplace": True}, {"pool_output": (1, 1)}],
-                         ids=["nested_blocks", "inplace_relu", "pool_output_tuple"])
+def test_three_block_cnn_messages_name_settings_not_layer_reprs():
+    """A layer's settings in words, never the layer's repr (issue 24)."""
+    message = rejected("test_ThreeBlockCNN", r"dilation", "cnn.three_block_cnn.conv_settings",
+                       ThreeBlockCNN=cnn_variant(dilation=2, padding=2))
+    assert "Conv2d(" not in message and "kernel_size=(3, 3)" not in message
+
+
+@pytest.mark.parametrize("options", [{"nested": True}, {"inplace": True}, {"pool_output": (1, 1)},
+                                     {"padding": "same"}],
+                         ids=["nested_blocks", "inplace_relu", "pool_output_tuple", "padding_same"])
 def test_three_block_cnn_accepts(options):
     run_test_cell(NB, "test_ThreeBlockCNN", ThreeBlockCNN=cnn_variant(**options))
 
@@ -174,30 +235,64 @@ def last_layer(model):
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda model: first_layer(model).weight.norm().item(), r"first layer's \*weights\*"),
-    (lambda model: first_layer(model).weight.grad.pow(2).sum().item(), r"\*squared\* norm"),
-    (lambda model: last_layer(model).weight.grad.norm().item(), r"\*last\* layer's gradient"),
+def layers(model):
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+GRAD_NORM = "cnn.first_layer_grad_norm."   # the ids of this exercise's mistakes
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda model: first_layer(model).weight.norm().item(), r"first layer's weights, not of their gradient",
+     GRAD_NORM + "weights_not_gradient"),
+    (lambda model: first_layer(model).weight.grad.pow(2).sum().item(), r"squared norm", GRAD_NORM + "squared"),
+    (lambda model: last_layer(model).weight.grad.norm().item(), r"last layer's gradient norm",
+     GRAD_NORM + "last_layer"),
+    (lambda model: layers(model)[1].weight.grad.norm().item(), r"2nd layer's gradient norm",
+     GRAD_NORM + "second_layer"),
     (lambda model: torch.cat([p.grad.flatten() for p in first_layer(model).parameters()]).norm().item(),
-     r"includes the bias's gradient"),
+     r"includes the bias's gradient", GRAD_NORM + "with_bias"),
+    (lambda model: first_layer(model).bias.grad.norm().item(), r"bias gradient", GRAD_NORM + "bias_gradient"),
     (lambda model: torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item(),
-     r"\*all\* parameters' gradients"),
-    (lambda model: next(model.parameters()).grad.norm().item(), r"first \*parameter\*"),
-    (lambda model: first_layer(model).weight.grad.abs().mean().item(), r"mean absolute gradient"),
-    (lambda model: first_layer(model).weight.grad.abs().sum().item(), r"L1 norm"),
-    (lambda model: first_layer(model).weight.grad.norm(), r"returned a tensor.*\.item\(\)"),
-    (lambda model: first_layer(model).weight.grad.pow_(2).sum().sqrt().item(), r"changed the model's gradients"),
-], ids=["weights_not_grads", "squared", "last_layer", "with_bias", "all_parameters", "first_parameter",
-        "mean_abs", "l1", "tensor", "in_place"])
-def test_first_layer_grad_norm_rejects(wrong, match):
-    rejects("test_first_layer_grad_norm", match, first_layer_grad_norm=wrong)
+     r"all the parameters' gradients", GRAD_NORM + "all_parameters"),
+    (lambda model: next(model.parameters()).grad.norm().item(),
+     r"^first_layer_grad_norm\(a model whose first conv sits in a nested block.*model's first parameter",
+     GRAD_NORM + "first_parameter"),
+    (lambda model: first_layer(model).weight.grad.abs().mean().item(), r"mean absolute gradient",
+     GRAD_NORM + "mean_absolute"),
+    (lambda model: first_layer(model).weight.grad.abs().max().item(), r"largest absolute gradient",
+     GRAD_NORM + "largest_absolute"),
+    (lambda model: first_layer(model).weight.grad.abs().sum().item(), r"L1 norm", GRAD_NORM + "l1_norm"),
+    (lambda model: first_layer(model).weight.grad.norm(), r"returned a tensor holding [\d.]+: .*\.item\(\)",
+     GRAD_NORM + "returned_tensor"),
+    (lambda model: first_layer(model).weight.grad.pow_(2).sum().sqrt().item(), r"changed the model's gradients",
+     "changed_argument"),
+    (lambda model: 2 * first_layer(model).weight.grad.norm().item(),
+     r"^first_layer_grad_norm\(a small CNN: conv, conv, linear\) is [\d.]+; torch's L2 norm of its first layer's "
+     r"weight gradient is [\d.]+\.$", "unidentified"),
+], ids=["weights_not_grads", "squared", "last_layer", "second_layer", "with_bias", "bias_gradient", "all_parameters",
+        "first_parameter", "mean_abs", "largest_abs", "l1", "tensor", "in_place", "unidentified"])
+def test_first_layer_grad_norm_rejects(wrong, match, mistake):
+    rejected("test_first_layer_grad_norm", match, mistake, first_layer_grad_norm=wrong)
 
 
 def test_first_layer_grad_norm_rejects_module_index():
     def first_layer_grad_norm(model):          # works for an nn.Sequential whose first entry is a layer
         return model[0].weight.grad.norm().item()
 
-    rejects("test_first_layer_grad_norm", r"raised (TypeError|AttributeError)", first_layer_grad_norm=first_layer_grad_norm)
+    rejected("test_first_layer_grad_norm", r"^first_layer_grad_norm\(an MLP: .*\) raised AttributeError", "crashed",
+             first_layer_grad_norm=first_layer_grad_norm)
+
+
+def test_first_layer_grad_norm_messages_are_plain_text():
+    """The hints once stressed words with *asterisks*, and a tensor was shown by its repr (issue 24)."""
+    message = rejected("test_first_layer_grad_norm", r"returned a tensor",
+                       "cnn.first_layer_grad_norm.returned_tensor",
+                       first_layer_grad_norm=lambda model: first_layer(model).weight.grad.norm())
+    assert "tensor(" not in message and "grad_fn" not in message
+    message = rejected("test_first_layer_grad_norm", r"weights", "cnn.first_layer_grad_norm.weights_not_gradient",
+                       first_layer_grad_norm=lambda model: first_layer(model).weight.norm().item())
+    assert "*" not in message
 
 
 def numpy_norm(model):
@@ -230,18 +325,20 @@ def test_first_layer_grad_norm_accepts(valid):
 # ---------------------------------------------------------------- train_one_epoch and evaluate
 
 def train_variant(train_mode=True, move_x=True, move_y=True, zero_grad="before", step=True, weigh=True,
-                  divide=True, accuracy="fraction", as_float=True, forward_again=False):
+                  divide=True, accuracy="fraction", as_float=True, forward_again=False, no_grad=False,
+                  first_batch_only=False):
     """A training epoch, correct with the defaults; each argument plants one mistake (or a valid variation)."""
     def train_one_epoch(model, loader, optimizer, loss_fn, device):
         if train_mode:
             model.train()
         total, correct, seen, batch_losses, batch_accuracies = 0.0, 0, 0, [], []
-        for x, y in loader:
+        for x, y in [next(iter(loader))] if first_batch_only else loader:
             if move_x:
                 x = x.to(device)
             if move_y:
                 y = y.to(device)
-            logits = model(x)
+            with torch.no_grad() if no_grad else torch.enable_grad():
+                logits = model(x)
             loss = loss_fn(logits, y)
             if zero_grad == "before":
                 optimizer.zero_grad()
@@ -264,24 +361,54 @@ def train_variant(train_mode=True, move_x=True, move_y=True, zero_grad="before",
     return train_one_epoch
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"train_mode": False}, r"evaluation mode.*model.train\(\)"),
-    ({"move_x": False}, r"batch of images as the loader handed it out"),
-    ({"move_y": False}, r"labels as the loader handed them out"),
-    ({"zero_grad": "never"}, r"never resets the gradients"),
-    ({"zero_grad": "after_backward"}, r"did not change the weights"),
-    ({"step": False}, r"did not change the weights"),
-    ({"weigh": False}, r"mean of the batch means"),
-    ({"divide": False}, r"sum over the samples"),
-    ({"accuracy": "batch_mean"}, r"mean of the batch accuracies"),
-    ({"accuracy": "count"}, r"number of correct predictions"),
-    ({"as_float": False}, r"as a tensor.*\.item\(\)"),
-    ({"forward_again": True}, r"forward passes for 3 batches"),
+@pytest.mark.parametrize("options, match, mistake", [
+    ({"train_mode": False}, r"evaluation mode.*model.train\(\)", "no_train_mode"),
+    ({"move_x": False}, r"batch of images as the loader handed it out", "images_not_moved"),
+    ({"move_y": False}, r"labels as the loader handed them out", "labels_not_moved"),
+    ({"zero_grad": "never"}, r"never resets the gradients", "no_zero_grad"),
+    ({"zero_grad": "after_backward"}, r"^after train_one_epoch, the first Linear layer's weight did not change",
+     "no_update"),
+    ({"step": False}, r"weight did not change: .*optimizer's step", "no_update"),
+    ({"weigh": False}, r"mean of the batch means", "mean_of_batch_means"),
+    ({"divide": False}, r"with all logits equal is the sum over the samples", "summed_loss"),
+    ({"weigh": False, "divide": False}, r"is the sum of the batch means", "sum_of_batch_means"),
+    ({"accuracy": "batch_mean"}, r"mean of the batch accuracies", "mean_of_batch_accuracies"),
+    ({"accuracy": "count"}, r"number of correct predictions", "correct_count"),
+    ({"as_float": False}, r"returned the mean loss as a tensor holding [\d.]+: .*\.item\(\)", "returned_tensor"),
+    ({"forward_again": True}, r"forward passes for 3 batches", "extra_forward"),
+    ({"no_grad": True}, r"does not require grad.*outside torch.no_grad\(\)", "no_gradients"),
+    ({"first_batch_only": True}, r"called loss_fn once for a loader of 3 batches", "skipped_batches"),
 ], ids=["no_train_mode", "x_not_moved", "y_not_moved", "no_zero_grad", "zero_grad_before_step", "no_step",
-        "mean_of_batch_means", "summed_loss", "mean_of_batch_accuracies", "correct_count", "tensors",
-        "second_forward"])
-def test_train_one_epoch_rejects(options, match):
-    rejects("test_train_one_epoch", match, train_one_epoch=train_variant(**options))
+        "mean_of_batch_means", "summed_loss", "sum_of_batch_means", "mean_of_batch_accuracies", "correct_count",
+        "tensors", "second_forward", "under_no_grad", "first_batch_only"])
+def test_train_one_epoch_rejects(options, match, mistake):
+    rejected("test_train_one_epoch", match, f"cnn.train_one_epoch.{mistake}", train_one_epoch=train_variant(**options))
+
+
+def test_train_one_epoch_rejects_predictions_made_without_gradients():
+    def train_one_epoch(model, loader, optimizer, loss_fn, device):
+        model.train()
+        total, correct, seen = 0.0, 0, 0
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            with torch.no_grad():                       # the predictions, then a forward pass for the loss
+                predictions = model(x).argmax(1)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, correct, seen = total + loss.item() * len(y), correct + int((predictions == y).sum()), seen + len(y)
+        return total / seen, correct / seen
+
+    rejected("test_train_one_epoch", r"ran a forward pass without gradients", "cnn.train_one_epoch.no_gradients",
+             train_one_epoch=train_one_epoch)
+
+
+def test_train_one_epoch_tensor_message_shows_no_repr():
+    """A returned tensor is named in words, never by its repr (issue 24)."""
+    message = rejected("test_train_one_epoch", r"as a tensor", "cnn.train_one_epoch.returned_tensor",
+                       train_one_epoch=train_variant(as_float=False))
+    assert "tensor(" not in message and "dtype" not in message
 
 
 def train_on_device_tensors(model, loader, optimizer, loss_fn, device):
@@ -309,12 +436,13 @@ def test_train_one_epoch_accepts(valid):
 
 
 def eval_variant(eval_mode=True, no_grad=True, move_x=True, weigh=True, divide=True, accuracy="fraction",
-                 as_float=True, forward_again=False, softmax_first=False, last_batch_accuracy=False):
+                 as_float=True, forward_again=False, softmax_first=False, last_batch_accuracy=False,
+                 zero_grads=False):
     """An evaluation, correct with the defaults; each argument plants one mistake (or a valid variation)."""
     def evaluate(model, loader, device):
         if eval_mode:
             model.eval()
-        total, correct, seen, losses, last = 0.0, 0, 0, [], 0.0
+        total, correct, seen, accuracies, last = 0.0, 0, 0, [], 0.0
         with torch.no_grad() if no_grad else torch.enable_grad():
             for x, y in loader:
                 x = x.to(device) if move_x else x
@@ -329,27 +457,37 @@ def eval_variant(eval_mode=True, no_grad=True, move_x=True, weigh=True, divide=T
                 correct += hits
                 seen += len(y)
                 last = hits / len(y)
+                accuracies.append(last)
+        if zero_grads:                                  # "to be safe": zero gradients where there were none
+            for p in model.parameters():
+                p.grad = torch.zeros_like(p)
         mean_loss = total / (seen if weigh else len(loader)) if divide else total
-        acc = last if last_batch_accuracy else {"fraction": correct / seen, "count": correct}[accuracy]
+        acc = last if last_batch_accuracy else {"fraction": correct / seen, "count": correct,
+                                                "batch_mean": sum(accuracies) / len(accuracies)}[accuracy]
         return (mean_loss, acc) if as_float else (torch.tensor(mean_loss), torch.tensor(acc))
     return evaluate
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"eval_mode": False}, r"training mode.*model.eval\(\)"),
-    ({"no_grad": False}, r"recorded gradients.*torch.no_grad\(\)"),
-    ({"move_x": False}, r"batch of images as the loader handed it out"),
-    ({"weigh": False}, r"mean of the batch means"),
-    ({"divide": False}, r"averaged over every sample"),
-    ({"accuracy": "count"}, r"fraction of samples"),
-    ({"last_batch_accuracy": True}, r"fraction of samples"),
-    ({"as_float": False}, r"as a tensor"),
-    ({"forward_again": True}, r"forward passes for 3 batches"),
-    ({"softmax_first": True}, r"mean loss"),
-], ids=["no_eval_mode", "gradients", "x_not_moved", "mean_of_batch_means", "summed_loss", "correct_count",
-        "last_batch", "tensors", "second_forward", "softmax_twice"])
-def test_evaluate_rejects(options, match):
-    rejects("test_evaluate", match, evaluate=eval_variant(**options))
+@pytest.mark.parametrize("options, match, mistake", [
+    ({"eval_mode": False}, r"training mode.*model.eval\(\)", "cnn.evaluate.training_mode"),
+    ({"no_grad": False}, r"recorded gradients.*torch.no_grad\(\)", "cnn.evaluate.gradients"),
+    ({"move_x": False}, r"batch of images as the loader handed it out", "cnn.evaluate.images_not_moved"),
+    ({"weigh": False}, r"mean of the batch means", "cnn.evaluate.mean_of_batch_means"),
+    ({"divide": False}, r"sum over the samples", "cnn.evaluate.summed_loss"),
+    ({"weigh": False, "divide": False}, r"sum of the batch means", "cnn.evaluate.sum_of_batch_means"),
+    ({"accuracy": "count"}, r"number of correct predictions", "cnn.evaluate.correct_count"),
+    ({"accuracy": "batch_mean"}, r"mean of the batch accuracies", "cnn.evaluate.mean_of_batch_accuracies"),
+    ({"last_batch_accuracy": True}, r"last batch's accuracy", "cnn.evaluate.last_batch_accuracy"),
+    ({"as_float": False}, r"as a tensor holding", "cnn.evaluate.returned_tensor"),
+    ({"forward_again": True}, r"forward passes for 3 batches", "cnn.evaluate.extra_forward"),
+    ({"softmax_first": True}, r"mean loss is the cross-entropy of softmax probabilities",
+     "cnn.evaluate.softmax_before_loss"),
+    ({"zero_grads": True}, r"changed the model's gradients", "changed_argument"),
+], ids=["no_eval_mode", "gradients", "x_not_moved", "mean_of_batch_means", "summed_loss", "sum_of_batch_means",
+        "correct_count", "mean_of_batch_accuracies", "last_batch", "tensors", "second_forward", "softmax_twice",
+        "zeroed_gradients"])
+def test_evaluate_rejects(options, match, mistake):
+    rejected("test_evaluate", match, mistake, evaluate=eval_variant(**options))
 
 
 def evaluate_inference_mode(model, loader, device):
@@ -405,15 +543,15 @@ class Lookup(nn.Module):
 def test_overfit_is_measured_on_the_batch_the_test_loads():
     run_test_cell(NB, "test_overfit_one_batch", overfit_net=Lookup(*normalised("train", 800, 5_000, batch=0)),
                   overfit_accuracy=1.0)
-    rejects("test_overfit_one_batch", r"overfit_net classifies \d+% of its 32 training images",   # another batch
-            overfit_net=Lookup(*normalised("train", 800, 5_000, batch=1)), overfit_accuracy=1.0)
+    rejected("test_overfit_one_batch", r"overfit_net classifies \d+% of its 32 training images",   # another batch
+             overfit_net=Lookup(*normalised("train", 800, 5_000, batch=1)), overfit_accuracy=1.0)
 
 
 def test_test_accuracy_is_measured_on_the_test_set_the_test_loads():
     x, y = normalised("test", 2_000, None)
     run_test_cell(NB, "test_accuracy", best_model=Lookup(x, y), test_accuracy=1.0, best_model_seconds=1.0)
-    rejects("test_accuracy", r"test accuracy of best_model 10\.0% is below", best_model=Lookup(x[:0], y[:0]),
-            test_accuracy=1.0, best_model_seconds=1.0)
+    rejected("test_accuracy", r"test accuracy of best_model 10\.0% is below", best_model=Lookup(x[:0], y[:0]),
+             test_accuracy=1.0, best_model_seconds=1.0)
 
 
 @pytest.mark.parametrize("tier", [1, 2, 3])
@@ -429,5 +567,5 @@ def test_tiers_use_the_tests_own_thresholds(tier):
     if tier == 1:
         run_test_cell(NB, "test_my_model_tier_1", **cheat)
     else:
-        rejects(f"test_my_model_tier_{tier}", rf"validation accuracy {100 * right / len(y):.1f}% is below tier {tier}",
-                **cheat)
+        rejected(f"test_my_model_tier_{tier}", rf"validation accuracy {100 * right / len(y):.1f}% is below tier {tier}",
+                 **cheat)

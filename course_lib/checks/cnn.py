@@ -1,19 +1,17 @@
-"""Checks for notebook 03 (building CNNs): a CNN built to a written specification, the student's
-own training loop (one epoch of training, and evaluation), and the first layer's gradient norm
-recorded during training.
+"""Checks for notebook 03 (building CNNs): a CNN built to a written specification, the first layer's gradient
+norm recorded during training, and the student's own training loop (one epoch of training, and evaluation).
 
-The specification of ``ThreeBlockCNN`` is held here as data (the layer types in order and the
-shape of every parameter), not as code that builds the model. When a model differs from it,
-the check names the first difference: a feature-map size that gives away a missing padding,
-a parameter count that is off by exactly the conv biases or the batch norms, a layer out of
-order. ``first_layer_grad_norm`` is compared with torch's own norm of the gradient, and a wrong
-result is matched against what the usual mistakes return (the weights instead of their
-gradient, the squared norm, another layer, ...).
+Each check is written with :mod:`course_lib.checks.toolkit`: its contract, then tables of the usual mistakes,
+each a :class:`~course_lib.checks.toolkit.Mistake` with a stable id (``"cnn.<exercise>.<mistake>"``) that the
+instructor's class report counts. The specification of ``ThreeBlockCNN`` is held here as data (the layer types
+in order and the shape of every parameter), not as code that builds the model; when a model differs from it,
+the check names the first difference and, from the tables, the mistake that explains it (a missing padding, the
+conv biases, the batch norms, a layer out of order).
 
-Under the autograder the student's class or function stays in the notebook's kernel: the steps that
-touch it (the ``_..._step`` functions) run there through ``in_kernel`` and return plain data, and every
-verdict is decided here on that data, against references built here. ``logits_of`` is such a step for
-the hidden tests: the grader sends images, the kernel answers with the model's logits.
+Under the autograder the student's class or function stays in the notebook's kernel: the steps that touch it
+(the ``_..._step`` functions) run there through ``in_kernel`` and take and return plain data, and every verdict
+is decided here on that data, against references built here. ``logits_of`` is such a step for the hidden tests:
+the grader sends images, the kernel answers with the model's logits.
 """
 from __future__ import annotations
 
@@ -24,40 +22,57 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks import call_step, expect, expect_shape, expect_tuple, passed
 from course_lib.checks.remote import in_kernel
+from course_lib.checks.toolkit import (CheckFailed, Mistake, call, compare, describe, diagnose, expect, expect_shape,
+                                       expect_tuple, fail, passed)
 
-__all__ = [
-    "WIDTHS", "BLOCK", "HEAD", "spec_param_shapes", "spec_param_count", "leaf_layers",
-    "check_three_block_cnn", "check_first_layer_grad_norm", "check_train_one_epoch", "check_evaluate", "logits_of",
-]
+__all__ = ["check_three_block_cnn", "check_first_layer_grad_norm", "check_train_one_epoch", "check_evaluate",
+           "logits_of"]
 
-WIDTHS = (32, 64, 128)
-BLOCK = ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d")           # one block of self.features
-HEAD = ("AdaptiveAvgPool2d", "Flatten", "Linear")               # self.classifier
+
+def _call(fn, *args, crashes=(), **options):
+    """:func:`~course_lib.checks.toolkit.call`, where a crash whose message shows one of ``crashes`` (mistakes
+    whose ``shows`` reads the crash message) fails naming that mistake."""
+    try:
+        return call(fn, *args, **options)
+    except CheckFailed as failure:
+        if failure.mistake == "crashed":
+            diagnose(str(failure), f"{str(failure).rstrip('.')}.", crashes)
+        raise
+
+
+def _tensor_in_words(value) -> str:
+    """A returned tensor, for a message: "a tensor holding 0.81", or "a tensor of shape (3,)"."""
+    return f"a tensor holding {describe(value)}" if value.dim() == 0 else f"a {describe(value)}"
+
+
+# ---------------------------------------------------------------- ThreeBlockCNN: the specification as data
+
+_WIDTHS = (32, 64, 128)
+_BLOCK = ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d")           # one block of self.features
+_HEAD = ("AdaptiveAvgPool2d", "Flatten", "Linear")               # self.classifier
 _ORDINAL = {1: "1st", 2: "2nd", 3: "3rd"}
+_CONV = {"kernel_size": {(3, 3)}, "stride": {(1, 1)}, "dilation": {(1, 1)}, "padding": {(1, 1), "same"}}
+_MAX_POOL = {"kernel_size": {(2, 2)}, "stride": {(2, 2)}, "padding": {(0, 0)}}
 
 
-# ---------------------------------------------------------------- the specification as data
-
-def spec_param_shapes(in_channels: int = 3, num_classes: int = 10) -> list[tuple[str, str, tuple]]:
-    """(layer, parameter name, shape) of every parameter of the specification, in order."""
-    shapes, c_in = [], in_channels
-    for block, width in enumerate(WIDTHS, start=1):
+def _spec_params() -> list[tuple[str, str, tuple]]:
+    """(layer, parameter name, shape) of every parameter of ``ThreeBlockCNN()`` (3 input channels, 10 classes),
+    in order."""
+    shapes, c_in = [], 3
+    for block, width in enumerate(_WIDTHS, start=1):
         shapes += [(f"the {_ORDINAL[block]} Conv2d", "weight", (width, c_in, 3, 3)),
                    (f"the {_ORDINAL[block]} BatchNorm2d", "weight", (width,)),
                    (f"the {_ORDINAL[block]} BatchNorm2d", "bias", (width,))]
         c_in = width
-    shapes += [("the Linear layer", "weight", (num_classes, c_in)), ("the Linear layer", "bias", (num_classes,))]
-    return shapes
+    return shapes + [("the Linear layer", "weight", (10, c_in)), ("the Linear layer", "bias", (10,))]
 
 
-def spec_param_count(in_channels: int = 3, num_classes: int = 10) -> int:
-    """Number of parameters of the specification: 94,762 with the defaults."""
-    return sum(math.prod(shape) for _, _, shape in spec_param_shapes(in_channels, num_classes))
+_SPEC_PARAMS = _spec_params()
+_SPEC_COUNT = sum(math.prod(shape) for *_, shape in _SPEC_PARAMS)      # 94,762
 
 
-def leaf_layers(module: nn.Module) -> list[nn.Module]:
+def _leaf_layers(module: nn.Module) -> list[nn.Module]:
     """The modules without children, in the order they were registered (nested blocks flattened)."""
     return [m for m in module.modules() if not list(m.children())]
 
@@ -68,177 +83,209 @@ def _own_params(model: nn.Module) -> list[tuple[str, str, tuple]]:
             for layer in model.modules() for name, p in layer.named_parameters(recurse=False)]
 
 
-# ---------------------------------------------------------------- ThreeBlockCNN
-
-def _construct(cls, *args, **kwargs):
-    """``cls(*args, **kwargs)`` with a clear message for a stub or a crash."""
-    name = getattr(cls, "__name__", "the class")
-    arguments = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-    try:
-        return cls(*args, **kwargs)
-    except NotImplementedError:
-        raise AssertionError(f"{name} is not implemented yet: replace `raise NotImplementedError()` "
-                             "with your code.") from None
-    except Exception as err:
-        hint = ""
-        if "before Module.__init__() call" in str(err):
-            hint = " Call super().__init__() first in __init__, before creating any layer."
-        raise AssertionError(f"{name}({arguments}) raised {type(err).__name__}: {err}.{hint}") from err
-
-
-def _forward(module, x, what: str, hint: str = ""):
-    """``module(x)`` with a clear message when it crashes."""
-    try:
-        return module(x)
-    except NotImplementedError:
-        raise AssertionError(f"{what} is not implemented yet: replace `raise NotImplementedError()` "
-                             "in forward with your code.") from None
-    except Exception as err:
-        raise AssertionError(f"{what} raised {type(err).__name__} on input {tuple(x.shape)}: {err}"
-                             + (f" Hint: {hint}" if hint else "")) from err
-
-
-_LINEAR_HINT = ("after global average pooling each image is 128 numbers, one per channel, so the "
-                "classifier's Linear layer takes 128 inputs.")
-
-
-def _check_features(model, x, name: str) -> None:
-    """self.features must map (N, C, 32, 32) to (N, 128, 4, 4); names the likely mistake."""
-    feats = _forward(model.features, x, f"{name}.features")
-    shape = tuple(getattr(feats, "shape", ()))
-    n, expected = x.shape[0], (x.shape[0], WIDTHS[-1], 4, 4)
-    if shape == expected:
-        return
-    message = f"{name}.features gives shape {shape} for a batch {tuple(x.shape)}, the specification {expected}. "
-    if len(shape) != 4:
-        message += ("self.features should end with the 3rd block's max pool and keep the (N, C, H, W) layout; "
-                    "global average pooling and flattening belong in self.classifier.")
-    elif shape[2:] == (2, 2):
-        message += ("The maps are 2×2 instead of 4×4: without padding=1 every 3×3 convolution trims a pixel "
-                    "on each side (32 → 30 → pool 15 → 13 → pool 6 → 4 → pool 2). Use padding=1 to keep the size.")
-    elif shape[2] > 4:
-        message += (f"The maps are {shape[2]}×{shape[3]}: is a MaxPool2d(2) missing? Each of the three blocks "
-                    "ends with one, halving the size: 32 → 16 → 8 → 4.")
-    elif shape[1] != WIDTHS[-1]:
-        message += f"The last convolution should have {WIDTHS[-1]} output channels (widths 32, 64, 128)."
-    else:
-        message += "Compare your layers with the table: 3×3 convs with padding=1, then 2×2 max pooling."
-    raise AssertionError(message)
-
-
-def _explain_count_difference(got: int, in_channels: int, num_classes: int, mine: list) -> str:
-    """Why a model whose parameters are ``mine`` (see ``_own_params``) has ``got`` instead of the specification's."""
-    diff = got - spec_param_count(in_channels, num_classes)
-    biases, norms = sum(WIDTHS), 2 * sum(WIDTHS)
-    flatten_extra = WIDTHS[-1] * 15 * num_classes
-    known = {
-        biases: (f"that is exactly the convolutions' biases ({' + '.join(map(str, WIDTHS))}): the specification "
-                 "says bias=False, because the batch norm right after each conv has its own shift, which makes a "
-                 "conv bias redundant."),
-        -norms: (f"that is exactly the three batch norms' scales and shifts (2 × ({' + '.join(map(str, WIDTHS))})): "
-                 "did you forget BatchNorm2d after each convolution?"),
-        biases - norms: (f"that is +{biases} conv biases and −{norms} batch-norm parameters: the convs have biases "
-                         "and there is no BatchNorm2d (that is PlainCNN, not this specification). Use bias=False "
-                         "and add BatchNorm2d after each conv."),
-        -num_classes: "the final Linear layer has no bias: keep nn.Linear's default bias=True.",
-        flatten_extra: (f"that is a Linear layer reading {WIDTHS[-1] * 16:,} = 128·4·4 inputs instead of 128 "
-                        f"({flatten_extra:,} more weights): did you flatten the 4×4 maps instead of global average "
-                        "pooling them first (AdaptiveAvgPool2d(1))? A flatten size tied to 32×32 inputs would also "
-                        "break on 28×28 images."),
-    }
-    if diff in known:
-        return known[diff]
-    spec = spec_param_shapes(in_channels, num_classes)
-    for (kind, name, shape), (layer, spec_name, spec_shape) in zip(mine, spec):
-        if (name, shape) != (spec_name, spec_shape):
-            if kind == "Conv2d" and name == "bias":
-                return (f"a Conv2d has a bias of shape {shape}: the specification says bias=False "
-                        "(the batch norm right after it has the shift).")
-            return (f"in order, the parameters differ first at {layer}: its {spec_name} should have shape "
-                    f"{spec_shape}, yours is {kind}.{name} of shape {shape}. Compare the widths "
-                    f"({', '.join(map(str, WIDTHS))}) and kernel sizes (3×3) with the table.")
-    if len(mine) > len(spec):
-        kind, name, shape = mine[len(spec)]
-        return f"after the specification's layers there is one more parameter, {kind}.{name} of shape {shape}."
-    return "some layers are missing: compare yours with the table, layer by layer."
-
-
-def _check_layer_order(facts: dict) -> None:
-    """The leaf layers of features and classifier, in order, as in the specification."""
-    for part, expected in (("features", BLOCK * len(WIDTHS)), ("classifier", HEAD)):
-        got = facts["parts"][part]
-        for i, (mine, spec) in enumerate(zip(got, expected)):
-            if mine != spec:
-                where = f"layer {i + 1} of self.{part}"
-                rule = ("each block is Conv2d → BatchNorm2d → ReLU → MaxPool2d: the batch norm normalises the conv's "
-                        "output before the non-linearity" if part == "features"
-                        else "the classifier is AdaptiveAvgPool2d(1) → Flatten → Linear")
-                raise AssertionError(f"{where} is {mine} where the specification has {spec}: {rule}.")
-        if len(got) != len(expected):
-            raise AssertionError(f"self.{part} has {len(got)} layers, the specification {len(expected)}: "
-                                 f"{' → '.join(expected)}. Yours: {' → '.join(got) or 'none'}.")
-
-
-def _check_layer_settings(facts: dict) -> None:
-    for i, (conv, settings) in enumerate(facts["convs"], start=1):
-        expect(settings == ((3, 3), (1, 1), (1, 1), (1, 1), 1, True),
-               f"the {_ORDINAL.get(i, i)} Conv2d is {conv}: the specification's is "
-               f"Conv2d(..., kernel_size=3, padding=1, bias=False) (stride 1).")
-    for pool, (kernel_size, stride, padding) in facts["max_pools"]:
-        expect(kernel_size in (2, (2, 2)) and stride in (2, (2, 2)) and padding in (0, (0, 0)),
-               f"{pool}: the specification's max pooling is MaxPool2d(2), 2×2 windows with stride 2.")
-    for pool, output_size in facts["avg_pools"]:
-        expect(output_size in (1, (1, 1)),
-               f"{pool}: global average pooling is AdaptiveAvgPool2d(1), one number per channel.")
-
-
 def _model_facts_step(model):
-    """What the check reads of a model's structure, as plain data. Runs where the model lives."""
+    """What the check reads of a model's structure, as plain data: whether it is a module; the leaf layers' types
+    of self.features and self.classifier (None for a missing one); its parameters (``_own_params``); the settings
+    of the convolutions and max poolings of self.features; the output sizes of the classifier's adaptive average
+    poolings. Runs where the model lives."""
     from torch import nn
 
-    from course_lib.checks.cnn import _own_params, leaf_layers
+    from course_lib.checks.cnn import _leaf_layers, _own_params
 
     facts = {"module": isinstance(model, nn.Module), "type": type(model).__name__}
     if not facts["module"]:
         return facts
     parts = {part: getattr(model, part, None) for part in ("features", "classifier")}
     parts = {part: module if isinstance(module, nn.Module) else None for part, module in parts.items()}
-    facts["parts"] = {part: None if module is None else [type(m).__name__ for m in leaf_layers(module)]
+    facts["parts"] = {part: None if module is None else [type(m).__name__ for m in _leaf_layers(module)]
                       for part, module in parts.items()}
     facts["params"] = _own_params(model)
     features, classifier = ([] if module is None else list(module.modules()) for module in parts.values())
-    facts["convs"] = [(str(m), (m.kernel_size, m.stride, m.padding, m.dilation, m.groups, m.bias is None))
+    facts["convs"] = [{"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding, "dilation": m.dilation}
                       for m in features if isinstance(m, nn.Conv2d)]
-    facts["max_pools"] = [(str(m), (m.kernel_size, m.stride, m.padding)) for m in features if isinstance(m, nn.MaxPool2d)]
-    facts["avg_pools"] = [(str(m), m.output_size) for m in classifier if isinstance(m, nn.AdaptiveAvgPool2d)]
+    facts["max_pools"] = [{"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding}
+                          for m in features if isinstance(m, nn.MaxPool2d)]
+    facts["avg_pools"] = [m.output_size for m in classifier if isinstance(m, nn.AdaptiveAvgPool2d)]
     return facts
 
 
+def _has(facts: dict, layer: str, name: str) -> bool:
+    """Whether a layer of type ``layer`` of the model has a parameter ``name``."""
+    return any((kind, param) == (layer, name) for kind, param, _ in facts["params"])
+
+
+def _follows(layers: list, first: str, then: str) -> bool:
+    """Whether a layer ``then`` comes right after a layer ``first`` somewhere in ``layers``."""
+    return any(pair == (first, then) for pair in zip(layers, layers[1:]))
+
+
+# Crashes: their ``shows`` reads the crash's message.
+CONSTRUCTION_CRASHES = (
+    Mistake("cnn.three_block_cnn.no_super_init", "Call super().__init__() first in __init__, before creating any "
+                                                 "layer.",
+            shows=lambda message: "before Module.__init__() call" in message),
+)
+FORWARD_CRASHES = (
+    Mistake("cnn.three_block_cnn.linear_inputs", "After global average pooling each image is 128 numbers, one per "
+                                                 "channel, so the classifier's Linear layer takes 128 inputs.",
+            shows=lambda message: "mat1 and mat2 shapes cannot be multiplied" in message),
+)
+# The shape (N, C, H, W) that self.features gives for a batch (4, 3, 32, 32), when it is not (4, 128, 4, 4).
+FEATURES_MISTAKES = (
+    Mistake("cnn.three_block_cnn.features_not_maps",
+            "self.features should end with the 3rd block's max pool and keep the (N, C, H, W) layout; global "
+            "average pooling and flattening belong in self.classifier.",
+            shows=lambda shape: len(shape) != 4),
+    Mistake("cnn.three_block_cnn.no_padding",
+            "the maps are 2×2 instead of 4×4: without padding=1 every 3×3 convolution trims a pixel on each side "
+            "(32 → 30 → pool 15 → 13 → pool 6 → 4 → pool 2). Use padding=1 to keep the size.",
+            shows=lambda shape: shape[2:] == (2, 2)),
+    Mistake("cnn.three_block_cnn.missing_max_pool",
+            "the maps are larger than 4×4: is a MaxPool2d(2) missing? Each of the three blocks ends with one, "
+            "halving the size: 32 → 16 → 8 → 4.",
+            shows=lambda shape: shape[2] > 4),
+    Mistake("cnn.three_block_cnn.last_width",
+            "the last convolution should have 128 output channels (widths 32, 64, 128).",
+            shows=lambda shape: shape[1] != _WIDTHS[-1]),
+)
+# A model (its facts, see ``_model_facts_step``) whose number of parameters is not the specification's.
+PARAMETER_MISTAKES = (
+    Mistake("cnn.three_block_cnn.plain_cnn",
+            "the convs have biases and there is no BatchNorm2d: that is PlainCNN, not this specification, whose "
+            "convs have bias=False and are each followed by a BatchNorm2d.",
+            shows=lambda facts: _has(facts, "Conv2d", "bias") and not _has(facts, "BatchNorm2d", "weight")),
+    Mistake("cnn.three_block_cnn.conv_bias",
+            "the convolutions' biases (32 + 64 + 128 = 224 parameters) are not in the specification: it says "
+            "bias=False, because the batch norm right after each conv has its own shift, which makes a conv bias "
+            "redundant.",
+            shows=lambda facts: _has(facts, "Conv2d", "bias")),
+    Mistake("cnn.three_block_cnn.no_batch_norm",
+            "the batch norms' scales and shifts (2 × (32 + 64 + 128) = 448 parameters) are missing: is there a "
+            "BatchNorm2d after each convolution?",
+            shows=lambda facts: not _has(facts, "BatchNorm2d", "weight")),
+    Mistake("cnn.three_block_cnn.linear_no_bias",
+            "the final Linear layer has no bias: keep nn.Linear's default bias=True.",
+            shows=lambda facts: _has(facts, "Linear", "weight") and not _has(facts, "Linear", "bias")),
+    Mistake("cnn.three_block_cnn.flattened_maps",
+            "the Linear layer reads 2,048 = 128·4·4 inputs instead of 128: did you flatten the 4×4 maps instead of "
+            "global average pooling them first (AdaptiveAvgPool2d(1))? A flatten size tied to 32×32 inputs would "
+            "also break on 28×28 images.",
+            shows=lambda facts: any(kind == "Linear" and shape[1:] == (128 * 16,)
+                                    for kind, _, shape in facts["params"])),
+    Mistake("cnn.three_block_cnn.pooled_to_more",
+            "the classifier's average pooling keeps more than one number per channel, so the Linear layer reads "
+            "more than 128 inputs: global average pooling is AdaptiveAvgPool2d(1).",
+            shows=lambda facts: any(size not in (1, (1, 1)) for size in facts["avg_pools"])),
+)
+# A model (its facts) whose layers of self.features are not in the specification's order.
+LAYER_ORDER_MISTAKES = (
+    Mistake("cnn.three_block_cnn.relu_not_a_layer",
+            "each block's ReLU should be a layer of self.features (nn.ReLU), not a function applied in forward.",
+            shows=lambda facts: "ReLU" not in facts["parts"]["features"]),
+    Mistake("cnn.three_block_cnn.relu_before_batch_norm",
+            "the batch norm normalises the conv's output before the non-linearity: each block is Conv2d → "
+            "BatchNorm2d → ReLU → MaxPool2d.",
+            shows=lambda facts: _follows(facts["parts"]["features"], "Conv2d", "ReLU")),
+    Mistake("cnn.three_block_cnn.pool_before_relu",
+            "each block ends with its max pooling, after the ReLU: Conv2d → BatchNorm2d → ReLU → MaxPool2d.",
+            shows=lambda facts: _follows(facts["parts"]["features"], "BatchNorm2d", "MaxPool2d")),
+)
+_RULES = {"features": "each block is Conv2d → BatchNorm2d → ReLU → MaxPool2d.",
+          "classifier": "the classifier is AdaptiveAvgPool2d(1) → Flatten → Linear."}
+
+
+def _first_parameter_difference(params: list) -> str:
+    """Where the model's parameters (``_own_params``) first differ from the specification's, in order."""
+    for (kind, name, shape), (layer, spec_name, spec_shape) in zip(params, _SPEC_PARAMS):
+        if (name, shape) != (spec_name, spec_shape):
+            return (f"in order, the parameters differ first at {layer}: its {spec_name} should have shape "
+                    f"{spec_shape}, yours is {kind}.{name} of shape {shape}. Compare the widths "
+                    f"({', '.join(map(str, _WIDTHS))}) and kernel sizes (3×3) with the table.")
+    if len(params) > len(_SPEC_PARAMS):
+        kind, name, shape = params[len(_SPEC_PARAMS)]
+        return f"after the specification's layers there is one more parameter, {kind}.{name} of shape {shape}."
+    return "some layers are missing: compare yours with the table, layer by layer."
+
+
+def _layer_order_difference(parts: dict) -> tuple[str, str] | None:
+    """(where self.features or self.classifier first differs from the specification's layers, in words; which
+    part), or None when both match."""
+    for part, expected in (("features", _BLOCK * len(_WIDTHS)), ("classifier", _HEAD)):
+        layers = parts[part]
+        for i, (mine, spec) in enumerate(zip(layers, expected), start=1):
+            if mine != spec:
+                return f"layer {i} of self.{part} is {mine} where the specification has {spec};", part
+        if len(layers) > len(expected):
+            return (f"self.{part} has {len(layers)} layers where the specification has {len(expected)}: after its "
+                    f"last one, {expected[-1]}, comes a {layers[len(expected)]};", part)
+        if len(layers) < len(expected):
+            return (f"self.{part} has {len(layers)} layers where the specification has {len(expected)}: it goes on "
+                    f"with {expected[len(layers)]};", part)
+    return None
+
+
+def _first_setting_difference(settings: dict, allowed: dict) -> str | None:
+    """The first of ``settings`` (a layer's) whose value ``allowed`` (the values the specification allows, as
+    pairs) does not hold, as ``"padding=(2, 2)"``; None when all are allowed. A number n stands for (n, n)."""
+    for key, values in allowed.items():
+        value = settings[key]
+        pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (list, tuple)) else value
+        if pair not in values:
+            return f"{key}={describe(value)}"
+    return None
+
+
 def check_three_block_cnn(ThreeBlockCNN) -> None:
-    """``ThreeBlockCNN(in_channels=3, num_classes=10)`` against the specification in the text."""
+    """``ThreeBlockCNN()`` (in_channels=3, num_classes=10) against the specification in the text: its output
+    (4, 10) and self.features' maps (4, 128, 4, 4) for a batch (4, 3, 32, 32), the shapes of its parameters,
+    the order of its layers and their settings. The model gets a copy of the batch; nothing else is passed."""
     name = "ThreeBlockCNN()"
-    model = _construct(ThreeBlockCNN)
+    model = _call(ThreeBlockCNN, name="ThreeBlockCNN", shown="", crashes=CONSTRUCTION_CRASHES)
     facts = in_kernel(_model_facts_step)(model)
-    expect(facts["module"], f"{name} returned a {facts['type']}; the class should subclass nn.Module.")
+    expect(facts["module"], f"{name} is a {facts['type']}; the class should subclass nn.Module.",
+           "cnn.three_block_cnn.not_a_module")
     for part in ("features", "classifier"):
         expect(facts["parts"][part] is not None,
                f"{name} has no submodule self.{part}: build self.features (the three blocks) and "
-               "self.classifier (pooling, flatten, linear) as nn.Sequential in __init__.")
+               "self.classifier (pooling, flatten, linear) as nn.Sequential in __init__.",
+               "cnn.three_block_cnn.missing_submodule")
+
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     model.train()
-    out = _forward(model, x, f"{name}'s forward", hint=_LINEAR_HINT)
-    expect(isinstance(out, torch.Tensor), f"{name}'s forward returned a {type(out).__name__}, not a tensor of logits.")
+    out = _call(model, x, name="ThreeBlockCNN.forward", returns="array", crashes=FORWARD_CRASHES)
     expect_shape(out, (4, 10), f"{name}'s output for a batch of 4 images 3×32×32")
-    _check_features(model, x, name)
-    got = sum(math.prod(shape) for _, _, shape in facts["params"])
-    expected = spec_param_count()
-    if got != expected:
-        more = "more" if got > expected else "fewer"
-        raise AssertionError(f"{name} has {got:,} parameters, {abs(got - expected):,} {more} than the "
-                             f"specification's {expected:,}: " + _explain_count_difference(got, 3, 10, facts["params"]))
-    _check_layer_order(facts)
-    _check_layer_settings(facts)
-    passed("ThreeBlockCNN", f"output (4, 10), features (4, 128, 4, 4), {expected:,} parameters, "
+    features = _call(model.features, x, name="self.features", returns="array")
+    shape, expected_shape = tuple(getattr(features, "shape", ())), (4, _WIDTHS[-1], 4, 4)
+    if shape != expected_shape:
+        what = f"self.features gives shape {shape} for a batch (4, 3, 32, 32), the specification {expected_shape}:"
+        diagnose(shape, what, FEATURES_MISTAKES)
+        fail(f"{what} compare your layers with the table: 3×3 convs with padding=1, each block ending in 2×2 max "
+             "pooling.", "cnn.three_block_cnn.features_shape")
+
+    count = sum(math.prod(shape) for *_, shape in facts["params"])
+    if count != _SPEC_COUNT:
+        what = (f"{name} has {count:,} parameters, {abs(count - _SPEC_COUNT):,} "
+                f"{'more' if count > _SPEC_COUNT else 'fewer'} than the specification's {_SPEC_COUNT:,}:")
+        diagnose(facts, what, PARAMETER_MISTAKES)
+        fail(f"{what} {_first_parameter_difference(facts['params'])}", "cnn.three_block_cnn.parameter_shapes")
+
+    order = _layer_order_difference(facts["parts"])
+    if order is not None:
+        what, part = order
+        diagnose(facts, what, LAYER_ORDER_MISTAKES)
+        fail(f"{what} {_RULES[part]}", "cnn.three_block_cnn.layer_order")
+
+    for i, conv in enumerate(facts["convs"], start=1):
+        setting = _first_setting_difference(conv, _CONV)
+        expect(setting is None, f"the {_ORDINAL.get(i, f'{i}th')} Conv2d has {setting}; the specification's "
+                                "convolutions are 3×3 with padding 1 and stride 1, without dilation.",
+               "cnn.three_block_cnn.conv_settings")
+    for i, pool in enumerate(facts["max_pools"], start=1):
+        setting = _first_setting_difference(pool, _MAX_POOL)
+        expect(setting is None, f"the {_ORDINAL.get(i, f'{i}th')} MaxPool2d has {setting}; the specification's "
+                                "max pooling takes 2×2 windows with stride 2 and no padding.",
+               "cnn.three_block_cnn.max_pool_settings")
+    passed("ThreeBlockCNN", f"output (4, 10), features (4, 128, 4, 4), {_SPEC_COUNT:,} parameters, "
                             "layers in the specified order")
 
 
@@ -262,7 +309,7 @@ class _Scaled(nn.Module):
 
 
 def _grad_norm_cases():
-    """(description, model, input, labels, its first layer) with gradients of a cross-entropy loss."""
+    """(description, model, its first layer) with gradients of a cross-entropy loss."""
     g = torch.Generator().manual_seed(3)
     with torch.random.fork_rng(devices=[]):  # fixed weights, without touching the notebook's random state
         torch.manual_seed(3)
@@ -271,8 +318,8 @@ def _grad_norm_cases():
         mlp = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.Sigmoid(), nn.Linear(16, 7))
         nested = _Scaled()
     cases = [
-        ("a small CNN (conv, conv, linear)", cnn, torch.randn(8, 3, 6, 6, generator=g), 5, cnn[0]),
-        ("an MLP (flatten, linear, sigmoid, linear)", mlp, torch.randn(8, 3, 4, 4, generator=g), 7, mlp[1]),
+        ("a small CNN: conv, conv, linear", cnn, torch.randn(8, 3, 6, 6, generator=g), 5, cnn[0]),
+        ("an MLP: flatten, linear, sigmoid, linear", mlp, torch.randn(8, 3, 4, 4, generator=g), 7, mlp[1]),
         ("a model whose first conv sits in a nested block, after a learnable input scale", nested,
          torch.randn(8, 2, 8, 8, generator=g), 3, nested.body[0][0]),
     ]
@@ -286,36 +333,52 @@ def _norm(t) -> float:
     return float(torch.linalg.vector_norm(t.detach().double()))
 
 
-def _grad_norm_mistakes(model, first):
-    """(value a known mistake returns, hint) for one model."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    g = first.weight.grad
-    mistakes = [
-        (_norm(first.weight), "that is the norm of the first layer's *weights*: use its gradient, .weight.grad."),
-        (_norm(g) ** 2, "that is the *squared* norm (the sum of squares), without the square root."),
-        (math.sqrt(_norm(g) ** 2 + _norm(first.bias.grad) ** 2),
-         "that includes the bias's gradient: use the gradient of the first layer's weight only."),
-        (_norm(first.bias.grad), "that is the norm of the bias's gradient: use the weight's, .weight.grad."),
-        (_norm(layers[-1].weight.grad), "that is the *last* layer's gradient: the first layer is the one the "
-                                        "input goes into, the first nn.Conv2d or nn.Linear in model.modules()."),
-        (_norm(layers[1].weight.grad), "that is the 2nd layer's gradient: the first layer is the first nn.Conv2d "
-                                       "or nn.Linear in model.modules()."),
-        (math.sqrt(sum(_norm(grad) ** 2 for grad in grads)),
-         "that is the norm of *all* parameters' gradients together: use the first layer's weight only."),
-        (float(g.abs().mean()), "that is the mean absolute gradient: the L2 norm is the square root of the sum "
-                                "of the squared entries (section 3)."),
-        (float(g.abs().max()), "that is the largest absolute gradient: the L2 norm is the square root of the sum "
-                               "of the squared entries."),
-        (float(g.abs().sum()), "that is the L1 norm (the sum of the absolute values), not the L2 norm."),
-    ]
-    first_param = next(model.parameters())
-    if first_param is not first.weight and first_param.grad is not None:
-        mistakes.append((_norm(first_param.grad),
-                         "that is the gradient of the model's first *parameter*, which need not belong to a layer "
-                         "(here a learnable input scale): look for the first nn.Conv2d or nn.Linear in "
-                         "model.modules()."))
-    return mistakes
+def _layers(model) -> list:
+    """The model's Conv2d and Linear layers, in ``model.modules()`` order."""
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+# What each mistake returns for a model with gradients and its first layer.
+GRAD_NORM_MISTAKES = (
+    Mistake("cnn.first_layer_grad_norm.weights_not_gradient",
+            "is the norm of the first layer's weights, not of their gradient (.weight.grad).",
+            returns=lambda model, first: _norm(first.weight)),
+    Mistake("cnn.first_layer_grad_norm.squared",
+            "is the squared norm (the sum of the squares), without the square root.",
+            returns=lambda model, first: _norm(first.weight.grad) ** 2),
+    Mistake("cnn.first_layer_grad_norm.with_bias",
+            "includes the bias's gradient: the norm is of the first layer's weight gradient only.",
+            returns=lambda model, first: math.hypot(_norm(first.weight.grad), _norm(first.bias.grad))),
+    Mistake("cnn.first_layer_grad_norm.bias_gradient",
+            "is the norm of the first layer's bias gradient; the exercise asks for its weight's (.weight.grad).",
+            returns=lambda model, first: _norm(first.bias.grad)),
+    Mistake("cnn.first_layer_grad_norm.last_layer",
+            "is the last layer's gradient norm: the first layer is the one the input goes into, the first "
+            "nn.Conv2d or nn.Linear in model.modules().",
+            returns=lambda model, first: _norm(_layers(model)[-1].weight.grad)),
+    Mistake("cnn.first_layer_grad_norm.second_layer",
+            "is the 2nd layer's gradient norm: the first layer is the first nn.Conv2d or nn.Linear in "
+            "model.modules().",
+            returns=lambda model, first: _norm(_layers(model)[1].weight.grad)),
+    Mistake("cnn.first_layer_grad_norm.all_parameters",
+            "is the norm of all the parameters' gradients together; the exercise asks for the first layer's "
+            "weight only.",
+            returns=lambda model, first: math.sqrt(sum(_norm(p.grad) ** 2 for p in model.parameters()
+                                                                       if p.grad is not None))),
+    Mistake("cnn.first_layer_grad_norm.mean_absolute",
+            "is the mean absolute gradient: the L2 norm is the square root of the sum of the squared entries.",
+            returns=lambda model, first: float(first.weight.grad.abs().mean())),
+    Mistake("cnn.first_layer_grad_norm.largest_absolute",
+            "is the largest absolute gradient: the L2 norm is the square root of the sum of the squared entries.",
+            returns=lambda model, first: float(first.weight.grad.abs().max())),
+    Mistake("cnn.first_layer_grad_norm.l1_norm",
+            "is the L1 norm (the sum of the absolute values), not the L2 norm.",
+            returns=lambda model, first: float(first.weight.grad.abs().sum())),
+    Mistake("cnn.first_layer_grad_norm.first_parameter",
+            "is the gradient norm of the model's first parameter, which need not belong to a layer (here a "
+            "learnable input scale): the first layer is the first nn.Conv2d or nn.Linear in model.modules().",
+            returns=lambda model, first: _norm(next(model.parameters()).grad)),
+)
 
 
 def _grad_norm_step(first_layer_grad_norm, case: int, weights, grads):
@@ -335,40 +398,33 @@ def _grad_norm_step(first_layer_grad_norm, case: int, weights, grads):
 
 
 def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
-    """``first_layer_grad_norm(model)`` against torch's norm of the first layer's weight gradient."""
+    """``first_layer_grad_norm(model)`` on three models with gradients, against torch's L2 norm of the gradient of
+    the first layer's weight (the first nn.Conv2d or nn.Linear in ``model.modules()``): a Python float, within
+    1e-5 of it. The function only reads the model: changing its weights or gradients is a mistake."""
     cases = _grad_norm_cases()
     step = in_kernel(_grad_norm_step)
     for case, (what, model, first) in enumerate(cases):
-        before = [p.grad.clone() for p in model.parameters()]
+        call_of = f"first_layer_grad_norm({what})"
+        grads = [p.grad.clone() for p in model.parameters()]
         weights = [p.detach().clone() for p in model.parameters()]
-        try:
-            got, grads_after, weights_after = step(first_layer_grad_norm, case, weights, before)
-        except NotImplementedError:
-            raise AssertionError("first_layer_grad_norm is not implemented yet: replace "
-                                 "`raise NotImplementedError()` with your code.") from None
-        except Exception as err:
-            raise AssertionError(f"first_layer_grad_norm on {what} raised {type(err).__name__}: {err}.") from err
-        expect(all(g is not None and torch.equal(g, b) for g, b in zip(grads_after, before))
-               and all(torch.equal(w, b) for w, b in zip(weights_after, weights)),
-               "first_layer_grad_norm changed the model's gradients or weights: it should only read them "
-               "(no zero_grad(), no in-place operations such as .pow_() or .mul_()).")
-        expect(not isinstance(got, torch.Tensor),
-               f"first_layer_grad_norm returned a tensor ({got!r}): return a Python float (a 0-d tensor converts "
-               "with .item()), so that a list of them can be plotted and the tensor's memory is freed.")
+        got, grads_after, weights_after = _call(step, first_layer_grad_norm, case, weights, grads,
+                                                name="first_layer_grad_norm", shown=what)
+        changed = [part for part, after, before in (("gradients", grads_after, grads),
+                                                     ("weights", weights_after, weights))
+                   if not all(a is not None and torch.equal(a, b) for a, b in zip(after, before))]
+        expect(not changed, f"first_layer_grad_norm changed the model's {' and '.join(changed)}: it should only read "
+                            "them (no zero_grad(), no in-place operations such as .pow_() or .mul_()).",
+               "changed_argument")
+        if isinstance(got, torch.Tensor):
+            fail(f"{call_of} returned {_tensor_in_words(got)}: return a Python float (.item() converts a 0-d tensor), "
+                 "so that a list of them can be plotted and the tensor's memory is freed.",
+                 "cnn.first_layer_grad_norm.returned_tensor")
         expect(isinstance(got, numbers.Real) and not isinstance(got, bool),
-               f"first_layer_grad_norm should return a float, got {type(got).__name__} ({got!r}).")
-        expected = _norm(first.weight.grad)
-        if not math.isclose(float(got), expected, rel_tol=1e-5, abs_tol=0.0):
-            hint = next((h for wrong, h in _grad_norm_mistakes(model, first)
-                         if math.isclose(float(got), wrong, rel_tol=1e-5) and not math.isclose(wrong, expected,
-                                                                                              rel_tol=1e-5)), None)
-            raise AssertionError(f"first_layer_grad_norm on {what} returned {float(got):.6g}, which is not the L2 "
-                                 "norm of the gradient of the first layer's weight. "
-                                 + (hint[0].upper() + hint[1:] if hint else
-                                    "Check which layer you pick (the first nn.Conv2d or nn.Linear in "
-                                    "model.modules() order), that you measure its weight's gradient, and "
-                                    "that the norm is the L2 norm."))
-    passed("first_layer_grad_norm", f"equal to torch's norm of the first layer's weight gradient on {len(cases)} models")
+               f"{call_of} returned {describe(got)}; expected a float.", "wrong_type")
+        compare(float(got), _norm(first.weight.grad), call_of, tol=1e-5, mistakes=GRAD_NORM_MISTAKES,
+                inputs=(model, first), expected_as="torch's L2 norm of its first layer's weight gradient")
+    passed("first_layer_grad_norm",
+           f"equal to torch's norm of the first layer's weight gradient on {len(cases)} models")
 
 
 # ---------------------------------------------------------------- the training loop
@@ -446,39 +502,6 @@ class _KeepsGradients(torch.optim.SGD):
         pass
 
 
-def _real_number(value, what: str, name: str) -> float:
-    if isinstance(value, torch.Tensor):
-        raise AssertionError(f"{name} returned the {what} as a tensor ({value!r}): return a Python float (a 0-d "
-                             "tensor converts with .item(); summing .item()s also frees each batch's graph).")
-    expect(isinstance(value, numbers.Real) and not isinstance(value, bool),
-           f"{name} should return the {what} as a float, got {type(value).__name__} ({value!r}).")
-    return float(value)
-
-
-def _two_numbers(result, name: str) -> tuple[float, float]:
-    expect_tuple(result, ("mean_loss", "accuracy"), name)
-    return _real_number(result[0], "mean loss", name), _real_number(result[1], "accuracy", name)
-
-
-def _weights(model) -> list:
-    return [p.detach().clone() for p in model.parameters()]
-
-
-def _largest_change(before, after) -> float:
-    return max(float((a - b).abs().max()) for a, b in zip(after, before))
-
-
-def _moves(step: dict, name: str) -> None:
-    """Every batch moved with .to(device), images and labels (``step``: what a ``_..._step`` recorded)."""
-    expect(all(moved for *_, moved in step["calls"]),
-           f"{name} gave the model a batch of images as the loader handed it out: move x to the device first "
-           "(.to(device)). Here everything is on the CPU, but on a GPU the model's weights live on the GPU and "
-           "a batch left on the CPU stops the forward pass.")
-    expect(all(step.get("labels_moved", ())),
-           f"{name} gave loss_fn the labels as the loader handed them out: move y to the device too "
-           "(.to(device)), or the loss compares GPU logits with CPU labels.")
-
-
 def _train_step(train_one_epoch, layers: str, state, batches, lr: float, momentum: float):
     """``train_one_epoch`` on a probed model holding ``state`` (``layers``: "linear", a Linear(12, 3) behind the
     probe, or "batch_norm", ``_probed_model``'s), in evaluation mode at first, with SGD, the batches as a loader
@@ -522,107 +545,175 @@ def _state(model) -> dict:
     return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
+def _weights(model) -> list:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _loss_mistakes(exercise: str) -> tuple:
+    """How a loop's mean loss goes wrong; ``returns`` takes the batches' mean losses and sizes (8, 8, 5)."""
+    return (
+        Mistake(f"cnn.{exercise}.mean_of_batch_means",
+                "is the mean of the batch means: the last batch is smaller (8, 8, 5 samples), so weigh each batch's "
+                "mean loss by its size and divide by the number of samples.",
+                returns=lambda losses, sizes, *_: sum(losses) / len(losses)),
+        Mistake(f"cnn.{exercise}.summed_loss", "is the sum over the samples: divide by the number of samples.",
+                returns=lambda losses, sizes, *_: sum(loss * size for loss, size in zip(losses, sizes))),
+        Mistake(f"cnn.{exercise}.sum_of_batch_means", "is the sum of the batch means: average over the samples.",
+                returns=lambda losses, sizes, *_: sum(losses)),
+    )
+
+
+def _accuracy_mistakes(exercise: str) -> tuple:
+    """How a loop's accuracy goes wrong; ``returns`` takes the batches' numbers of correct predictions and sizes."""
+    return (
+        Mistake(f"cnn.{exercise}.correct_count",
+                "is the number of correct predictions: divide by the number of samples.",
+                returns=lambda correct, sizes: sum(correct)),
+        Mistake(f"cnn.{exercise}.mean_of_batch_accuracies",
+                "is the mean of the batch accuracies: the last batch is smaller (8, 8, 5 samples), so count the "
+                "correct predictions and divide by the number of samples.",
+                returns=lambda correct, sizes: sum(c / n for c, n in zip(correct, sizes)) / len(sizes)),
+    )
+
+
+TRAIN_CRASHES = (
+    Mistake("cnn.train_one_epoch.no_gradients", "Training needs the forward pass's graph: run it outside "
+                                                "torch.no_grad().",
+            shows=lambda message: "does not require grad" in message),
+)
+TRAIN_LOSS_MISTAKES = _loss_mistakes("train_one_epoch")
+TRAIN_ACCURACY_MISTAKES = _accuracy_mistakes("train_one_epoch")
+# What a parameter is after the epoch, given it before the epoch and after an epoch that never resets the gradients.
+TRAIN_WEIGHT_MISTAKES = (
+    Mistake("cnn.train_one_epoch.no_update",
+            "did not change: after each batch's loss come the backward pass and the optimizer's step, in that "
+            "order, with the gradients reset before the backward pass, not between it and the step.",
+            returns=lambda before, without_reset: before),
+    Mistake("cnn.train_one_epoch.no_zero_grad",
+            "is what a loop that never resets the gradients gives: PyTorch adds every backward pass's gradients "
+            "into .grad, so reset them (optimizer.zero_grad()) before each backward pass.",
+            returns=lambda before, without_reset: without_reset),
+)
+EVALUATE_LOSS_MISTAKES = _loss_mistakes("evaluate") + (
+    Mistake("cnn.evaluate.softmax_before_loss",
+            "is the cross-entropy of softmax probabilities: cross-entropy applies its own log-softmax, so it takes "
+            "the logits.",
+            returns=lambda losses, sizes, softmax_losses: sum(loss * size for loss, size in zip(softmax_losses, sizes))
+            / sum(sizes)),
+)
+EVALUATE_ACCURACY_MISTAKES = _accuracy_mistakes("evaluate") + (
+    Mistake("cnn.evaluate.last_batch_accuracy",
+            "is the last batch's accuracy: count the correct predictions of every batch and divide by the number "
+            "of samples.",
+            returns=lambda correct, sizes: correct[-1] / sizes[-1]),
+)
+_PARAMETERS = {"1.weight": "the first Linear layer's weight", "1.bias": "the first Linear layer's bias",  # in
+               "2.weight": "the batch norm's scale", "2.bias": "the batch norm's shift",                 # _probed_model
+               "4.weight": "the last Linear layer's weight", "4.bias": "the last Linear layer's bias"}
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+def _two_numbers(result, exercise: str) -> tuple[float, float]:
+    """The (mean loss, accuracy) that ``exercise`` returned, each a Python float."""
+    expect_tuple(result, ("mean_loss", "accuracy"), exercise)
+    values = []
+    for value, what in zip(result, ("mean loss", "accuracy")):
+        if isinstance(value, torch.Tensor):
+            fail(f"{exercise} returned the {what} as {_tensor_in_words(value)}: return a Python float (.item() "
+                 "converts a 0-d tensor; summing .item()s also frees each batch's graph).",
+                 f"cnn.{exercise}.returned_tensor")
+        expect(isinstance(value, numbers.Real) and not isinstance(value, bool),
+               f"{exercise} should return the {what} as a float; it returned {describe(value)}.", "wrong_type")
+        values.append(float(value))
+    return values[0], values[1]
+
+
+def _expect_moved(recorded: dict, exercise: str) -> None:
+    """Every batch moved with .to(device), images and labels (``recorded``: what a ``_..._step`` returned)."""
+    expect(all(moved for *_, moved in recorded["calls"]),
+           f"{exercise} gave the model a batch of images as the loader handed it out: move x to the device first "
+           "(.to(device)). Here everything is on the CPU, but on a GPU the model's weights live on the GPU and "
+           "a batch left on the CPU stops the forward pass.", f"cnn.{exercise}.images_not_moved")
+    expect(all(recorded.get("labels_moved", ())),
+           f"{exercise} gave loss_fn the labels as the loader handed them out: move y to the device too "
+           "(.to(device)), or the loss compares GPU logits with CPU labels.", f"cnn.{exercise}.labels_not_moved")
+
+
 def check_train_one_epoch(train_one_epoch) -> None:
     """``train_one_epoch(model, loader, optimizer, loss_fn, device)`` against ``course_lib.trainer.fit`` for one
-    epoch, on a known case (zero weights, lr = 0) and on a small model with batch norm."""
+    epoch, on a known case (zero weights, lr = 0) and on a small model with batch norm; it returns (mean loss,
+    accuracy) as Python floats. The function trains the model it is given in place (its weights are part of the
+    result); the batches and the model are the check's copies."""
     from course_lib.trainer import fit
 
-    name, device = "train_one_epoch", torch.device("cpu")
+    name, device, shown = "train_one_epoch", torch.device("cpu"), "model, loader, optimizer, loss_fn, device"
     step = in_kernel(_train_step)
     # Known numbers: zero weights give equal logits (loss ln 3, prediction class 0); lr = 0 keeps them.
     batches = _batches(0)
     zeros = {"1.weight": torch.zeros(3, 12, dtype=torch.float64), "1.bias": torch.zeros(3, dtype=torch.float64)}
-    known = call_step(step, name, train_one_epoch, "linear", zeros, batches, 0.0, 0.0)
+    known = _call(step, train_one_epoch, "linear", zeros, batches, 0.0, 0.0, name=name, shown=shown,
+                  crashes=TRAIN_CRASHES)
     loss, accuracy = _two_numbers(known["result"], name)
-    n = sum(len(y) for _, y in batches)
-    class_0 = sum(int((y == 0).sum()) for _, y in batches) / n
     expect(len(known["losses"]) >= len(batches),
-           f"{name} called loss_fn {len(known['losses'])} times for a loader of {len(batches)} batches: every batch "
-           "needs its loss (loop over all of the loader's batches).")
-    _moves(known, name)
-    if not math.isclose(loss, math.log(3), rel_tol=1e-9):
-        hint = ("that is the sum over the samples: divide by their number." if math.isclose(loss, n * math.log(3))
-                else f"that is the sum of the {len(batches)} batch means: average over the samples."
-                if math.isclose(loss, len(batches) * math.log(3)) else
-                "with all logits equal, every sample's cross-entropy is ln 3, and so is their mean.")
-        raise AssertionError(f"{name} returned a mean loss of {loss:.6g} for a model whose logits are all equal "
-                             f"(3 classes): expected ln 3 = {math.log(3):.6f}. " + hint[0].upper() + hint[1:])
-    if not math.isclose(accuracy, class_0, rel_tol=1e-9):
-        batch_means = sum(float((y == 0).double().mean()) for _, y in batches) / len(batches)
-        hint = (f"that is the number of correct predictions: divide by the number of samples ({n})."
-                if math.isclose(accuracy, class_0 * n) else
-                "that is the mean of the batch accuracies: the last batch is smaller (8, 8, 5 samples), so count "
-                "the correct predictions and divide by the number of samples."
-                if math.isclose(accuracy, batch_means, rel_tol=1e-9) else
-                "the prediction is the class with the largest logit (argmax over the classes, axis 1); with all "
-                "logits equal that is class 0, so the accuracy is the fraction of labels equal to 0.")
-        raise AssertionError(f"{name} returned an accuracy of {accuracy:.6g} where every prediction is class 0: "
-                             f"expected {class_0:.6g}. " + hint[0].upper() + hint[1:])
+           f"{name} called loss_fn {_times(len(known['losses']))} for a loader of {len(batches)} batches: every batch "
+           "needs its loss (loop over all of the loader's batches).", "cnn.train_one_epoch.skipped_batches")
+    _expect_moved(known, name)
+    compare(loss, math.log(3), f"{name}'s mean loss with all logits equal", mistakes=TRAIN_LOSS_MISTAKES,
+            inputs=(known["losses"], known["sizes"]), expected_as="ln 3, the cross-entropy of equal logits,")
+    class_0 = sum(int((y == 0).sum()) for _, y in batches) / sum(len(y) for _, y in batches)
+    compare(accuracy, class_0, f"{name}'s accuracy when every prediction is class 0", mistakes=TRAIN_ACCURACY_MISTAKES,
+            inputs=(known["correct"], known["sizes"]), expected_as="the fraction of labels equal to 0")
 
     # A small model with batch norm, SGD with momentum, batches of 8, 8 and 5, against fit's epoch.
     batches = _batches(1)
-    reference = _probed_model(1)
-    start = _weights(reference)
-    mine = call_step(step, name, train_one_epoch, "batch_norm", _state(reference), batches, 0.1, 0.9)
+    reference, without_reset = _probed_model(1), _probed_model(1)
+    before = _weights(reference)
+    mine = _call(step, train_one_epoch, "batch_norm", _state(reference), batches, 0.1, 0.9, name=name, shown=shown,
+                 crashes=TRAIN_CRASHES)
     loss, accuracy = _two_numbers(mine["result"], name)
-    _moves(mine, name)
+    _expect_moved(mine, name)
     calls = mine["calls"]
-    expect(calls and all(training for training, *_ in calls),
+    expect(all(training for training, *_ in calls),
            f"{name} ran the model in evaluation mode (the model came in eval mode): switch it to training mode "
-           "first (model.train()), so that batch norm uses the batch's statistics and dropout is on.")
-    expect(all(grad for _, grad, _ in calls), f"{name} ran the forward pass without gradients "
-                                              "(torch.no_grad): training needs them.")
+           "first (model.train()), so that batch norm uses the batch's statistics and dropout is on.",
+           "cnn.train_one_epoch.no_train_mode")
+    expect(all(grad for _, grad, _ in calls), f"{name} ran a forward pass without gradients (torch.no_grad): "
+                                              "training needs them.", "cnn.train_one_epoch.no_gradients")
     expect(len(calls) == len(batches),
            f"{name} ran {len(calls)} forward passes for {len(batches)} batches: one per batch (compute the "
-           "loss and the accuracy from the same logits).")
-    expect(_largest_change(start, mine["weights"]) > 0,
-           f"{name} did not change the weights: after the loss, each step needs its gradients (backward) and the "
-           "optimizer's step, in that order, with the gradients reset before the backward pass, not between it "
-           "and the step.")
+           "loss and the accuracy from the same logits).", "cnn.train_one_epoch.extra_forward")
     history = fit(reference, batches, None, 1, torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9),
                   loss_fn=F.cross_entropy, device=device, progress=False)
-    change = _largest_change(_weights(reference), mine["weights"])
-    if change > 1e-9:
-        kept = _probed_model(1)
-        fit(kept, batches, None, 1, _KeepsGradients(kept.parameters(), lr=0.1, momentum=0.9),
-            loss_fn=F.cross_entropy, device=device, progress=False)
-        if _largest_change(_weights(kept), mine["weights"]) <= 1e-9:
-            raise AssertionError(f"{name}'s weights after the epoch are those of a loop that never resets the "
-                                 "gradients: PyTorch adds every backward pass's gradients into .grad, so reset "
-                                 "them (optimizer.zero_grad()) before each backward pass.")
-    losses, correct, sizes = mine["losses"], mine["correct"], mine["sizes"]
-    n = sum(sizes) or 1
-    if not math.isclose(loss, history.train_loss[0], rel_tol=1e-6):
-        mean_of_means = sum(losses) / len(losses)
-        if math.isclose(loss, mean_of_means, rel_tol=1e-6):
-            hint = ("that is the mean of the batch means: the last batch is smaller (8, 8, 5 samples), so weigh "
-                    "each batch's mean loss by its size and divide by the number of samples.")
-        elif math.isclose(loss, sum(r * s for r, s in zip(losses, sizes)), rel_tol=1e-6):
-            hint = "that is the sum over the samples: divide by the number of samples."
-        else:
-            hint = ("the mean loss is the average, over every sample, of the loss computed for the batches as they "
-                    "were trained on (before each step).")
-        raise AssertionError(f"{name} returned a mean loss of {loss:.6g}, fit's epoch {history.train_loss[0]:.6g}: "
-                             + hint)
-    if not math.isclose(accuracy, history.train_acc[0], rel_tol=1e-6):
-        batch_means = sum(c / s for c, s in zip(correct, sizes)) / len(sizes)
-        hint = ("that is the mean of the batch accuracies: count the correct predictions and divide by the number "
-                "of samples." if math.isclose(accuracy, batch_means, rel_tol=1e-6) else
-                f"that is the number of correct predictions: divide by the number of samples ({n})."
-                if math.isclose(accuracy, sum(correct)) else
-                "count, over every batch, the samples whose largest logit is the true class.")
-        raise AssertionError(f"{name} returned an accuracy of {accuracy:.6g}, fit's epoch {history.train_acc[0]:.6g}: "
-                             + hint)
-    if change > 1e-9:
-        raise AssertionError(f"{name}'s weights after the epoch differ from fit's (largest difference {change:.1e}): "
-                             "each batch needs exactly one step — reset the gradients, backward, step — on the loss "
-                             "of that batch.")
+    fit(without_reset, batches, None, 1, _KeepsGradients(without_reset.parameters(), lr=0.1, momentum=0.9),
+        loss_fn=F.cross_entropy, device=device, progress=False)
+    for (key, expected), got, start, kept in zip(reference.named_parameters(), mine["weights"], before,
+                                                 _weights(without_reset)):
+        compare(got, expected.detach(), f"after {name}, {_PARAMETERS[key]}", mistakes=TRAIN_WEIGHT_MISTAKES,
+                inputs=(start, kept), expected_as="fit's")
+    compare(loss, history.train_loss[0], f"{name}'s mean loss", mistakes=TRAIN_LOSS_MISTAKES,
+            inputs=(mine["losses"], mine["sizes"]), expected_as="fit's")
+    compare(accuracy, history.train_acc[0], f"{name}'s accuracy", mistakes=TRAIN_ACCURACY_MISTAKES,
+            inputs=(mine["correct"], mine["sizes"]), expected_as="fit's")
     passed("train_one_epoch", "equal to course_lib's fit on a known case and a model with batch norm")
 
 
+def _batch_results(model, batches) -> tuple[list, list, list, list]:
+    """Per batch: the mean cross-entropy of ``model``'s logits, that of their softmax, the number of correct
+    predictions, and the size."""
+    with torch.no_grad():
+        logits = [(model(x), y) for x, y in batches]
+    return ([float(F.cross_entropy(z, y)) for z, y in logits],
+            [float(F.cross_entropy(z.softmax(1), y)) for z, y in logits],
+            [int((z.argmax(1) == y).sum()) for z, y in logits], [len(y) for _, y in logits])
+
+
 def check_evaluate(evaluate) -> None:
-    """``evaluate(model, loader, device)`` against ``course_lib.trainer.evaluate``: eval mode, no gradients, no
-    change to the model."""
+    """``evaluate(model, loader, device)`` against ``course_lib.trainer.evaluate``: (mean loss, accuracy) as Python
+    floats, the model in evaluation mode, without gradients. The function only reads the model: changing its
+    weights, running statistics or gradients is a mistake."""
     from course_lib.trainer import evaluate as reference_evaluate
 
     name, device = "evaluate", torch.device("cpu")
@@ -631,34 +722,33 @@ def check_evaluate(evaluate) -> None:
     with torch.no_grad():                               # running statistics that differ from any batch's
         model[2].running_mean.uniform_(-1, 1), model[2].running_var.uniform_(0.5, 2)
     before = _state(model)
-    mine = call_step(in_kernel(_evaluate_step), name, evaluate, before, batches)
+    mine = _call(in_kernel(_evaluate_step), evaluate, before, batches, name=name, shown="model, loader, device")
     loss, accuracy = _two_numbers(mine["result"], name)
     calls = mine["calls"]
-    _moves(mine, name)
-    expect(calls and not any(training for training, *_ in calls),
+    _expect_moved(mine, name)
+    expect(not any(training for training, *_ in calls),
            f"{name} ran the model in training mode (it came in training mode): switch it to evaluation mode "
-           "(model.eval()), so that batch norm uses its running statistics and dropout is off.")
+           "(model.eval()), so that batch norm uses its running statistics and dropout is off.",
+           "cnn.evaluate.training_mode")
     expect(not any(grad for _, grad, _ in calls),
            f"{name} recorded gradients during the forward passes: wrap the loop in torch.no_grad(), which "
-           "saves the memory and time of the graph that evaluation never uses.")
+           "saves the memory and time of the graph that evaluation never uses.", "cnn.evaluate.gradients")
     after = mine["state"]
-    expect(after.keys() == before.keys() and all(torch.equal(value, after[key]) for key, value in before.items())
-           and all(mine["no_grads"]),
-           f"{name} changed the model (its weights, running statistics or .grad): evaluation only reads it.")
+    changed = [part for part, same in (
+        ("weights or running statistics", after.keys() == before.keys()
+         and all(torch.equal(value, after[key]) for key, value in before.items())),
+        ("gradients (.grad)", all(mine["no_grads"]))) if not same]
+    expect(not changed, f"{name} changed the model's {' and '.join(changed)}: evaluation only reads the model.",
+           "changed_argument")
     expect(len(calls) == len(batches), f"{name} ran {len(calls)} forward passes for {len(batches)} "
-                                       "batches: one per batch.")
+                                       "batches: one per batch.", "cnn.evaluate.extra_forward")
     model.eval()
     expected = reference_evaluate(model, batches, device=device)
-    if not math.isclose(loss, expected.loss, rel_tol=1e-6):
-        with torch.no_grad():
-            means = [float(F.cross_entropy(model(x), y)) for x, y in batches]
-        hint = ("that is the mean of the batch means: the last batch is smaller (8, 8, 5 samples), so weigh each "
-                "batch by its size." if math.isclose(loss, sum(means) / len(means), rel_tol=1e-6) else
-                "the mean loss is the cross-entropy averaged over every sample.")
-        raise AssertionError(f"{name} returned a mean loss of {loss:.6g}, expected {expected.loss:.6g}: " + hint)
-    if not math.isclose(accuracy, expected.accuracy, rel_tol=1e-6):
-        raise AssertionError(f"{name} returned an accuracy of {accuracy:.6g}, expected {expected.accuracy:.6g}: the "
-                             "fraction of samples whose largest logit is the true class.")
+    losses, softmax_losses, correct, sizes = _batch_results(model, batches)
+    compare(loss, expected.loss, f"{name}'s mean loss", mistakes=EVALUATE_LOSS_MISTAKES,
+            inputs=(losses, sizes, softmax_losses), expected_as="course_lib's evaluate's")
+    compare(accuracy, expected.accuracy, f"{name}'s accuracy", mistakes=EVALUATE_ACCURACY_MISTAKES,
+            inputs=(correct, sizes), expected_as="course_lib's evaluate's")
     passed("evaluate", "equal to course_lib's evaluate; evaluation mode, no gradients, model unchanged")
 
 
