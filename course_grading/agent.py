@@ -237,6 +237,9 @@ class Agent:
 
 
 def _mutable(value) -> bool:
+    """Whether a call may have changed ``value`` in place (a tuple may hold what can change)."""
+    if type(value) is tuple:
+        return any(_mutable(v) for v in value)
     return type(value) in (list, dict, np.ndarray) or _is_tensor(value)
 
 

@@ -181,6 +181,9 @@ def write_back(sent, after) -> None:
             del sent[key]
     elif isinstance(sent, list) and isinstance(after, list):
         sent[:] = after
+    elif isinstance(sent, tuple) and isinstance(after, (tuple, list)) and len(sent) == len(after):
+        for item, item_after in zip(sent, after):   # a tuple cannot change, what it holds can
+            write_back(item, item_after)
     elif type(sent).__module__.startswith("torch") and type(after).__module__.startswith("torch"):
         import torch
         if sent.shape == after.shape and not torch.equal(sent.detach(), after.to(sent.dtype)):

@@ -1,5 +1,6 @@
-"""Notebook 02 (convolution): the test cells reject plausible wrong answers with a message that
-names the mistake, and accept valid alternatives (loops or vectorised, float32 or float64)."""
+"""Notebook 02 (convolution): the test cells reject plausible wrong answers with a short message that
+names the mistake (its id in course_lib.checks.conv's tables), and accept valid alternatives (loops or
+vectorised, float32 or float64)."""
 from __future__ import annotations
 
 import math
@@ -19,9 +20,9 @@ FUNCTIONS = ["conv_output_size", "conv2d_naive", "conv2d_fast", "linear", "globa
              "max_pool2d", "max_pool2d_backward", "global_avg_pool_backward"]
 
 
-def rejects(grade_id: str, match: str, **functions) -> None:
-    with pytest.raises(AssertionError, match=match):
-        run_test_cell(NB, grade_id, **functions)
+def rejects(grade_id: str, match: str, mistake: str | None = None, **functions) -> str:
+    """The message of test cell ``grade_id`` rejecting ``functions`` (see notebook_cells.rejected)."""
+    return notebook_cells.rejected(NB, grade_id, match, mistake, **functions)
 
 
 def solution(name: str):
@@ -37,7 +38,7 @@ def test_stub_fails(name):
         raise NotImplementedError()
 
     stub.__name__ = name
-    rejects(f"test_{name}", "not implemented yet", **{name: stub})
+    rejects(f"test_{name}", "not implemented yet", "not_implemented", **{name: stub})
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -47,16 +48,31 @@ def test_solution_passes(name):
 
 # ---------------------------------------------------------------- conv_output_size
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + 2 * padding) // stride, "add 1"),
-    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + padding) // stride + 1, "both"),
-    (lambda n, kernel_size, padding=0, stride=1: n - kernel_size + 2 * padding + 1, "stride is missing"),
-    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + 2 * padding) / stride + 1, r"int.*//"),
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + 2 * padding) // stride,
+     "counts one position too few.*add 1", "no_plus_one"),
+    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + padding) // stride + 1,
+     "adds the padding once: P pixels go on both sides", "padding_once"),
+    (lambda n, kernel_size, padding=0, stride=1: n - kernel_size + 2 * padding + 1, "ignores the stride",
+     "stride_ignored"),
+    (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + 2 * padding) / stride + 1,
+     r"returned a float: / gives a float, floor division \(//\) an int", "true_division"),
     (lambda n, kernel_size, padding=0, stride=1: math.ceil((n - kernel_size + 2 * padding) / stride) + 1,
-     "Round down"),
-], ids=["no_plus_one", "padding_once", "stride_ignored", "true_division", "ceil"])
-def test_conv_output_size_rejects(wrong, match):
-    rejects("test_conv_output_size", match, conv_output_size=wrong)
+     "rounds up.*round down", "rounded_up"),
+    (lambda n, kernel_size, padding=0, stride=1: (n + kernel_size + 2 * padding) // stride + 1,
+     "adds the kernel size", "kernel_added"),
+], ids=["no_plus_one", "padding_once", "stride_ignored", "true_division", "ceil", "kernel_added"])
+def test_conv_output_size_rejects(wrong, match, mistake):
+    rejects("test_conv_output_size", match, f"conv.conv_output_size.{mistake}", conv_output_size=wrong)
+
+
+def test_conv_output_size_says_where_an_unknown_mistake_differs():
+    def conv_output_size(n, kernel_size, padding=0, stride=1):
+        return (n - kernel_size + 2 * padding) // stride + 1 + (stride == 4)
+
+    rejects("test_conv_output_size",
+            r"^conv_output_size\(227, 11, padding=0, stride=4\) returned 56; the worked example gives 55\.$",
+            "unidentified", conv_output_size=conv_output_size)
 
 
 @pytest.mark.parametrize("valid", [
@@ -69,13 +85,17 @@ def test_conv_output_size_accepts(valid):
 
 # ---------------------------------------------------------------- conv2d_naive (loops)
 
+PADS = {"both": lambda p: (p, p), "top_left_2p": lambda p: (2 * p, 0), "bottom_right_2p": lambda p: (0, 2 * p),
+        "bottom_right_p": lambda p: (0, p), "none": lambda p: (0, 0)}
+
+
 def naive_variant(flip=False, pad="both", stride_in_windows=True, stride_in_size=True, bias="once",
                   accumulate=None, channels_last=False):
     """A loop convolution, correct with the defaults; each argument plants one mistake."""
     def conv2d_naive(x, w, b=None, stride=1, padding=0):
         N, C, H, W = x.shape
         F, _, KH, KW = w.shape
-        pads = {"both": (padding, padding), "before": (2 * padding, 0), "after_only": (0, padding)}[pad]
+        pads = PADS[pad](padding)
         x_pad = np.pad(x, ((0, 0), (0, 0), pads, pads))
         s = stride if stride_in_size else 1
         H_out, W_out = (x_pad.shape[2] - KH) // s + 1, (x_pad.shape[3] - KW) // s + 1
@@ -88,7 +108,10 @@ def naive_variant(flip=False, pad="both", stride_in_windows=True, stride_in_size
                     for j in range(W_out):
                         for c in range(C):
                             window = x_pad[n, c, i * step:i * step + KH, j * step:j * step + KW]
-                            out[n, f, i, j] += np.sum(window * kernels[f, c])
+                            if b is not None and bias == "per_weight":
+                                out[n, f, i, j] += np.sum(window * kernels[f, c] + b[f])
+                            else:
+                                out[n, f, i, j] += np.sum(window * kernels[f, c])
                             if b is not None and bias == "per_channel":
                                 out[n, f, i, j] += b[f]
                 if b is not None and bias == "once":
@@ -97,26 +120,56 @@ def naive_variant(flip=False, pad="both", stride_in_windows=True, stride_in_size
     return conv2d_naive
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"flip": True}, "kernel is flipped"),
-    ({"pad": "before"}, "padded on one side only"),
-    ({"pad": "after_only"}, "padded on one side only"),
-    ({"stride_in_windows": False}, "stride=2 is ignored when placing the windows"),
-    ({"stride_in_size": False, "stride_in_windows": False}, "stride=2 was ignored"),
-    ({"bias": "none"}, "bias is missing"),
-    ({"bias": "per_channel"}, "bias was added 3 times"),
-    ({"channels_last": True}, "channels-last"),
-], ids=["flipped", "one_side_2p", "one_side_p", "stride_windows", "stride_ignored", "no_bias", "bias_per_channel",
-        "channels_last"])
-def test_conv2d_naive_rejects(options, match):
-    rejects("test_conv2d_naive", match, conv2d_naive=naive_variant(**options))
+@pytest.mark.parametrize("options, match, mistake", [
+    ({"flip": True}, "flips the kernel: that is the textbook convolution", "flipped_kernel"),
+    ({"pad": "top_left_2p"}, r"pads the image on one side only \(2P zeros at the top and left\)",
+     "padded_top_left_only"),
+    ({"pad": "bottom_right_2p"}, r"pads the image on one side only \(2P zeros at the bottom and right\)",
+     "padded_bottom_right_only"),
+    ({"pad": "bottom_right_p"}, "has the shape of an image padded on one side only", "padded_one_side"),
+    ({"pad": "none"}, r"padding=1\) has the shape of the unpadded image", "padding_ignored"),
+    ({"stride_in_windows": False}, r"stride=2, padding=0\) places the windows 1 pixel apart",
+     "windows_one_pixel_apart"),
+    ({"stride_in_size": False, "stride_in_windows": False}, r"stride=2, padding=0\) has the shape of stride 1",
+     "stride_ignored"),
+    ({"bias": "none"}, "leaves out the bias", "bias_missing"),
+    ({"bias": "per_channel"}, "adds the bias once per input channel, C times per output pixel",
+     "bias_added_repeatedly"),
+    ({"bias": "per_weight"}, "adds the bias once per weight, C·KH·KW times per output pixel",
+     "bias_added_repeatedly"),
+    ({"channels_last": True}, "is channels-last", "channels_last"),
+], ids=["flipped", "one_side_2p", "other_side_2p", "one_side_p", "no_padding", "stride_windows", "stride_ignored",
+        "no_bias", "bias_per_channel", "bias_per_weight", "channels_last"])
+def test_conv2d_naive_rejects(options, match, mistake):
+    rejects("test_conv2d_naive", match, f"conv.conv2d.{mistake}", conv2d_naive=naive_variant(**options))
 
 
 def test_conv2d_naive_rejects_swapped_kernel_axes():
     def conv2d_naive(x, w, b=None, stride=1, padding=0):  # takes KH for the width and KW for the height
         return naive_variant()(x, w.transpose(0, 1, 3, 2), b, stride, padding)
 
-    rejects("test_conv2d_naive", "KH and KW are mixed up", conv2d_naive=conv2d_naive)
+    rejects("test_conv2d_naive", "mixes up KH and KW", "conv.conv2d.kernel_height_and_width_swapped",
+            conv2d_naive=conv2d_naive)
+
+
+def test_conv2d_naive_rejects_changing_x():
+    def conv2d_naive(x, w, b=None, stride=1, padding=0):
+        out = naive_variant()(x, w, b, stride, padding)
+        x[...] = 0  # reuses x as scratch space once done with it
+        return out
+
+    rejects("test_conv2d_naive", "^conv2d_naive changed its argument x in place", "changed_argument",
+            conv2d_naive=conv2d_naive)
+
+
+def test_conv2d_naive_says_where_an_unknown_mistake_differs():
+    def conv2d_naive(x, w, b=None, stride=1, padding=0):
+        out = naive_variant()(x, w, b, stride, padding)
+        out[:, :, 1, 2] += 1.0
+        return out
+
+    rejects("test_conv2d_naive", r"^conv2d_naive \(x \(1, 1, 4, 5\), w \(1, 1, 2, 3\), no bias, stride=1, padding=0\) "
+            r"at \[0, 0, 1, 2\] is -?[\d.e+-]+; torch's is -?[\d.e+-]+\.$", "unidentified", conv2d_naive=conv2d_naive)
 
 
 @pytest.mark.parametrize("valid", [naive_variant(), naive_variant(accumulate=np.float64)],
@@ -131,55 +184,91 @@ def test_conv2d_naive_accepts_vectorised():
 
 # ---------------------------------------------------------------- conv2d_fast (vectorised)
 
-def windows_of(x, w, stride, padding, pads=None):
+def windows_of(x, w, stride, padding, pads=None, mode="constant"):
     pads = pads or (padding, padding)
-    x_pad = np.pad(x, ((0, 0), (0, 0), pads, pads))
+    x_pad = np.pad(x, ((0, 0), (0, 0), pads, pads), mode=mode)
     return sliding_window_view(x_pad, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
 
 
-def fast_flipped(x, w, b=None, stride=1, padding=0):
-    out = np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding), w[:, :, ::-1, ::-1], optimize=True)
+def with_bias(out, b):
     return out if b is None else out + b[None, :, None, None]
+
+
+def fast_flipped(x, w, b=None, stride=1, padding=0):
+    return with_bias(np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding), w[:, :, ::-1, ::-1]), b)
 
 
 def fast_no_stride(x, w, b=None, stride=1, padding=0):
-    out = np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, 1, padding), w, optimize=True)
-    return out if b is None else out + b[None, :, None, None]
+    return with_bias(np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, 1, padding), w), b)
 
 
 def fast_one_side(x, w, b=None, stride=1, padding=0):
-    out = np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding, pads=(2 * padding, 0)), w, optimize=True)
-    return out if b is None else out + b[None, :, None, None]
+    return with_bias(np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding, pads=(2 * padding, 0)), w), b)
 
 
 def fast_no_bias(x, w, b=None, stride=1, padding=0):
-    return np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding), w, optimize=True)
+    return np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding), w)
 
 
 def fast_bias_last_axis(x, w, b=None, stride=1, padding=0):
-    out = np.einsum("nchwuv,fcuv->nhwf", windows_of(x, w, stride, padding), w, optimize=True)
+    out = np.einsum("nchwuv,fcuv->nhwf", windows_of(x, w, stride, padding), w)
     return out if b is None else out + b
 
 
 def fast_edge_padding(x, w, b=None, stride=1, padding=0):
-    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), mode="edge")
-    windows = sliding_window_view(x_pad, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
-    out = np.einsum("nchwuv,fcuv->nfhw", windows, w, optimize=True)
-    return out if b is None else out + b[None, :, None, None]
+    return with_bias(np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding, mode="edge"), w), b)
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (fast_flipped, "kernel is flipped"),
-    (fast_no_stride, "stride=2 was ignored"),
-    (fast_one_side, "padded on one side only"),
-    (fast_no_bias, "bias is missing"),
-    (fast_bias_last_axis, "channels-last"),
-    (fast_edge_padding, "repeating the edge pixels"),
-    (None, "not vectorised"),  # the solution's conv2d_naive: loops
-], ids=["flipped", "stride_ignored", "one_side", "no_bias", "channels_last", "edge_padding", "loops"])
-def test_conv2d_fast_rejects(wrong, match):
+def fast_reflect_padding(x, w, b=None, stride=1, padding=0):
+    return with_bias(np.einsum("nchwuv,fcuv->nfhw", windows_of(x, w, stride, padding, mode="reflect"), w), b)
+
+
+def fast_one_position_short(x, w, b=None, stride=1, padding=0):
+    return im2col_conv(x, w, b, stride, padding)[:, :, :-1, :-1]  # H_out = (H - KH + 2P) // S, without the + 1
+
+
+def fast_filters_first(x, w, b=None, stride=1, padding=0):
+    return im2col_conv(x, w, b, stride, padding).transpose(1, 0, 2, 3)
+
+
+def fast_maps_per_input_channel(x, w, b=None, stride=1, padding=0):
+    return np.einsum("nchwuv,fcuv->nchw", windows_of(x, w, stride, padding), w)  # sums over the filters
+
+
+def fast_bias_per_offset(x, w, b=None, stride=1, padding=0):
+    per_offset = np.einsum("nchwuv,fcuv->nfhwuv", windows_of(x, w, stride, padding), w)
+    return (per_offset if b is None else per_offset + b[None, :, None, None, None, None]).sum(axis=(4, 5))
+
+
+def fast_last_column_unfilled(x, w, b=None, stride=1, padding=0):
+    """Fills all output columns but the last: np.empty's leftovers stay there (NaN here, to be sure)."""
+    full = im2col_conv(x, w, b, stride, padding)
+    out = np.full(full.shape, np.nan)
+    out[..., :-1] = full[..., :-1]
+    return out
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (fast_flipped, "flips the kernel", "conv.conv2d.flipped_kernel"),
+    (fast_no_stride, "has the shape of stride 1", "conv.conv2d.stride_ignored"),
+    (fast_one_side, "pads the image on one side only", "conv.conv2d.padded_top_left_only"),
+    (fast_no_bias, "leaves out the bias", "conv.conv2d.bias_missing"),
+    (fast_bias_last_axis, "is channels-last", "conv.conv2d.channels_last"),
+    (fast_edge_padding, "pads by repeating the edge pixels", "conv.conv2d.edge_padding"),
+    (fast_reflect_padding, "pads by reflection", "conv.conv2d.reflect_padding"),
+    (fast_one_position_short, "has one window position too few on each axis", "conv.conv2d.one_position_missing"),
+    (fast_filters_first, r"has its axes as \(F, N, ...\)", "conv.conv2d.filters_first"),
+    (fast_maps_per_input_channel, "has one map per input channel", "conv.conv2d.maps_per_input_channel"),
+    (fast_bias_per_offset, "adds the bias once per kernel offset, KH·KW times", "conv.conv2d.bias_added_repeatedly"),
+    (fast_last_column_unfilled, r"holds NaN or inf: is the output array initialised \(np.zeros, not np.empty\)",
+     "conv.conv2d.not_finite"),
+    (None, "not vectorised", "conv.conv2d_fast.not_vectorised"),  # the solution's conv2d_naive: loops
+], ids=["flipped", "stride_ignored", "one_side", "no_bias", "channels_last", "edge_padding", "reflect_padding",
+        "one_position_short", "filters_first", "maps_per_input_channel", "bias_per_offset", "last_column_unfilled",
+        "loops"])
+def test_conv2d_fast_rejects(wrong, match, mistake):
     wrong = wrong or solution("conv2d_naive")
-    rejects("test_conv2d_fast", match, conv2d_fast=wrong)
+    rejects("test_conv2d_fast", match, mistake, conv2d_fast=wrong)
 
 
 def im2col_conv(x, w, b=None, stride=1, padding=0):
@@ -225,13 +314,22 @@ def test_conv2d_fast_accepts(valid):
 
 # ---------------------------------------------------------------- linear
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda x, weight, bias: x @ weight + bias, "not transposed"),
-    (lambda x, weight, bias: x @ weight.T, "bias is missing"),
-    (lambda x, weight, bias: weight @ x.T + bias[:, None], "one row per example"),
-], ids=["untransposed", "no_bias", "outputs_first"])
-def test_linear_rejects(wrong, match):
-    rejects("test_linear", match, linear=wrong)
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda x, weight, bias: x @ weight + bias, r"uses weight as if it were \(in_features, out_features\)",
+     "weight_not_transposed"),
+    (lambda x, weight, bias: x @ weight.T, "leaves out the bias", "bias_missing"),
+    (lambda x, weight, bias: weight @ x.T + bias[:, None], "one row per example", "examples_last"),
+    (lambda x, weight, bias: x @ weight, r"as if it were \(in_features, out_features\) and leaves out the bias",
+     "weight_not_transposed_and_bias_missing"),
+], ids=["untransposed", "no_bias", "outputs_first", "untransposed_no_bias"])
+def test_linear_rejects(wrong, match, mistake):
+    rejects("test_linear", match, f"conv.linear.{mistake}", linear=wrong)
+
+
+def test_linear_crash_names_the_layout():
+    rejects("test_linear", r"^linear\(x \(3, 4\), weight \(4, 4\), bias \(4,\)\) raised ValueError: .* torch.nn.Linear "
+            r"stores weight as \(out_features, in_features\)", "crashed",
+            linear=lambda x, weight, bias: np.dot(weight, x) + bias)
 
 
 @pytest.mark.parametrize("valid", [
@@ -245,15 +343,20 @@ def test_linear_accepts(valid):
 
 # ---------------------------------------------------------------- global_avg_pool
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda x: x.mean(axis=(1, 2)), r"averaged over axes \(1, 2\)"),
-    (lambda x: x.sum(axis=(2, 3)), "summed instead of averaging"),
-    (lambda x: x.mean(axis=(2, 3), keepdims=True), "no keepdims"),
-    (lambda x: x.max(axis=(2, 3)), r"\*max\* pooling"),
-    (lambda x: x.reshape(len(x), -1).mean(axis=1), "averaged the channels too"),
-], ids=["wrong_axes", "sum", "keepdims", "max", "all_axes"])
-def test_global_avg_pool_rejects(wrong, match):
-    rejects("test_global_avg_pool", match, global_avg_pool=wrong)
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda x: x.sum(axis=(2, 3)), "sums instead of averaging", "sum"),
+    (lambda x: x.mean(axis=(2, 3), keepdims=True), "no keepdims", "keepdims"),
+    (lambda x: x.max(axis=(2, 3)), r"takes each map's maximum \(global max pooling\)", "max"),
+    (lambda x: x.reshape(len(x), -1).mean(axis=1), "averages the channels too", "channels_averaged"),
+], ids=["sum", "keepdims", "max", "all_axes"])
+def test_global_avg_pool_rejects(wrong, match, mistake):
+    rejects("test_global_avg_pool", match, f"conv.global_avg_pool.{mistake}", global_avg_pool=wrong)
+
+
+@pytest.mark.parametrize("axes", [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)])
+def test_global_avg_pool_rejects_wrong_axes(axes):
+    rejects("test_global_avg_pool", rf"averages over axes \({axes[0]}, {axes[1]}\): the spatial axes",
+            "conv.global_avg_pool.wrong_axes", global_avg_pool=lambda x: x.mean(axis=axes))
 
 
 @pytest.mark.parametrize("valid", [
@@ -272,22 +375,40 @@ def layer_sizes(d_in, hidden_sizes, d_out):
     return list(zip(sizes[:-1], sizes[1:]))
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda d_in, hidden, d_out: sum(a * b for a, b in layer_sizes(d_in, hidden, d_out)), "weights only"),
-    (lambda d_in, hidden, d_out: sum(a * b + b for a, b in layer_sizes(d_in, hidden, d_out)[:-1]), "last layer"),
-    (lambda d_in, hidden, d_out: sum(a * b + a for a, b in layer_sizes(d_in, hidden, d_out)), r"per \*output\* unit"),
-    (lambda d_in, hidden, d_out: sum(a * b + b for a, b in layer_sizes(d_in, hidden, d_out)[1:]), "first layer"),
-], ids=["no_biases", "no_output_layer", "biases_per_input", "no_input_layer"])
-def test_count_params_mlp_rejects(wrong, match):
-    rejects("test_count_params_mlp", match, count_params_mlp=wrong)
-
-
 def mlp_loop(d_in, hidden_sizes, d_out):
     total, previous = 0, d_in
     for size in [*hidden_sizes, d_out]:
         total += previous * size + size
         previous = size
     return total
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda d_in, hidden, d_out: sum(a * b for a, b in layer_sizes(d_in, hidden, d_out)), "counts the weights only",
+     "weights_only"),
+    (lambda d_in, hidden, d_out: sum(a * b + b for a, b in layer_sizes(d_in, hidden, d_out)[:-1]),
+     "leaves out the last layer", "no_output_layer"),
+    (lambda d_in, hidden, d_out: sum(a * b + a for a, b in layer_sizes(d_in, hidden, d_out)),
+     "counts one bias per input unit: a layer has one bias per output unit", "biases_per_input"),
+    (lambda d_in, hidden, d_out: sum(a * b + b for a, b in layer_sizes(d_in, hidden, d_out)[1:]),
+     "leaves out the first layer", "no_input_layer"),
+    (lambda d_in, hidden, d_out: mlp_loop(d_in, hidden, d_out) - d_out, "leaves out the output layer's biases",
+     "no_output_biases"),
+    (lambda d_in, hidden, d_out: mlp_loop(d_in, hidden, d_out) - sum(a * b for a, b in zip(hidden, hidden[1:])),
+     "leaves out the weights between consecutive hidden layers", "no_hidden_to_hidden_weights"),
+    (lambda d_in, hidden, d_out: mlp_loop(d_in, hidden or [d_in], d_out),  # no hidden layer taken as one of D_in
+     r"^count_params_mlp\(10, \[\], 3\) goes wrong without hidden layers", "no_hidden_layers"),
+    (lambda d_in, hidden, d_out: float(mlp_loop(d_in, hidden, d_out)), "returned a float", "true_division"),
+], ids=["no_biases", "no_output_layer", "biases_per_input", "no_input_layer", "no_output_biases",
+        "no_hidden_to_hidden_weights", "no_hidden_layers", "float"])
+def test_count_params_mlp_rejects(wrong, match, mistake):
+    rejects("test_count_params_mlp", match, f"conv.count_params_mlp.{mistake}", count_params_mlp=wrong)
+
+
+def test_count_params_mlp_writes_large_counts_in_full():
+    rejects("test_count_params_mlp", r"^count_params_mlp\(3072, \[512\], 10\) returned 1,578,507; the matching torch "
+            r"Linear layers have 1,578,506\.$", "unidentified",
+            count_params_mlp=lambda d_in, hidden, d_out: mlp_loop(d_in, hidden, d_out) + (d_in == 3072))
 
 
 @pytest.mark.parametrize("valid", [
@@ -304,16 +425,24 @@ def kernel_area(kernel_size):
     return kernel_size ** 2 if isinstance(kernel_size, int) else math.prod(kernel_size)
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out, "biases are missing"),
-    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out + c_out, "bias=False"),
-    (lambda c_in, c_out, k, bias=True: kernel_area(k) * c_out + c_out * bias, r"all \d+ input channels"),
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out, "leaves out the biases", "biases_missing"),
+    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out + c_out,
+     r"^count_params_conv\(64, 128, 3, bias=False\) counts biases although bias=False", "bias_flag_ignored"),
+    (lambda c_in, c_out, k, bias=True: kernel_area(k) * c_out + c_out * bias, "leaves out the input channels",
+     "input_channels_missing"),
     (lambda c_in, c_out, k, bias=True: c_in * (k if isinstance(k, int) else math.prod(k)) * c_out + c_out * bias,
-     r"means a \d×\d kernel"),
-    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out + c_in * bias, r"per \*output\* channel"),
-], ids=["no_bias", "bias_flag_ignored", "no_input_channels", "kernel_not_squared", "bias_per_input"])
-def test_count_params_conv_rejects(wrong, match):
-    rejects("test_count_params_conv", match, count_params_conv=wrong)
+     "counts one row of each kernel: a kernel_size k means a k×k kernel", "one_kernel_row"),
+    (lambda c_in, c_out, k, bias=True: c_in * kernel_area(k) * c_out + c_in * bias,
+     r"counts one bias per input channel: a conv layer has one per output channel \(filter\)", "biases_per_input"),
+    (lambda c_in, c_out, k, bias=True: (c_in + bias) * kernel_area(k) * c_out, "counts one bias per kernel position",
+     "biases_per_weight"),
+    (lambda c_in, c_out, k, bias=True: c_out * (c_in * kernel_area(k) + bias) / 1, "returned a float",
+     "true_division"),
+], ids=["no_bias", "bias_flag_ignored", "no_input_channels", "kernel_not_squared", "bias_per_input",
+        "bias_per_position", "float"])
+def test_count_params_conv_rejects(wrong, match, mistake):
+    rejects("test_count_params_conv", match, f"conv.count_params_conv.{mistake}", count_params_conv=wrong)
 
 
 @pytest.mark.parametrize("valid", [
@@ -330,8 +459,13 @@ def padded(x, padding):
     return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
 
 
-def backward_loops(overwrite=False, crop="middle", batch_mean_dw=False, rotate_dw=False, db_mean=False,
-                   db_per_image=False, dw_per_image=False, reads_only_dx_dw=False, float64=False):
+DB = {"sum": lambda dout: dout.sum(axis=(0, 2, 3)), "mean": lambda dout: dout.mean(axis=(0, 2, 3)),
+      "per_image": lambda dout: dout.sum(axis=(2, 3)), "batch_mean": lambda dout: dout.sum(axis=(2, 3)).mean(axis=0),
+      "per_position": lambda dout: dout.sum(axis=0), "dout": lambda dout: dout.copy(), "total": lambda dout: dout.sum()}
+
+
+def backward_loops(overwrite=False, crop="middle", dw_over_images="sum", dw_over_positions="sum", rotate_dw=False,
+                   db="sum", reads_only_dx_dw=False, nan_start=False, float64=False):
     """A loop backward pass, correct with the defaults; each argument plants one mistake (or a valid variation)."""
     def conv2d_backward(dout, cache):
         x, w, stride, padding = cache
@@ -340,7 +474,7 @@ def backward_loops(overwrite=False, crop="middle", batch_mean_dw=False, rotate_d
         F, _, KH, KW = w.shape
         N, _, H_out, W_out = dout.shape
         x_pad = padded(x, padding)
-        dx_pad, dw = np.zeros(x_pad.shape), np.zeros((N, *w.shape))
+        dx_pad, dw = np.full(x_pad.shape, np.nan) if nan_start else np.zeros(x_pad.shape), np.zeros((N, *w.shape))
         for n in range(N):
             for f in range(F):
                 for i in range(H_out):
@@ -353,13 +487,13 @@ def backward_loops(overwrite=False, crop="middle", batch_mean_dw=False, rotate_d
                             dx_pad[n, :, rows, cols] += dout[n, f, i, j] * w[f]
         H, W = x.shape[2:]
         dx = {"middle": dx_pad[:, :, padding:padding + H, padding:padding + W], "none": dx_pad,
-              "top_left": dx_pad[:, :, :H, :W]}[crop]
-        if not dw_per_image:
-            dw = dw.mean(axis=0) if batch_mean_dw else dw.sum(axis=0)
+              "top_left": dx_pad[:, :, :H, :W], "bottom_right": dx_pad[:, :, 2 * padding:, 2 * padding:]}[crop]
+        dw = {"sum": dw.sum(axis=0), "mean": dw.mean(axis=0), "none": dw}[dw_over_images]
+        if dw_over_positions == "mean":
+            dw = dw / (H_out * W_out)
         if rotate_dw:
             dw = dw[:, :, ::-1, ::-1]
-        db = dout.sum(axis=(2, 3)) if db_per_image else dout.mean(axis=(0, 2, 3)) if db_mean else dout.sum(axis=(0, 2, 3))
-        return (dx, dw) if reads_only_dx_dw else (dx, dw, db)
+        return (dx, dw) if reads_only_dx_dw else (dx, dw, DB[db](dout))
     return conv2d_backward
 
 
@@ -392,19 +526,34 @@ def backward_changes_dout(dout, cache):
     return result
 
 
+def backward_rotates_w_in_place(dout, cache):
+    x, w, stride, padding = cache
+    w[...] = w[:, :, ::-1, ::-1].copy()  # the rotated kernel of section 7, written over w
+    return transposed_conv(rotate=False)(dout, cache)
+
+
+def backward_dw_axes_swapped(dout, cache):
+    dx, dw, db = transposed_conv()(dout, cache)
+    return dx, dw.transpose(1, 0, 2, 3), db
+
+
 CONV_BACKWARD_WRONG = [
-    (backward_loops(overwrite=True), "overlap.*add them up instead of overwriting"),
-    (backward_loops(crop="none"), "padded image's shape"),
-    (backward_loops(crop="top_left"), "top left corner"),
-    (backward_loops(batch_mean_dw=True), r"dw is 2 times too small: it is the \*sum\* over the batch"),
-    (backward_loops(rotate_dw=True), "dw is rotated by 180°"),
-    (backward_loops(db_mean=True), "db is the mean of dout"),
-    (backward_loops(db_per_image=True), "one db per image"),
-    (backward_loops(dw_per_image=True), "one dw per image"),
-    (backward_loops(reads_only_dx_dw=True), r"should return a tuple \(dx, dw, db\)"),
-    (transposed_conv(rotate=False), "kernels used as they are.*rotated by 180°"),
-    (transposed_conv(spread_by_stride=False), "first case with stride 2"),
-    (backward_changes_dout, "changed its input dout in place"),
+    (backward_loops(overwrite=True), "goes wrong where windows first overlap.*add them up instead of overwriting",
+     "conv.conv2d_backward.overlapping_windows"),
+    (backward_loops(crop="none"), "dx .* has the padded image's shape", "conv.conv2d_backward.dx_padded"),
+    (backward_loops(crop="top_left"), "dx .* was cut from the top left corner", "conv.conv2d_backward.dx_cut_top_left"),
+    (backward_loops(dw_over_images="mean"), r"dw \(x \(2, 3, 5, 6\), .*\) is the mean over the images",
+     "conv.conv2d_backward.dw_batch_mean"),
+    (backward_loops(rotate_dw=True), r"dw \(.*\) is rotated by 180°", "conv.conv2d_backward.dw_rotated"),
+    (backward_loops(db="mean"), r"db \(.*\) is the mean of dout", "conv.conv2d_backward.db_mean"),
+    (backward_loops(db="per_image"), r"db \(.*\) has one db per image", "conv.conv2d_backward.db_per_image"),
+    (backward_loops(dw_over_images="none"), r"dw \(.*\) has one dw per image", "conv.conv2d_backward.dw_per_image"),
+    (backward_loops(reads_only_dx_dw=True), r"should return a tuple \(dx, dw, db\)", "wrong_type"),
+    (transposed_conv(rotate=False), "is what the kernels used as they are give.*rotated by 180°",
+     "conv.conv2d_backward.kernel_not_rotated"),
+    (transposed_conv(spread_by_stride=False), r"stride=2, padding=0\) goes wrong at the first stride above 1",
+     "conv.conv2d_backward.stride"),
+    (backward_changes_dout, "changed its argument dout in place", "changed_argument"),
 ]
 CONV_BACKWARD_IDS = ["overwrite", "padding_kept", "cropped_top_left", "dw_batch_mean", "dw_rotated", "db_mean",
                      "db_per_image", "dw_per_image", "two_results", "kernel_not_rotated", "stride_not_spread",
@@ -412,13 +561,42 @@ CONV_BACKWARD_IDS = ["overwrite", "padding_kept", "cropped_top_left", "dw_batch_
 
 
 @pytest.mark.parametrize("name", ["conv2d_backward_naive", "conv2d_backward_fast"])
-@pytest.mark.parametrize("wrong, match", CONV_BACKWARD_WRONG, ids=CONV_BACKWARD_IDS)
-def test_conv2d_backward_rejects(name, wrong, match):
-    rejects(f"test_{name}", match, **{name: wrong})
+@pytest.mark.parametrize("wrong, match, mistake", CONV_BACKWARD_WRONG, ids=CONV_BACKWARD_IDS)
+def test_conv2d_backward_rejects(name, wrong, match, mistake):
+    rejects(f"test_{name}", match, mistake, **{name: wrong})
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (backward_loops(crop="bottom_right"), "dx .* was cut from the bottom right corner", "dx_cut_bottom_right"),
+    (backward_loops(dw_over_positions="mean"), r"dw \(x \(1, 1, 4, 5\), .*\) is the mean over the output positions",
+     "dw_position_mean"),
+    (backward_dw_axes_swapped, r"dw \(.*\) has its first two axes swapped", "dw_axes_swapped"),
+    (backward_loops(db="batch_mean"), r"db \(x \(2, 3, 5, 6\), .*\) is the mean over the images", "db_batch_mean"),
+    (backward_loops(db="per_position"), r"db \(.*\) has one db per output position", "db_per_position"),
+    (backward_loops(db="dout"), r"db \(.*\) has dout's shape", "db_is_dout"),
+    (backward_loops(db="total"), r"db \(.*\) is one number for all filters", "db_one_number"),
+    (backward_loops(nan_start=True), r"dx \(.*\) holds NaN or inf", "not_finite"),
+], ids=["cropped_bottom_right", "dw_position_mean", "dw_axes_swapped", "db_batch_mean", "db_per_position",
+        "db_is_dout", "db_one_number", "nan_start"])
+def test_conv2d_backward_naive_rejects(wrong, match, mistake):
+    rejects("test_conv2d_backward_naive", match, f"conv.conv2d_backward.{mistake}", conv2d_backward_naive=wrong)
+
+
+def test_conv2d_backward_rejects_changing_the_cache():
+    # called as in the student's notebook: under the grader an array changed inside the cache (a tuple) does
+    # not travel back from the kernel (course_grading.verdict.write_back updates arrays, lists and dicts only)
+    from course_lib.checks import conv
+    from course_lib.checks.toolkit import CheckFailed
+
+    with pytest.raises(CheckFailed, match="^conv2d_backward_naive changed its argument cache in place") as failure:
+        conv.check_conv2d_backward_naive(backward_rotates_w_in_place)
+    assert failure.value.mistake == "changed_argument"
+    notebook_cells.readable(str(failure.value))
 
 
 def test_conv2d_backward_fast_rejects_loops():
-    rejects("test_conv2d_backward_fast", "not vectorised", conv2d_backward_fast=solution("conv2d_backward_naive"))
+    rejects("test_conv2d_backward_fast", "not vectorised", "conv.conv2d_backward_fast.not_vectorised",
+            conv2d_backward_fast=solution("conv2d_backward_naive"))
 
 
 def scatter_windows(dout, cache):
@@ -481,21 +659,38 @@ def max_pool_ceil(x, kernel_size=2, stride=None):
     return pool_windows(x, kernel_size, stride).max(axis=(4, 5))
 
 
-@pytest.mark.parametrize("wrong, match", [
+def max_pool_rows_for_columns(x, kernel_size=2, stride=None):
+    """Loops whose output (i, j) reads the window at row j·S, column i·S."""
+    stride = stride or kernel_size
+    H_out, W_out = (x.shape[2] - kernel_size) // stride + 1, (x.shape[3] - kernel_size) // stride + 1
+    out = np.zeros((*x.shape[:2], H_out, W_out))
+    for i in range(H_out):
+        for j in range(W_out):
+            rows, cols = slice(j * stride, j * stride + kernel_size), slice(i * stride, i * stride + kernel_size)
+            out[:, :, i, j] = x[:, :, rows, cols].max(axis=(2, 3))
+    return out
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
     (lambda x, kernel_size=2, stride=None: pool_windows(x, kernel_size, stride or kernel_size).mean(axis=(4, 5)),
-     "average pooling"),
+     "is average pooling", "average"),
     (lambda x, kernel_size=2, stride=None: pool_windows(x, kernel_size, stride or kernel_size).min(axis=(4, 5)),
-     "minimum"),
+     "takes each window's minimum", "minimum"),
     (lambda x, kernel_size=2, stride=None: pool_windows(x, kernel_size, stride or 1).max(axis=(4, 5)),
-     "default stride is kernel_size"),
-    (max_pool_ceil, "round down"),
+     "default stride is kernel_size", "stride_one_by_default"),
+    (max_pool_ceil, "round down", "rounded_up"),
     (lambda x, kernel_size=2, stride=None: (pool_windows(x, kernel_size, stride or kernel_size).max(axis=(4, 5)),
-                                            (x, kernel_size, stride)), "returned a tuple"),
+                                            (x, kernel_size, stride)), "returned a tuple", "returns_tuple"),
     (lambda x, kernel_size=2, stride=None:
-     np.moveaxis(pool_windows(x, kernel_size, stride or kernel_size).max(axis=(4, 5)), 1, -1), "channels-last"),
-], ids=["average", "minimum", "stride_1_by_default", "ceil", "tuple", "channels_last"])
-def test_max_pool2d_rejects(wrong, match):
-    rejects("test_max_pool2d", match, max_pool2d=wrong)
+     np.moveaxis(pool_windows(x, kernel_size, stride or kernel_size).max(axis=(4, 5)), 1, -1), "is channels-last",
+     "channels_last"),
+    (lambda x, kernel_size=2, stride=None: pool_windows(x, kernel_size, stride or kernel_size).max(axis=(1, 4, 5)),
+     "pools over the channels too", "channels_pooled"),
+    (max_pool_rows_for_columns, "mixes up rows and columns", "rows_and_columns_swapped"),
+], ids=["average", "minimum", "stride_1_by_default", "ceil", "tuple", "channels_last", "channels_pooled",
+        "rows_for_columns"])
+def test_max_pool2d_rejects(wrong, match, mistake):
+    rejects("test_max_pool2d", match, f"conv.max_pool2d.{mistake}", max_pool2d=wrong)
 
 
 def max_pool_contiguous_strides(x, kernel_size=2, stride=None):
@@ -510,7 +705,7 @@ def max_pool_contiguous_strides(x, kernel_size=2, stride=None):
 
 
 def test_max_pool2d_rejects_views_read_as_contiguous():
-    # the transposed view is made in the kernel: arrays reach it as contiguous copies
+    # the transposed view is made in the kernel: arrays reach it as contiguous copies (a hidden test's assert)
     rejects("test_max_pool2d", "a non-contiguous input", max_pool2d=max_pool_contiguous_strides)
 
 
@@ -566,18 +761,18 @@ def pool_backward(route="first", weight="dout", accumulate=True, swap_offsets=Fa
     return max_pool2d_backward
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (pool_backward(route="all"), "several equal maxima.*first maximum"),
-    (pool_backward(route="even"), "spreads dout evenly"),
-    (pool_backward(weight="ones"), "ignores dout"),
-    (pool_backward(weight="x"), "multiplies by x"),
-    (pool_backward(route="min"), "minimum"),
-    (pool_backward(accumulate=False), "windows overlap.*add, don't overwrite"),
-    (pool_backward(swap_offsets=True), "gradient goes to its maximum only"),
-    (lambda dout, cache: dout.copy(), "that is dout's shape"),
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (pool_backward(route="all"), "several equal maxima.*first maximum", "tied_maxima"),
+    (pool_backward(route="even"), "spreads dout evenly", "spread_evenly"),
+    (pool_backward(weight="ones"), "ignores dout", "ignores_dout"),
+    (pool_backward(weight="x"), "multiplies by x", "times_x"),
+    (pool_backward(route="min"), "routes the gradient to each window's minimum", "minimum"),
+    (pool_backward(accumulate=False), "windows overlap.*add, don't overwrite", "overlapping_windows"),
+    (pool_backward(swap_offsets=True), "the maximum's row and column offsets swapped", "offsets_swapped"),
+    (lambda dout, cache: dout.copy(), "has dout's shape", "dout_shape"),
 ], ids=["all_ties", "even", "ignores_dout", "times_x", "argmin", "overwrite", "offsets_swapped", "returns_dout"])
-def test_max_pool2d_backward_rejects(wrong, match):
-    rejects("test_max_pool2d_backward", match, max_pool2d_backward=wrong)
+def test_max_pool2d_backward_rejects(wrong, match, mistake):
+    rejects("test_max_pool2d_backward", match, f"conv.max_pool2d_backward.{mistake}", max_pool2d_backward=wrong)
 
 
 def pool_backward_vectorised(dout, cache):
@@ -603,25 +798,32 @@ def spread(dout, shape, scale):
     return np.broadcast_to(dout[:, :, None, None] * scale, shape).copy()
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda dout, x: spread(dout, x.shape, 1.0), r"H·W = \d+ times too large"),
-    (lambda dout, x: spread(dout, x.shape, 1 / x.shape[2]), r"times too large: divide by H·W"),
-    (lambda dout, x: dout[:, :, None, None] / (x.shape[2] * x.shape[3]), "broadcast to x's full shape"),
-    (lambda dout, x: np.full(x.shape, 1 / (x.shape[2] * x.shape[3])), "ignores dout"),
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda dout, x: spread(dout, x.shape, 1.0), r"is H·W times too large", "not_divided"),
+    (lambda dout, x: spread(dout, x.shape, 1 / x.shape[2]), r"divides by H or by W only: divide by H·W",
+     "divided_by_one_side"),
+    (lambda dout, x: spread(dout, x.shape, 1 / x.shape[3]), r"divides by H or by W only: divide by H·W",
+     "divided_by_one_side"),
+    (lambda dout, x: dout[:, :, None, None] / (x.shape[2] * x.shape[3]), "broadcast to x's full shape", "keepdims"),
+    (lambda dout, x: np.full(x.shape, 1 / (x.shape[2] * x.shape[3])), "ignores dout", "ignores_dout"),
     (lambda dout, x: spread(dout, x.shape, 1 / (x.shape[0] * x.shape[2] * x.shape[3])),
-     "do not divide by the batch size"),
-    (lambda dout, x: spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])) * x, "multiplies by x"),
-    (lambda dout, x: dout.copy(), "that is dout's shape"),
-    (lambda dout, x: np.moveaxis(spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])), 1, -1), "channels-last"),
+     "do not divide by the batch size", "divided_by_batch"),
+    (lambda dout, x: spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])) * x, "multiplies by x", "times_x"),
+    (lambda dout, x: dout.copy(), "has dout's shape", "dout_shape"),
+    (lambda dout, x: np.moveaxis(spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])), 1, -1), "is channels-last",
+     "channels_last"),
     (lambda dout, x: spread(np.broadcast_to(dout.mean(axis=0), dout.shape), x.shape, 1 / (x.shape[2] * x.shape[3])),
-     "Every image got the same gradient"),
+     "gives every image the same gradient", "same_for_every_image"),
     (lambda dout, x: spread(dout.T, x.shape, 1 / (x.shape[2] * x.shape[3])) if dout.shape[0] == dout.shape[1]
-     else spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])), "dout's axes are swapped"),
-    (lambda dout, x: np.broadcast_to(dout[:, :, None, None] / (x.shape[2] * x.shape[3]), x.shape), "read-only view"),
-], ids=["no_division", "divided_by_h", "keepdims", "ignores_dout", "divided_by_n", "times_x", "returns_dout",
-        "channels_last", "batch_mean", "dout_transposed", "read_only_view"])
-def test_global_avg_pool_backward_rejects(wrong, match):
-    rejects("test_global_avg_pool_backward", match, global_avg_pool_backward=wrong)
+     else spread(dout, x.shape, 1 / (x.shape[2] * x.shape[3])), r"^global_avg_pool_backward \(x \(3, 3, 2, 5\)\) "
+     "swaps dout's axes", "dout_transposed"),
+    (lambda dout, x: np.broadcast_to(dout[:, :, None, None] / (x.shape[2] * x.shape[3]), x.shape), "read-only view",
+     "read_only_view"),
+], ids=["no_division", "divided_by_h", "divided_by_w", "keepdims", "ignores_dout", "divided_by_n", "times_x",
+        "returns_dout", "channels_last", "batch_mean", "dout_transposed", "read_only_view"])
+def test_global_avg_pool_backward_rejects(wrong, match, mistake):
+    rejects("test_global_avg_pool_backward", match, f"conv.global_avg_pool_backward.{mistake}",
+            global_avg_pool_backward=wrong)
 
 
 @pytest.mark.parametrize("valid", [

@@ -123,6 +123,18 @@ def test_arguments_changed_in_place_come_back():
     assert kept is params["W"] and np.allclose(kept, 0.5)
 
 
+def test_arrays_changed_inside_a_tuple_come_back():
+    def backward(dout, cache):
+        x, w = cache
+        x[...] = 0.0            # a backward pass that spoils the forward pass's cache
+        return dout * w
+
+    cache = (np.ones(3), np.full(3, 2.0))
+    remote = session_on({"backward": backward}).resolve({"backward"})["backward"]
+    assert np.allclose(remote(np.ones(3), cache), 2.0)
+    assert np.array_equal(cache[0], np.zeros(3)) and np.array_equal(cache[1], np.full(3, 2.0))
+
+
 def test_errors_in_the_kernel_keep_builtin_types_only():
     def stub(*args):
         raise NotImplementedError("not yet")

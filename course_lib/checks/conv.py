@@ -2,137 +2,47 @@
 global average pooling and parameter counts, plus the single-thread benchmark; then the backward
 passes of convolution, max pooling and global average pooling, against torch's autograd.
 
-References come from torch, computed inside each check (``F.conv2d`` and its output shape,
-``nn.Linear``, the parameters of ``nn.Conv2d`` and ``nn.Linear`` layers built there), and from
-small hand-computed cases. When a result is wrong, the check also computes what the usual
-mistakes would have returned (a flipped kernel, padding on one side, a missing bias, ...), from
-torch as well, and names the one that matches. The student's functions are called through
-:func:`course_lib.checks.numpy_only`: this notebook's exercises are NumPy only. What only the
-notebook's kernel can see (how long a call takes, whether a returned array is writable) is measured
-there (:func:`course_grading.verdict.in_kernel`).
+Each check is a contract and a table of usual mistakes (:mod:`course_lib.checks.toolkit`). The
+references come from torch, computed inside the check (``F.conv2d`` and its output shape,
+``nn.Linear``, the parameters of ``nn.Conv2d`` and ``nn.Linear`` layers built there, autograd), or
+from worked examples; so does what each usual mistake returns (a flipped kernel, padding on one
+side, a missing bias, ...). Where a result has no value to compare (a float count, a wrong shape)
+or a mistake shows in which case first fails (overlapping windows, tied maxima), the table entry
+says how to recognise it (``shows=``).
+
+The student's functions are called through :func:`numpy_only`: this notebook's exercises are NumPy
+only. What only the notebook's kernel can see (how long a call takes, whether a returned array is
+writable) is measured there (:func:`course_lib.checks.remote.in_kernel`).
 """
 from __future__ import annotations
 
 import contextlib
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks import NumpyOnlyError, call, expect, expect_shape, expect_tuple, numpy_only, passed
+from course_lib.checks.numpy_only import numpy_only
 from course_lib.checks.remote import in_kernel
+from course_lib.checks.toolkit import (CheckFailed, Mistake, as_array, call, close, compare, describe, diagnose,
+                                       expect, expect_tuple, fail, passed)
 
 __all__ = [
     "check_conv_output_size", "check_conv2d_naive", "check_conv2d_fast", "check_linear",
     "check_global_avg_pool", "check_count_params_mlp", "check_count_params_conv",
     "check_conv2d_backward_naive", "check_conv2d_backward_fast", "check_max_pool2d", "check_max_pool2d_backward",
     "check_global_avg_pool_backward",
-    "scaled_error", "tolerance", "one_thread", "best_time", "benchmark_conv2d",
+    "one_thread", "best_time", "benchmark_conv2d",
 ]
 
 
-def scaled_error(actual, expected) -> float:
-    """max |actual − expected| / max |expected|: the error relative to the output's scale.
-
-    Unlike an entry-by-entry relative error it does not blow up on outputs that happen to
-    be close to zero (sums of products of either sign often are).
-    """
-    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    if actual.size == 0:
-        return 0.0
-    return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-30))
-
-
-def tolerance(*arrays) -> float:
+def _tolerance(*arrays) -> float:
     """1e-10 when every input is float64, else 1e-5 (float32 keeps about 7 digits)."""
     return 1e-10 if all(np.asarray(a).dtype == np.float64 for a in arrays if a is not None) else 1e-5
 
-
-def _name_mistake(actual, candidates, tol: float):
-    """The hint of the first candidate (result of a known mistake) that ``actual`` reproduces."""
-    for wrong, hint in candidates:
-        if wrong is not None and np.shape(wrong) == np.shape(actual) and scaled_error(actual, wrong) <= tol:
-            return hint
-    return None
-
-
-_CODE_WORDS = {"dx", "dw", "db", "dout"}  # names of arrays, kept in lower case at the start of a sentence
-
-
-def _sentence(text: str) -> str:
-    """``text`` with a capital first letter, unless it starts with code (``stride=2 ...``, ``w's ...``, ``dw ...``)."""
-    first = text.split(" ", 1)[0]
-    return text[0].upper() + text[1:] if first.isalpha() and first.islower() and first not in _CODE_WORDS else text
-
-
-def _call(fn, *args, hint: str = "", **kwargs):
-    """``call`` plus a hint appended when the student's code crashes (not when it is a stub)."""
-    try:
-        return call(fn, *args, **kwargs)
-    except NumpyOnlyError:
-        raise
-    except AssertionError as err:
-        if not hint or "not implemented" in str(err):
-            raise
-        raise AssertionError(f"{err} Hint: {hint}") from err.__cause__
-
-
-def _int_result(result, what: str) -> int:
-    expect(isinstance(result, (int, np.integer)) and not isinstance(result, bool),
-           f"{what} should return an int, got {result!r} ({type(result).__name__})"
-           + (" — / gives a float, floor division (//) an int." if isinstance(result, float) else "."))
-    return int(result)
-
-
-# ---------------------------------------------------------------- output size
-
-_SIZE_CASES = [  # n, kernel, padding, stride, answer (worked by hand)
-    (32, 5, 0, 1, 28), (28, 5, 2, 1, 28), (32, 3, 1, 1, 32), (32, 3, 1, 2, 16),
-    (8, 3, 0, 2, 3), (7, 3, 0, 2, 3), (5, 5, 0, 1, 1), (227, 11, 0, 4, 55), (10, 4, 3, 3, 5),
-]
-
-
-def check_conv_output_size(conv_output_size) -> None:
-    """``conv_output_size(n, kernel_size, padding=0, stride=1)`` on worked examples."""
-    conv_output_size = numpy_only(conv_output_size)
-
-    def positions(n, k, p=0, s=1):  # what torch's conv1d gives, for the usual mistakes below
-        return F.conv1d(torch.empty(1, 1, n, device="meta"), torch.empty(1, 1, k, device="meta"),
-                        stride=s, padding=p).shape[-1]
-
-    for index, (n, k, p, s, answer) in enumerate(_SIZE_CASES):
-        if index == 0:  # the text's first example, with the default padding and stride
-            what = f"conv_output_size({n}, {k})"
-            result = _int_result(call(conv_output_size, n, k), what)
-        else:
-            what = f"conv_output_size({n}, {k}, padding={p}, stride={s})"
-            result = _int_result(call(conv_output_size, n, k, padding=p, stride=s), what)
-        if result != answer:
-            mistakes = [
-                (answer - 1, "count the positions: the first window sits at 0, then one every S pixels, so add 1."),
-                (positions(n + p, k, 0, s), "padding adds P pixels on *both* sides of the input."),
-                (positions(n, k, p, 1), "the stride is missing: the window moves S pixels at a time, so there are "
-                                        "about S times fewer positions than with stride 1."),
-                (positions(n + s - 1, k, p, s),
-                 "round down (floor), not up: a window that would stick out past the edge is not used."),
-                (positions(n + 1, k, p, s) - 1, "the + 1 (the first window) comes after the division by S, not "
-                                                "inside it."),
-                (positions(n, k, 0, s) + 2 * p, "the padding belongs inside the division: the stride steps over "
-                                                "padded pixels like any other."),
-                (positions(n + 2 * k, k, p, s), "the kernel size is subtracted, not added: a larger kernel leaves "
-                                                "fewer positions."),
-            ]
-            hint = next((h for wrong, h in mistakes if wrong == result and wrong != answer), None)
-            raise AssertionError(f"{what} returned {result}, expected {answer} (a worked example in the text). "
-                                 + _sentence(hint or "Count the window positions: the first starts at the padded "
-                                                     "input's first pixel, each next one S pixels further, as long "
-                                                     "as the whole window fits."))
-    passed("conv_output_size", f"{len(_SIZE_CASES)} worked examples")
-
-
-# ---------------------------------------------------------------- convolution
 
 def _tensor(a):
     """A NumPy array (or None) as a float64 tensor."""
@@ -143,106 +53,232 @@ def _meta(shape):
     return torch.empty(tuple(shape), device="meta")
 
 
-def _conv_shape_mistakes(x, w, stride, padding, expected):
-    """(output shape a usual mistake gives, hint), the shapes from torch's conv2d on the meta device."""
-    (n, c), f = x.shape[:2], w.shape[0]
-    ho, wo = expected[2:]
-
-    def shape(x_shape, w_shape, s, p):
-        return tuple(F.conv2d(_meta(x_shape), _meta(w_shape), stride=s, padding=p).shape)
-
-    one_side = (n, c, x.shape[2] + padding, x.shape[3] + padding)
-    return [
-        (shape(x.shape, w.shape, stride, 0),
-         f"padding={padding} was ignored: add P zeros on every side of the image before sliding the kernel."),
-        (shape(x.shape, w.shape, 1, padding),
-         f"stride={stride} was ignored: the window moves S pixels at a time, so each axis has about S times "
-         "fewer positions than with stride 1."),
-        (shape(one_side, w.shape, stride, 0),
-         "the image was padded on one side only: P zeros go on every side (top, bottom, left and right)."),
-        (shape(x.shape, (*w.shape[:2], w.shape[3], w.shape[2]), stride, padding),
-         "KH and KW are mixed up: w has torch's layout (F, C, KH, KW), KH rows by KW columns."),
-        ((n, f, ho - 1, wo - 1), "one window position is missing on each axis: count the first window, at the "
-                                 "padded image's first pixel, too."),
-        ((f, n, ho, wo), "the axes are (F, N, ...): return (N, F, H_out, W_out), images first."),
-        ((n, ho, wo, f), "the output is channels-last: return (N, F, H_out, W_out) like torch."),
-        ((n, c, ho, wo), "one map per *input* channel: each of the F filters sums over all C input channels "
-                         "and gives one output map, so the result has F channels."),
-    ]
+def _holds_nan_or_inf(value, *inputs) -> bool:
+    """``shows=`` for an array that holds NaN or inf (np.empty's leftovers, a division by zero)."""
+    return not np.all(np.isfinite(as_array(value)))
 
 
-def _conv_value_mistakes(x, w, b, stride, padding, expected):
-    """(output a usual mistake gives, hint), each computed with torch's conv2d."""
-    c, (kh, kw), (ho, wo) = x.shape[1], w.shape[2:], expected.shape[2:]
-    xt, wt, bt = _tensor(x), _tensor(w), _tensor(b)
+def _call(fn, *args, crash_hint: str, **kwargs):
+    """:func:`call`, with ``crash_hint`` added to the message when the student's code raises (the layout of the
+    arguments is the usual cause)."""
+    try:
+        return call(fn, *args, **kwargs)
+    except CheckFailed as failure:
+        if failure.mistake != "crashed":
+            raise
+        fail(f"{str(failure).rstrip('.')}. {crash_hint}", failure.mistake)
 
-    def conv(image=xt, kernel=wt, bias=bt, s=stride, p=padding):
-        return F.conv2d(image, kernel, bias, stride=s, padding=p).numpy()
 
-    mistakes = [
-        (conv(kernel=wt.flip(2, 3)),
-         "the kernel is flipped: that is the textbook convolution. Deep-learning frameworks compute "
-         "cross-correlation, which multiplies each window with w as it is, without flipping it (section 2)."),
-    ]
-    if b is not None:
-        mistakes.append((conv(bias=None), "the bias is missing: add b[f] to every pixel of output map f."))
-        for times in sorted({c, kh * kw, c * kh * kw} - {1}):
-            mistakes.append((conv(bias=times * bt),
-                             f"the bias was added {times} times per output pixel: add b[f] once, after the sum."))
-    if stride > 1:
-        mistakes.append((conv(s=1)[:, :, :ho, :wo],
-                         f"stride={stride} is ignored when placing the windows: the output has the right size, "
-                         "but neighbouring windows must start S pixels apart, not 1."))
-    if padding:
-        for sides, pads in (("top/left", (2 * padding, 0) * 2), ("bottom/right", (0, 2 * padding) * 2)):
-            mistakes.append((conv(image=F.pad(xt, pads), p=0),
-                             f"the image was padded on one side only ({sides}, 2P zeros): "
-                             "put P zeros on every side instead."))
-        for mode, how in (("replicate", "repeating the edge pixels"), ("reflect", "reflection")):
-            if padding < min(x.shape[2:]):  # reflection needs an image larger than the padding
-                mistakes.append((conv(image=F.pad(xt, (padding,) * 4, mode=mode), p=0),
-                                 f"the border was padded by {how}: pad with zeros (np.pad's default mode)."))
-    if w.shape[0] == w.shape[1]:
-        mistakes.append((conv(kernel=wt.transpose(0, 1)),
-                         "w's first two axes are swapped: w[f, c] is the kernel of filter f on input channel c."))
-    if kh == kw:
-        mistakes.append((conv(kernel=wt.transpose(2, 3)),
-                         "the kernel is transposed: w[f, c, u, v] multiplies the pixel u rows down and "
-                         "v columns right of the window's corner."))
-    return mistakes
+def _where_it_runs(step, fn, *args, keeps=None, **kwargs):
+    """``step(fn, *args, **kwargs)`` through :func:`call`, run where ``fn`` lives: under the grader, in the
+    notebook's kernel (``in_kernel``), for what only the kernel sees (how long fn took, the array it returned).
+    ``step`` returns a pair whose first item is what ``fn`` returned."""
+    remote = in_kernel(step)
+
+    def through(*args, **kwargs):
+        return remote(fn, *args, **kwargs)
+
+    through.__name__ = getattr(fn, "__name__", "your function")
+    result = call(through, *args, keeps=keeps, **kwargs)
+    expect(result[0] is not None, f"{through.__name__} returned None: is the result returned at the end of the "
+                                  "function?", "returned_none")
+    return result
+
+
+def _clocked(fn, *args, **kwargs) -> tuple:
+    """``(fn(*args, **kwargs), seconds it took)``."""
+    import time
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def _writable(fn, *args) -> tuple:
+    """``(fn(*args), whether the caller may write into it)``: what the grader receives is always a copy."""
+    import numpy
+    result = fn(*args)
+    return result, not isinstance(result, numpy.ndarray) or bool(result.flags.writeable)
+
+
+# ---------------------------------------------------------------- counts (output size, parameters)
+
+def _true_division(exercise: str) -> Mistake:
+    return Mistake(f"conv.{exercise}.true_division", "returned a float: / gives a float, floor division (//) an int.",
+                   shows=lambda result, *inputs: isinstance(result, (float, np.floating)))
+
+
+def _compare_count(result, expected: int, what: str, mistakes, inputs, reference: str) -> None:
+    """:func:`compare` for a count: an int equal to ``expected``, written in full (1,578,506) where compare
+    writes six digits; ``reference`` says where ``expected`` comes from ("nn.Conv2d has")."""
+    is_int = isinstance(result, (int, np.integer)) and not isinstance(result, bool)
+    if is_int and result == expected:
+        return
+    diagnose(result, what, mistakes, inputs, tol=0)
+    expect(is_int, f"{what} returned {describe(result)}; expected an int.", "wrong_type")
+    fail(f"{what} returned {int(result):,}; {reference} {expected:,}.")
+
+
+def _positions(n, k, p=0, s=1) -> int:
+    """How many positions torch's conv1d gives a window of ``k`` on ``n`` pixels (padding ``p``, stride ``s``)."""
+    return F.conv1d(_meta((1, 1, n)), _meta((1, 1, k)), stride=s, padding=p).shape[-1]
+
+
+CONV_OUTPUT_SIZE_MISTAKES = (  # inputs: n, kernel_size, padding, stride
+    _true_division("conv_output_size"),
+    Mistake("conv.conv_output_size.no_plus_one",
+            "counts one position too few: the first window sits at 0, then one every S pixels, so add 1 (after "
+            "the division by S).", returns=lambda n, k, p, s: _positions(n, k, p, s) - 1),
+    Mistake("conv.conv_output_size.padding_once", "adds the padding once: P pixels go on both sides of the input.",
+            returns=lambda n, k, p, s: _positions(n + p, k, 0, s)),
+    Mistake("conv.conv_output_size.stride_ignored",
+            "ignores the stride: the window moves S pixels at a time, so there are about S times fewer positions "
+            "than with stride 1.", returns=lambda n, k, p, s: _positions(n, k, p, 1)),
+    Mistake("conv.conv_output_size.rounded_up",
+            "rounds up: a window that would stick out past the edge is not used, so round down (floor).",
+            returns=lambda n, k, p, s: _positions(n + s - 1, k, p, s)),
+    Mistake("conv.conv_output_size.kernel_added",
+            "adds the kernel size: a larger kernel leaves fewer positions, so subtract it.",
+            returns=lambda n, k, p, s: _positions(n + 2 * k, k, p, s)),
+)
+
+_SIZE_CASES = [  # n, kernel, padding, stride, answer (worked by hand)
+    (32, 5, 0, 1, 28), (28, 5, 2, 1, 28), (32, 3, 1, 1, 32), (32, 3, 1, 2, 16),
+    (8, 3, 0, 2, 3), (7, 3, 0, 2, 3), (5, 5, 0, 1, 1), (227, 11, 0, 4, 55), (10, 4, 3, 3, 5),
+]
+
+
+def check_conv_output_size(conv_output_size) -> None:
+    """``conv_output_size(n, kernel_size, padding=0, stride=1)`` → an int, on worked examples (the first with the
+    default padding and stride)."""
+    conv_output_size = numpy_only(conv_output_size)
+    for index, (n, k, p, s, answer) in enumerate(_SIZE_CASES):
+        if index == 0:
+            what = f"conv_output_size({n}, {k})"
+            result = call(conv_output_size, n, k, shown=f"{n}, {k}", returns="number")
+        else:
+            what = f"conv_output_size({n}, {k}, padding={p}, stride={s})"
+            result = call(conv_output_size, n, k, padding=p, stride=s, shown=f"{n}, {k}, padding={p}, stride={s}",
+                          returns="number")
+        _compare_count(result, answer, what, CONV_OUTPUT_SIZE_MISTAKES, (n, k, p, s), "the worked example gives")
+    passed("conv_output_size", f"{len(_SIZE_CASES)} worked examples")
+
+
+# ---------------------------------------------------------------- convolution
+
+def _torch_conv(x, w, b=None, stride=1, padding=0, mode="zeros") -> np.ndarray:
+    """torch's conv2d in float64: x (N, C, H, W), w (F, C, KH, KW), b (F,) or None → (N, F, H_out, W_out);
+    ``mode`` is how the border is padded (torch's ``F.pad`` modes: "replicate", "reflect")."""
+    image = _tensor(x)
+    if mode != "zeros":
+        image, padding = F.pad(image, (padding,) * 4, mode=mode), 0
+    return F.conv2d(image, _tensor(w), _tensor(b), stride=stride, padding=padding).numpy()
+
+
+def _conv_shape(x_shape, w_shape, stride=1, padding=0) -> tuple:
+    """The output shape (N, F, H_out, W_out) of torch's conv2d, from the meta device."""
+    return tuple(F.conv2d(_meta(x_shape), _meta(w_shape), stride=stride, padding=padding).shape)
+
+
+def _padded(x, before, after):
+    """x (N, C, H, W) with ``before`` rows and columns of zeros at the top and left, ``after`` at the bottom and
+    right."""
+    return np.pad(x, ((0, 0), (0, 0), (before, after), (before, after)))
+
+
+def _conv_gives_shape(shape_of):
+    """``shows=`` for a mistake recognised by its output shape ``shape_of(x, w, stride, padding)``, where that
+    differs from torch's."""
+    def shows(out, x, w, b, stride, padding):
+        return np.shape(out) == tuple(shape_of(x, w, stride, padding)) != _conv_shape(x.shape, w.shape, stride, padding)
+    return shows
+
+
+def _bias_added(times):
+    """``returns=`` for a convolution that adds b[f] ``times(C, KH, KW)`` times to each output pixel."""
+    def returns(x, w, b, stride, padding):
+        return _torch_conv(x, w, times(*w.shape[1:]) * b, stride, padding)
+    return returns
+
+
+def _windows_one_apart(x, w, b, stride, padding):
+    """The output's size is right, but its windows start 1 pixel apart, as with stride 1."""
+    h_out, w_out = _conv_shape(x.shape, w.shape, stride, padding)[2:]
+    return _torch_conv(x, w, b, 1, padding)[:, :, :h_out, :w_out]
+
+
+CONV2D_MISTAKES = (  # conv2d_naive and conv2d_fast; inputs: x, w, b, stride, padding
+    Mistake("conv.conv2d.not_finite", "holds NaN or inf: is the output array initialised (np.zeros, not np.empty)?",
+            shows=_holds_nan_or_inf),
+    Mistake("conv.conv2d.padding_ignored",
+            "has the shape of the unpadded image: add P zeros on every side of the image before sliding the kernel.",
+            shows=_conv_gives_shape(lambda x, w, s, p: _conv_shape(x.shape, w.shape, s, 0))),
+    Mistake("conv.conv2d.stride_ignored",
+            "has the shape of stride 1: the window moves S pixels at a time, so each axis has about S times fewer "
+            "positions.", shows=_conv_gives_shape(lambda x, w, s, p: _conv_shape(x.shape, w.shape, 1, p))),
+    Mistake("conv.conv2d.padded_one_side",
+            "has the shape of an image padded on one side only: P zeros go on every side (top, bottom, left and "
+            "right).",
+            shows=_conv_gives_shape(lambda x, w, s, p: _conv_shape(_padded(x, 0, p).shape, w.shape, s))),
+    Mistake("conv.conv2d.kernel_height_and_width_swapped",
+            "mixes up KH and KW: w has torch's layout (F, C, KH, KW), KH rows by KW columns.",
+            shows=_conv_gives_shape(lambda x, w, s, p: _conv_shape(x.shape, w.transpose(0, 1, 3, 2).shape, s, p))),
+    Mistake("conv.conv2d.one_position_missing",
+            "has one window position too few on each axis: count the first window, at the padded image's first "
+            "pixel, too.", shows=_conv_gives_shape(
+                lambda x, w, s, p: np.subtract(_conv_shape(x.shape, w.shape, s, p), (0, 0, 1, 1)))),
+    Mistake("conv.conv2d.filters_first", "has its axes as (F, N, ...): return (N, F, H_out, W_out), images first.",
+            shows=_conv_gives_shape(lambda x, w, s, p: np.take(_conv_shape(x.shape, w.shape, s, p), (1, 0, 2, 3)))),
+    Mistake("conv.conv2d.channels_last", "is channels-last: return (N, F, H_out, W_out) like torch.",
+            shows=_conv_gives_shape(lambda x, w, s, p: np.take(_conv_shape(x.shape, w.shape, s, p), (0, 2, 3, 1)))),
+    Mistake("conv.conv2d.maps_per_input_channel",
+            "has one map per input channel: each of the F filters sums over all C input channels and gives one "
+            "output map, so the result has F channels.",
+            shows=_conv_gives_shape(lambda x, w, s, p: (len(x), x.shape[1], *_conv_shape(x.shape, w.shape, s, p)[2:]))),
+    Mistake("conv.conv2d.flipped_kernel",
+            "flips the kernel: that is the textbook convolution. Deep-learning frameworks compute cross-correlation, "
+            "which multiplies each window with w as it is, without flipping it (section 2).",
+            returns=lambda x, w, b, s, p: _torch_conv(x, w[:, :, ::-1, ::-1], b, s, p)),
+    Mistake("conv.conv2d.bias_missing", "leaves out the bias: add b[f] to every pixel of output map f.",
+            returns=lambda x, w, b, s, p: _torch_conv(x, w, None, s, p)),
+    Mistake("conv.conv2d.bias_added_repeatedly",
+            "adds the bias once per input channel, C times per output pixel: add b[f] once, after the sum.",
+            returns=_bias_added(lambda c, kh, kw: c)),
+    Mistake("conv.conv2d.bias_added_repeatedly",
+            "adds the bias once per kernel offset, KH·KW times per output pixel: add b[f] once, after the sum.",
+            returns=_bias_added(lambda c, kh, kw: kh * kw)),
+    Mistake("conv.conv2d.bias_added_repeatedly",
+            "adds the bias once per weight, C·KH·KW times per output pixel: add b[f] once, after the sum.",
+            returns=_bias_added(lambda c, kh, kw: c * kh * kw)),
+    Mistake("conv.conv2d.windows_one_pixel_apart",
+            "places the windows 1 pixel apart: the output has the right size, but neighbouring windows must start "
+            "S pixels apart.", returns=_windows_one_apart),
+    Mistake("conv.conv2d.padded_top_left_only",
+            "pads the image on one side only (2P zeros at the top and left): put P zeros on every side instead.",
+            returns=lambda x, w, b, s, p: _torch_conv(_padded(x, 2 * p, 0), w, b, s)),
+    Mistake("conv.conv2d.padded_bottom_right_only",
+            "pads the image on one side only (2P zeros at the bottom and right): put P zeros on every side instead.",
+            returns=lambda x, w, b, s, p: _torch_conv(_padded(x, 0, 2 * p), w, b, s)),
+    Mistake("conv.conv2d.edge_padding", "pads by repeating the edge pixels: pad with zeros (np.pad's default mode).",
+            returns=lambda x, w, b, s, p: _torch_conv(x, w, b, s, p, mode="replicate")),
+    Mistake("conv.conv2d.reflect_padding", "pads by reflection: pad with zeros (np.pad's default mode).",
+            returns=lambda x, w, b, s, p: _torch_conv(x, w, b, s, p, mode="reflect")),
+)
+
+_CONV_LAYOUT = ("x is (N, C, H, W) and w is (F, C, KH, KW), torch's layout: each filter w[f] covers all C "
+                "channels of one KH×KW window of the padded image.")
 
 
 def _compare_conv(fn, name, x, w, b=None, stride=1, padding=0, use_defaults=False) -> None:
-    """Call the student's conv on one case and compare with torch, naming a recognised mistake."""
-    case = f"x {x.shape}, w {w.shape}, {'no bias' if b is None else 'bias'}, stride={stride}, padding={padding}"
-    if x.dtype == np.float32:
-        case += ", float32"
-    hint = ("x is (N, C, H, W) and w is (F, C, KH, KW), torch's layout: each filter w[f] has shape "
-            "(C, KH, KW) and covers all C channels of one KH×KW window of the padded image.")
+    """Call the student's conv on one case (``use_defaults``: as ``fn(x, w)``) and compare with torch's."""
+    case = (f"x {x.shape}, w {w.shape}, {'no bias' if b is None else 'bias'}, stride={stride}, padding={padding}"
+            + (", float32" if x.dtype == np.float32 else ""))
     if use_defaults:
-        out = _call(fn, x, w, hint=hint)
+        out = _call(fn, x, w, crash_hint=_CONV_LAYOUT, name=name, shown=case, returns="array", keeps={0: "x"})
     else:
-        out = _call(fn, x, w, b, stride=stride, padding=padding, hint=hint)
-    expected = F.conv2d(_tensor(x), _tensor(w), _tensor(b), stride=stride, padding=padding).numpy()
-    got_shape = getattr(out, "shape", None)
-    if got_shape is not None and tuple(got_shape) != expected.shape:
-        hint = next((h for shape, h in _conv_shape_mistakes(x, w, stride, padding, expected.shape)
-                     if shape == tuple(got_shape) and shape != expected.shape), None)
-        raise AssertionError(f"{name} ({case}) returned shape {tuple(got_shape)}, expected {expected.shape} "
-                             "(torch's conv2d). " + _sentence(hint or "The output is (N, F, H_out, W_out): one "
-                                                              "map per filter, one value per window position."))
-    expect_shape(out, expected.shape, f"{name}'s output ({case})")
-    out = np.asarray(out, dtype=np.float64)
-    expect(np.all(np.isfinite(out)), f"{name} ({case}) returned NaN or inf: is the output array initialised "
-           "(np.zeros, not np.empty)?")
-    tol = tolerance(x, w, b)
-    err = scaled_error(out, expected)
-    if err > tol:
-        hint = _name_mistake(out, _conv_value_mistakes(x, w, b, stride, padding, expected), max(tol, 1e-5) * 10)
-        raise AssertionError(f"{name} ({case}) differs from torch's conv2d (relative error {err:.1e}, "
-                             f"allowed {tol:.0e}). " + _sentence(hint or "Check which window each output value "
-                             "reads (where it starts in the padded image for output position (i, j)) and that "
-                             "every filter sums over all input channels and kernel offsets, then adds its bias."))
+        out = _call(fn, x, w, b, stride=stride, padding=padding, crash_hint=_CONV_LAYOUT, name=name, shown=case,
+                    returns="array", keeps={0: "x"})
+    compare(out, _torch_conv(x, w, b, stride, padding), f"{name} ({case})", tol=_tolerance(x, w, b),
+            mistakes=CONV2D_MISTAKES, inputs=(x, w, b, stride, padding), expected_as="torch's")
 
 
 def _conv_cases(rng):
@@ -275,35 +311,9 @@ def _cifar_batch(seed: int, third: tuple) -> tuple:
     return rng.standard_normal((16, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)), rng.standard_normal(third)
 
 
-def _where_it_runs(step, fn, *args, **kwargs):
-    """``step(fn, *args, **kwargs)`` through :func:`call`, run where ``fn`` lives: under the grader, in the
-    notebook's kernel (``in_kernel``), for what only the kernel sees (how long fn took, the array it returned)."""
-    remote = in_kernel(step)
-
-    def through(*args, **kwargs):
-        return remote(fn, *args, **kwargs)
-
-    through.__name__ = getattr(fn, "__name__", "your function")
-    return call(through, *args, **kwargs)
-
-
-def _clocked(fn, *args, **kwargs) -> tuple:
-    """``(fn(*args, **kwargs), seconds it took)``."""
-    import time
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
-
-
-def _writable(fn, *args) -> tuple:
-    """``(fn(*args), whether the caller may write into it)``: what the grader receives is always a copy."""
-    import numpy
-    result = fn(*args)
-    return result, not isinstance(result, numpy.ndarray) or bool(result.flags.writeable)
-
-
 def check_conv2d_naive(conv2d_naive) -> None:
-    """``conv2d_naive(x, w, b=None, stride=1, padding=0)`` against torch on small cases."""
+    """``conv2d_naive(x, w, b=None, stride=1, padding=0)``: x (N, C, H, W), w (F, C, KH, KW), b (F,) →
+    (N, F, H_out, W_out), against torch's conv2d on small cases. It must leave x as it was."""
     n = _check_conv(numpy_only(conv2d_naive), "conv2d_naive")
     passed("conv2d_naive", f"equal to torch's conv2d on {n} cases")
 
@@ -320,21 +330,42 @@ def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.5) -> None:
            f"conv2d_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed {max_seconds} s): "
            "it is not vectorised. Python loops over images, filters or output pixels are what make conv2d_naive "
            "slow; section 3 shows how to get all windows at once and combine them with the filters in one "
-           "NumPy call.")
-    expect_shape(out, (16, 16, 32, 32), "conv2d_fast's output on 16 images")
-    err = scaled_error(out, F.conv2d(_tensor(x), _tensor(w), _tensor(b), padding=1).numpy())
-    expect(err <= 1e-10, f"conv2d_fast is off on 16 images 3×32×32 with 16 filters (relative error {err:.1e}).")
+           "NumPy call.", "conv.conv2d_fast.not_vectorised")
+    compare(out, _torch_conv(x, w, b, padding=1), "conv2d_fast on 16 images 3×32×32 with 16 filters", tol=1e-10,
+            expected_as="torch's")
     passed("conv2d_fast", f"equal to torch's conv2d on {n + 1} cases; 16 CIFAR-sized images in {1000 * seconds:.0f} ms")
 
 
 # ---------------------------------------------------------------- linear layer and pooling
 
+_LINEAR_LAYOUT = "torch.nn.Linear stores weight as (out_features, in_features), one row per output unit."
+
+
+def _torch_linear(x, weight, bias=None) -> np.ndarray:
+    """torch's F.linear in float64: x (N, in_features), weight (out_features, in_features), bias (out_features,)."""
+    return F.linear(_tensor(x), _tensor(weight), _tensor(bias)).numpy()
+
+
+LINEAR_MISTAKES = (  # inputs: x, weight, bias
+    Mistake("conv.linear.examples_last",
+            "has shape (out_features, N): return one row per example, (N, out_features).",
+            shows=lambda out, x, weight, bias: np.shape(out) == (len(weight), len(x)) != (len(x), len(weight))),
+    Mistake("conv.linear.weight_not_transposed", f"uses weight as if it were (in_features, out_features): "
+                                                 f"{_LINEAR_LAYOUT}",
+            returns=lambda x, weight, bias: _torch_linear(x, weight.T, bias)),
+    Mistake("conv.linear.bias_missing", "leaves out the bias: add it to every row.",
+            returns=lambda x, weight, bias: _torch_linear(x, weight)),
+    Mistake("conv.linear.weight_not_transposed_and_bias_missing",
+            f"uses weight as if it were (in_features, out_features) and leaves out the bias: {_LINEAR_LAYOUT}",
+            returns=lambda x, weight, bias: _torch_linear(x, weight.T)),
+)
+
+
 def check_linear(linear) -> None:
-    """``linear(x, weight, bias)`` with torch.nn.Linear's layout against ``nn.Linear``."""
+    """``linear(x, weight, bias)``: x (N, in_features), weight (out_features, in_features), bias (out_features,)
+    → (N, out_features), against ``nn.Linear``. Its arguments are copies: changing them is not checked."""
     linear = numpy_only(linear)
     rng = np.random.default_rng(4)
-    layout = ("torch.nn.Linear stores weight as (out_features, in_features), one row per output unit: "
-              "check which axis of weight meets the features of x.")
     cases = [
         (rng.standard_normal((3, 4)), rng.standard_normal((4, 4)), rng.standard_normal(4)),
         (rng.standard_normal((5, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2)),
@@ -343,127 +374,152 @@ def check_linear(linear) -> None:
     ]
     for x, weight, bias in cases:
         case = f"x {x.shape}, weight {weight.shape}, bias {bias.shape}" + (", float32" if x.dtype == np.float32 else "")
-        out = _call(linear, x, weight, bias, hint=layout)
+        out = _call(linear, x, weight, bias, crash_hint=_LINEAR_LAYOUT, shown=case, returns="array")
         layer = nn.Linear(weight.shape[1], weight.shape[0], dtype=torch.float64)
         with torch.no_grad():
             layer.weight.copy_(_tensor(weight))
             layer.bias.copy_(_tensor(bias))
             expected = layer(_tensor(x)).numpy()
-        got_shape = getattr(out, "shape", None)
-        if got_shape is not None and tuple(got_shape) == expected.shape[::-1] != expected.shape:
-            raise AssertionError(f"linear ({case}) returned shape {tuple(got_shape)}, expected {expected.shape} "
-                                 f"(N, out_features): one row per example. {layout}")
-        expect_shape(out, expected.shape, f"linear's output ({case})")
-        tol = tolerance(x, weight, bias)
-        err = scaled_error(out, expected)
-        if err > tol:
-            xt, wt, bt = _tensor(x), _tensor(weight), _tensor(bias)
-            square = weight.shape[0] == weight.shape[1]  # only then does the untransposed product run
-            mistakes = [(F.linear(xt, wt.T, bt).numpy() if square else None, f"weight was not transposed. {layout}"),
-                        (F.linear(xt, wt).numpy(), "the bias is missing: add it to every row."),
-                        (F.linear(xt, wt.T).numpy() if square else None,
-                         f"weight was not transposed and the bias is missing. {layout}")]
-            hint = _name_mistake(out, mistakes, 1e-4)
-            raise AssertionError(f"linear ({case}) differs from torch.nn.Linear (relative error {err:.1e}, "
-                                 f"allowed {tol:.0e}). " + _sentence(hint or layout))
+        compare(out, expected, f"linear ({case})", tol=_tolerance(x, weight, bias), mistakes=LINEAR_MISTAKES,
+                inputs=(x, weight, bias), expected_as="nn.Linear's")
     passed("linear", f"equal to torch.nn.Linear on {len(cases)} cases")
 
 
+GLOBAL_AVG_POOL_MISTAKES = (  # inputs: x
+    Mistake("conv.global_avg_pool.keepdims",
+            "has shape (N, C, 1, 1): return (N, C), without the two axes of size 1 (no keepdims), so that a linear "
+            "layer can take it.", shows=lambda out, x: np.shape(out) == (*x.shape[:2], 1, 1)),
+    Mistake("conv.global_avg_pool.channels_averaged",
+            "averages the channels too: keep one number per channel, the mean over H and W only.",
+            shows=lambda out, x: np.shape(out) == x.shape[:1]),
+    *(Mistake("conv.global_avg_pool.wrong_axes",
+              f"averages over axes {axes}: the spatial axes of (N, C, H, W) are 2 and 3 (H and W).",
+              returns=lambda x, axes=axes: x.mean(axis=axes))
+      for axes in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3))),
+    Mistake("conv.global_avg_pool.sum", "sums instead of averaging: divide by H·W, the number of pixels of a map.",
+            returns=lambda x: x.sum(axis=(2, 3))),
+    Mistake("conv.global_avg_pool.max",
+            "takes each map's maximum (global max pooling): average its H·W values instead.",
+            returns=lambda x: x.max(axis=(2, 3))),
+)
+
+
 def check_global_avg_pool(global_avg_pool) -> None:
-    """``global_avg_pool(x)``: (N, C, H, W) → (N, C), against ``F.adaptive_avg_pool2d(x, 1)``."""
+    """``global_avg_pool(x)``: (N, C, H, W) → (N, C), against ``F.adaptive_avg_pool2d(x, 1)``. Its argument is a
+    copy: changing it is not checked."""
     global_avg_pool = numpy_only(global_avg_pool)
     rng = np.random.default_rng(5)
     cases = [rng.standard_normal((4, 4, 4, 4)), rng.standard_normal((2, 3, 5, 7)),
              (100 * rng.standard_normal((3, 5, 6, 6))).astype(np.float32)]
     for x in cases:
         case = f"x {x.shape}" + (", float32" if x.dtype == np.float32 else "")
-        out = call(global_avg_pool, x)
-        n, c, h, w = x.shape
-        expected = F.adaptive_avg_pool2d(torch.as_tensor(x.astype(np.float64)), 1).flatten(1).numpy()
-        got_shape = getattr(out, "shape", None)
-        if got_shape is not None and tuple(got_shape) == (n, c, 1, 1):
-            raise AssertionError(f"global_avg_pool ({case}) returned shape {(n, c, 1, 1)}: return (N, C), without "
-                                 "the two axes of size 1 (no keepdims), so that a linear layer can take it.")
-        if got_shape is not None and tuple(got_shape) == (n,):
-            raise AssertionError(f"global_avg_pool ({case}) returned shape {(n,)}: it averaged the channels too. "
-                                 "Keep one number per channel: average over H and W only.")
-        expect_shape(out, (n, c), f"global_avg_pool's output ({case}); pool over H and W (axes 2 and 3)")
-        tol = tolerance(x)
-        err = scaled_error(out, expected)
-        if err > tol:
-            mistakes = [(x.mean(axis=axes), f"it averaged over axes {axes}: the spatial axes of (N, C, H, W) are "
-                         "2 and 3 (H and W).") for axes in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3))]
-            mistakes += [(x.sum(axis=(2, 3)), f"it summed instead of averaging (too large by a factor H·W = {h * w})."),
-                         (x.max(axis=(2, 3)), "that is global *max* pooling; average the H·W values instead.")]
-            hint = _name_mistake(out, mistakes, 1e-4)
-            raise AssertionError(f"global_avg_pool ({case}) is off (relative error {err:.1e}, allowed {tol:.0e}). "
-                                 + _sentence(hint or "Average each (image, channel) map over its H·W pixels."))
+        out = call(global_avg_pool, x, shown=case, returns="array")
+        expected = F.adaptive_avg_pool2d(_tensor(x), 1).flatten(1).numpy()
+        compare(out, expected, f"global_avg_pool ({case})", tol=_tolerance(x), mistakes=GLOBAL_AVG_POOL_MISTAKES,
+                inputs=(x,), expected_as="torch's")
     passed("global_avg_pool", f"equal to torch's adaptive_avg_pool2d(x, 1) on {len(cases)} cases")
 
 
 # ---------------------------------------------------------------- parameter counts
 
+def _weights(layers) -> int:
+    return sum(layer.weight.numel() for layer in layers)
+
+
+def _biases(layers) -> int:
+    return sum(layer.bias.numel() for layer in layers)
+
+
+def _parameters(layers) -> int:
+    return sum(parameter.numel() for layer in layers for parameter in layer.parameters())
+
+
+def _mlp(count):
+    """``returns=`` for a count of the MLP's torch Linear layers: ``count(layers)``."""
+    def returns(d_in, hidden_sizes, d_out):
+        sizes = [d_in, *hidden_sizes, d_out]
+        return count([nn.Linear(a, b, device="meta") for a, b in zip(sizes, sizes[1:])])
+    return returns
+
+
+COUNT_PARAMS_MLP_MISTAKES = (  # inputs: d_in, hidden_sizes, d_out
+    _true_division("count_params_mlp"),
+    Mistake("conv.count_params_mlp.weights_only",
+            "counts the weights only: every Linear layer also has one bias per output unit.", returns=_mlp(_weights)),
+    Mistake("conv.count_params_mlp.no_output_biases", "leaves out the output layer's biases, one per output unit.",
+            returns=_mlp(lambda layers: _weights(layers) + _biases(layers[:-1]))),
+    Mistake("conv.count_params_mlp.biases_per_input",
+            "counts one bias per input unit: a layer has one bias per output unit.",
+            returns=_mlp(lambda layers: _weights(layers) + sum(layer.in_features for layer in layers))),
+    Mistake("conv.count_params_mlp.no_output_layer", "leaves out the last layer (H_K → D_out).",
+            returns=_mlp(lambda layers: _parameters(layers[:-1]))),
+    Mistake("conv.count_params_mlp.no_input_layer", "leaves out the first layer (D_in → H_1).",
+            returns=_mlp(lambda layers: _parameters(layers[1:]))),
+    Mistake("conv.count_params_mlp.no_hidden_to_hidden_weights",
+            "leaves out the weights between consecutive hidden layers (H_k → H_k+1).",
+            returns=_mlp(lambda layers: _weights(layers[:1] + layers[-1:]) + _biases(layers))),
+    Mistake("conv.count_params_mlp.no_hidden_layers",
+            "goes wrong without hidden layers: then the MLP is a single Linear layer D_in → D_out.",
+            shows=lambda result, d_in, hidden_sizes, d_out: len(hidden_sizes) == 0),
+)
+
+
 def check_count_params_mlp(count_params_mlp) -> None:
-    """``count_params_mlp(d_in, hidden_sizes, d_out)`` against torch Linear layers."""
+    """``count_params_mlp(d_in, hidden_sizes, d_out)`` → an int, against torch Linear layers."""
     count_params_mlp = numpy_only(count_params_mlp)
     cases = [(20, [8, 6], 4), (3072, [512], 10), (784, (256, 128, 64), 10), (10, [], 3)]
     for d_in, hidden, d_out in cases:
-        what = f"count_params_mlp({d_in}, {hidden!r}, {d_out})"
-        result = _int_result(call(count_params_mlp, d_in, hidden, d_out), what)
-        sizes = [d_in, *hidden, d_out]
-        layers = [nn.Linear(a, b, device="meta") for a, b in zip(sizes, sizes[1:])]
-        counts = [(layer.weight.numel(), layer.bias.numel()) for layer in layers]
-        expected = sum(weights + biases for weights, biases in counts)
-        if result != expected:
-            weights = sum(w for w, _ in counts)
-            mistakes = [
-                (weights, "these are the weights only: every Linear layer also has one bias per output unit."),
-                (expected - counts[-1][1], f"the output layer's {d_out} biases are missing."),
-                (weights + sum(layer.in_features for layer in layers),
-                 "a layer has one bias per *output* unit, not per input."),
-                (expected - sum(counts[-1]), f"the last layer (H_K → D_out = {d_out}) is missing."),
-                (expected - sum(counts[0]), f"the first layer (D_in = {d_in} → H_1) is missing."),
-                (expected - sum(w for w, _ in counts[1:-1]),
-                 "the weights between consecutive hidden layers (H_k → H_k+1) are missing."),
-            ]
-            hint = next((h for wrong, h in mistakes if wrong == result != expected), None)
-            if not hidden:
-                hint = hint or "with no hidden layers the MLP is a single Linear layer D_in → D_out."
-            raise AssertionError(f"{what} returned {result:,}, but the matching torch Linear layers have {expected:,} "
-                                 "parameters. "
-                                 + _sentence(hint or "Count every layer — input → first hidden, between the hidden "
-                                                     "layers, last hidden → output — each with its weights and its "
-                                                     "biases."))
+        shown = f"{d_in}, {hidden!r}, {d_out}"
+        result = call(count_params_mlp, d_in, hidden, d_out, shown=shown, returns="number")
+        expected = _mlp(_parameters)(d_in, hidden, d_out)
+        _compare_count(result, expected, f"count_params_mlp({shown})", COUNT_PARAMS_MLP_MISTAKES,
+                       (d_in, hidden, d_out), "the matching torch Linear layers have")
     passed("count_params_mlp", f"equal to torch's count on {len(cases)} MLPs")
 
 
+def _conv_layer(count):
+    """``returns=`` for a count of an nn.Conv2d layer's parameters: ``count(weights, C_in, C_out, KH, KW, bias)``."""
+    def returns(c_in, c_out, kernel_size, bias):
+        layer = nn.Conv2d(c_in, c_out, kernel_size, bias=bias, device="meta")
+        return count(layer.weight.numel(), c_in, c_out, *layer.kernel_size, bias)
+    return returns
+
+
+COUNT_PARAMS_CONV_MISTAKES = (  # inputs: in_channels, out_channels, kernel_size, bias
+    _true_division("count_params_conv"),
+    Mistake("conv.count_params_conv.biases_missing",
+            "leaves out the biases: a conv layer has one bias per filter (output channel).",
+            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights)),
+    Mistake("conv.count_params_conv.bias_flag_ignored", "counts biases although bias=False: then the layer has none.",
+            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights + c_out)),
+    Mistake("conv.count_params_conv.input_channels_missing",
+            "leaves out the input channels: each filter spans all C_in of them, with one kernel each.",
+            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights // c_in + c_out * bias)),
+    Mistake("conv.count_params_conv.one_kernel_row",
+            "counts one row of each kernel: a kernel_size k means a k×k kernel, (KH, KW) a KH×KW one; count all "
+            "its positions.",
+            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights // kw + c_out * bias)),
+    Mistake("conv.count_params_conv.biases_per_input",
+            "counts one bias per input channel: a conv layer has one per output channel (filter).",
+            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights + c_in * bias)),
+    Mistake("conv.count_params_conv.biases_per_weight",
+            "counts one bias per kernel position: a conv layer has one per filter.",
+            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights + c_out * kh * kw * bias)),
+)
+
+
 def check_count_params_conv(count_params_conv) -> None:
-    """``count_params_conv(in_channels, out_channels, kernel_size, bias=True)`` against ``nn.Conv2d``."""
+    """``count_params_conv(in_channels, out_channels, kernel_size, bias=True)`` → an int, against ``nn.Conv2d``."""
     count_params_conv = numpy_only(count_params_conv)
     # the first case tells the usual mistakes apart (no two of them give the same wrong count)
     cases = [(3, 8, 5, True), (3, 16, 3, True), (1, 6, 5, True), (3, 64, (5, 3), True), (64, 128, 3, False),
              (16, 32, (1, 7), True)]
     for c_in, c_out, k, bias in cases:
-        what = f"count_params_conv({c_in}, {c_out}, {k!r}, bias={bias})"
-        result = _int_result(call(count_params_conv, c_in, c_out, k, bias=bias), what)
-        layer = nn.Conv2d(c_in, c_out, k, bias=bias, device="meta")
-        expected = sum(p.numel() for p in layer.parameters())
-        if result != expected:
-            (kh, kw), weights = layer.kernel_size, layer.weight.numel()
-            biases = c_out if bias else 0  # what bias=True would add
-            mistakes = [
-                (weights, f"the biases are missing: a conv layer has one bias per filter ({c_out})."),
-                (weights + c_out, "bias=False means the layer has no biases."),
-                (weights // c_in + biases, f"each filter spans all {c_in} input channels, with one kernel each."),
-                (weights // kw + biases,
-                 f"a kernel_size of {k!r} means a {kh}×{kw} kernel: count every one of its positions."),
-                (weights + (c_in if bias else 0), "one bias per *output* channel (filter), not per input channel."),
-                (weights + (c_out * kh * kw if bias else 0), "one bias per filter, not one per kernel weight."),
-            ]
-            hint = next((h for wrong, h in mistakes if wrong == result != expected), None)
-            raise AssertionError(f"{what} returned {result:,}, but nn.Conv2d has {expected:,} parameters. "
-                                 + _sentence(hint or "Each filter has one weight per input channel and kernel "
-                                                     "position, and (with bias=True) one bias."))
+        shown = f"{c_in}, {c_out}, {k!r}, bias={bias}"
+        result = call(count_params_conv, c_in, c_out, k, bias=bias, shown=shown, returns="number")
+        expected = _parameters([nn.Conv2d(c_in, c_out, k, bias=bias, device="meta")])
+        _compare_count(result, expected, f"count_params_conv({shown})", COUNT_PARAMS_CONV_MISTAKES,
+                       (c_in, c_out, k, bias), "nn.Conv2d has")
     passed("count_params_conv", f"equal to nn.Conv2d's count on {len(cases)} layers")
 
 
@@ -533,11 +589,9 @@ def benchmark_conv2d(conv2d_naive, conv2d_fast, x, w, b=None, stride=1, padding=
         start = time.perf_counter()
         naive_out = conv2d_naive(x[:subset], w, b, stride=stride, padding=padding)
         naive_seconds = (time.perf_counter() - start) * n / subset
-    tol = tolerance(x, w, b)
     for name, out in (("conv2d_fast", conv2d_fast(x, w, b, stride=stride, padding=padding)),
                       ("conv2d_naive", naive_out)):
-        err = scaled_error(out, reference[:len(out)])
-        expect(err <= tol, f"{name} differs from torch's conv2d in the benchmark (relative error {err:.1e})")
+        compare(out, reference[:len(out)], f"{name} in the benchmark", tol=_tolerance(x, w, b), expected_as="torch's")
     result = {"naive_seconds": naive_seconds, "fast_seconds": fast_seconds, "torch_seconds": torch_seconds,
               "fast_vs_torch": fast_seconds / torch_seconds}
     print(f"{n} images {tuple(x.shape[1:])}, {w.shape[0]} filters {w.shape[2]}×{w.shape[3]}, stride {stride}, "
@@ -550,13 +604,15 @@ def benchmark_conv2d(conv2d_naive, conv2d_fast, x, w, b=None, stride=1, padding=
     return result
 
 
+
 # ---------------------------------------------------------------- backward passes
 #
 # References come from torch's autograd: the same forward pass in torch, then .backward(dout).
 # Cases run from simple to hard (one image and one 1×1 filter, whose windows do not overlap, then
 # overlapping windows, several images, channels and filters, padding, strides, float32), so that
-# the first failing case names what it added. Known mistakes are recognised from what torch gives
-# for them (a kernel that is not rotated, an average instead of a sum, ...).
+# the first failing case tells what it added. Known mistakes are recognised from what torch gives
+# for them (a kernel that is not rotated, an average instead of a sum, ...), and, last, from the
+# case that first fails (overlapping windows: contributions overwritten instead of added).
 
 def _grads_of(forward, inputs: dict, dout) -> dict:
     """{name: gradient} of ``(forward(**tensors) * dout).sum()`` for float64 tensors of ``inputs``."""
@@ -565,35 +621,114 @@ def _grads_of(forward, inputs: dict, dout) -> dict:
     return {name: tensor.grad.numpy() for name, tensor in tensors.items()}
 
 
-def _three_arrays(result, name: str, names=("dx", "dw", "db")):
-    """The student's (dx, dw, db), with a clear message when it is something else."""
-    expect_tuple(result, names, name)
-    for label, value in zip(names, result):
-        expect(getattr(value, "shape", None) is not None,
-               f"{name}'s {label} should be a NumPy array, got {type(value).__name__}.")
-    return result
+class _ConvGradCase(NamedTuple):
+    """One case of the convolution's backward pass: what it adds to the cases before it, its arrays, and
+    torch's gradients ``grads`` {"dx": (N, C, H, W), "dw": (F, C, KH, KW), "db": (F,)}."""
+    new: str
+    x: np.ndarray        # (N, C, H, W)
+    w: np.ndarray        # (F, C, KH, KW)
+    dout: np.ndarray     # (N, F, H_out, W_out)
+    stride: int
+    padding: int
+    grads: dict
 
 
-def _unchanged(arrays: dict, saved: dict, name: str) -> None:
-    for label, value in arrays.items():
-        expect(np.array_equal(value, saved[label]), f"{name} changed its input {label} in place: a backward pass "
-                                                    "only reads dout and the cache, and returns new arrays.")
+def _dx_of_padded(case) -> np.ndarray:
+    """The gradient of the padded image x_pad, (N, C, H + 2P, W + 2P)."""
+    n, c, h, w = case.x.shape
+    padded = (n, c, h + 2 * case.padding, w + 2 * case.padding)
+    return torch.nn.grad.conv2d_input(padded, _tensor(case.w), _tensor(case.dout), stride=case.stride).numpy()
 
 
-_CONV_BACKWARD_NEW = {  # what each case adds, and where to look when it is the first to fail
-    "windows": "with a 1×1 kernel each output entry read one pixel of x, times the kernel's one weight.",
-    "overlap": ("here the windows overlap (stride 1, kernel wider than 1): an entry of x that lies in several "
-                "windows receives a contribution from each of them — add them up instead of overwriting."),
-    "batch": ("this case has several images, channels and filters: dx sums over the filters, dw and db over the "
-              "images (and the positions), and each filter's kernel covers every input channel."),
-    "padding": ("this is the first case with padding: the forward pass slid the kernel over x_pad, so the "
-                "gradient flows into x_pad first; the P rows and columns on each side are not inputs, and dx is "
-                "what is left in the middle, where x sits in x_pad."),
-    "stride": ("this is the first case with stride 2: output (i, j) read the window that starts at "
-               "(i·S, j·S) of x_pad, so its gradient goes back to that window; rows or columns of x_pad that "
-               "no window reached get 0."),
-    "float32": "this case is float32: check the dtype of the arrays you create (an integer array rounds every entry).",
-}
+def _part_shows_shape(part: str, shape_of):
+    """``shows=`` for a mistake recognised by the shape ``shape_of(case)`` of ``part``, where torch's differs."""
+    return lambda got, case: np.shape(got) == tuple(shape_of(case)) != case.grads[part].shape
+
+
+def _first_fails_at(new: str, part: str):
+    """``shows=`` for a mistake recognised by the first case that fails, the one that adds ``new`` (``part`` has
+    the right shape)."""
+    return lambda got, case: case.new == new and np.shape(got) == case.grads[part].shape
+
+
+def _conv_backward_tail(part: str) -> tuple:
+    """The mistakes that the first failing case names, for each of dx, dw and db."""
+    return (
+        Mistake("conv.conv2d_backward.overlapping_windows",
+                "goes wrong where windows first overlap (stride 1, kernel wider than 1): an entry that lies in several "
+                "windows receives a contribution from each of them; add them up instead of overwriting.",
+                shows=_first_fails_at("overlap", part)),
+        Mistake("conv.conv2d_backward.stride",
+                "goes wrong at the first stride above 1: output (i, j) read the window that starts at (i·S, j·S) "
+                "of x_pad, so its gradient goes back to that window; rows or columns of x_pad that no window "
+                "reached get 0.", shows=_first_fails_at("stride", part)),
+    )
+
+
+_CONV_BACKWARD_NOT_FINITE = Mistake(
+    "conv.conv2d_backward.not_finite",
+    "holds NaN or inf: is every array you fill initialised (np.zeros, not np.empty)?", shows=_holds_nan_or_inf)
+
+CONV2D_BACKWARD_DX_MISTAKES = (  # conv2d_backward_naive and _fast; inputs: a _ConvGradCase
+    _CONV_BACKWARD_NOT_FINITE,
+    Mistake("conv.conv2d_backward.dx_padded",
+            "has the padded image's shape: drop the P rows and columns of padding on each side.",
+            shows=_part_shows_shape("dx", lambda case: _dx_of_padded(case).shape)),
+    Mistake("conv.conv2d_backward.kernel_not_rotated",
+            "is what the kernels used as they are give: going backwards, kernel offset (u, v) carries dout from "
+            "output (i, j) to the input pixel (i·S + u, j·S + v). Written as a correlation over dout, that is the "
+            "kernel rotated by 180° (section 7).",
+            returns=lambda case: torch.nn.grad.conv2d_input(case.x.shape, _tensor(case.w[:, :, ::-1, ::-1]),
+                                                            _tensor(case.dout), stride=case.stride,
+                                                            padding=case.padding).numpy()),
+    Mistake("conv.conv2d_backward.dx_cut_top_left",
+            "was cut from the top left corner of the padded image's gradient: x sits in its middle, P rows and "
+            "columns in from each side.",
+            returns=lambda case: _dx_of_padded(case)[:, :, :case.x.shape[2], :case.x.shape[3]]),
+    Mistake("conv.conv2d_backward.dx_cut_bottom_right",
+            "was cut from the bottom right corner of the padded image's gradient: x sits in its middle, P rows and "
+            "columns in from each side.",
+            returns=lambda case: _dx_of_padded(case)[:, :, 2 * case.padding:, 2 * case.padding:]),
+    *_conv_backward_tail("dx"),
+)
+
+CONV2D_BACKWARD_DW_MISTAKES = (
+    _CONV_BACKWARD_NOT_FINITE,
+    Mistake("conv.conv2d_backward.dw_per_image", "has one dw per image: sum over the images (the batch axis).",
+            shows=_part_shows_shape("dw", lambda case: (len(case.x), *case.w.shape))),
+    Mistake("conv.conv2d_backward.dw_axes_swapped",
+            "has its first two axes swapped: dw has w's layout (F, C, KH, KW).",
+            shows=_part_shows_shape("dw", lambda case: np.take(case.w.shape, (1, 0, 2, 3)))),
+    Mistake("conv.conv2d_backward.dw_batch_mean",
+            "is the mean over the images: dw is their sum, N times larger.",
+            returns=lambda case: case.grads["dw"] / len(case.x)),
+    Mistake("conv.conv2d_backward.dw_rotated",
+            "is rotated by 180°: weight w[f, c, u, v] multiplied the pixel u rows down and v columns right of each "
+            "window's corner, so dw[f, c, u, v] collects that pixel times the window's entry of dout.",
+            returns=lambda case: case.grads["dw"][:, :, ::-1, ::-1]),
+    Mistake("conv.conv2d_backward.dw_position_mean",
+            "is the mean over the output positions: dw is their sum, H_out·W_out times larger.",
+            returns=lambda case: case.grads["dw"] / np.prod(case.dout.shape[2:])),
+    *_conv_backward_tail("dw"),
+)
+
+CONV2D_BACKWARD_DB_MISTAKES = (
+    _CONV_BACKWARD_NOT_FINITE,
+    Mistake("conv.conv2d_backward.db_per_image", "has one db per image: sum over the images too.",
+            shows=_part_shows_shape("db", lambda case: case.dout.shape[:2])),
+    Mistake("conv.conv2d_backward.db_per_position", "has one db per output position: sum over the positions too.",
+            shows=_part_shows_shape("db", lambda case: case.dout.shape[1:])),
+    Mistake("conv.conv2d_backward.db_is_dout", "has dout's shape: sum dout over the images and positions.",
+            shows=_part_shows_shape("db", lambda case: case.dout.shape)),
+    Mistake("conv.conv2d_backward.db_one_number",
+            "is one number for all filters: each filter has its own bias, so db has one entry per filter.",
+            shows=_part_shows_shape("db", lambda case: ())),
+    Mistake("conv.conv2d_backward.db_mean", "is the mean of dout: db is its sum over the images and positions.",
+            returns=lambda case: case.grads["db"] / (len(case.x) * np.prod(case.dout.shape[2:]))),
+    Mistake("conv.conv2d_backward.db_batch_mean", "is the mean over the images: sum over them too, don't average.",
+            returns=lambda case: case.grads["db"] / len(case.x)),
+    *_conv_backward_tail("db"),
+)
 
 
 def _conv_backward_cases(rng):
@@ -611,54 +746,8 @@ def _conv_backward_cases(rng):
     ]
 
 
-def _conv_backward_mistakes(part, x, w, dout, stride, padding, expected):
-    """(what a known mistake gives for ``part``, hint), each computed with torch."""
-    xt, wt, dt = _tensor(x), _tensor(w), _tensor(dout)
-    n, (ho, wo) = x.shape[0], dout.shape[-2:]
-    grad_input = torch.nn.grad.conv2d_input
-    if part == "dx":
-        mistakes = [(grad_input(x.shape, wt.flip(2, 3), dt, stride=stride, padding=padding).numpy(),
-                     "dx matches the kernels used as they are: going backwards, kernel offset (u, v) carries "
-                     "dout from output (i, j) to the input pixel (i·S + u, j·S + v). Written as a correlation "
-                     "over dout, that is the kernel rotated by 180° (section 7).")]
-        if w.shape[0] == w.shape[1]:
-            mistakes.append((grad_input(x.shape, wt.transpose(0, 1), dt, stride=stride, padding=padding).numpy(),
-                             "w's first two axes are swapped: dx[n, c] collects, over the filters f, dout[n, f] "
-                             "through the kernel w[f, c]."))
-        if padding:
-            padded = (x.shape[0], x.shape[1], x.shape[2] + 2 * padding, x.shape[3] + 2 * padding)
-            dx_pad = grad_input(padded, wt, dt, stride=stride).numpy()
-            mistakes += [(dx_pad[:, :, :x.shape[2], :x.shape[3]], "dx was cut from the top left corner of the "
-                          "padded image's gradient: x sits in its middle, P rows and columns in from each side."),
-                         (dx_pad[:, :, 2 * padding:, 2 * padding:], "dx was cut from the bottom right corner of "
-                          "the padded image's gradient: x sits in its middle, P rows and columns in from each side.")]
-        return mistakes
-    if part == "dw":
-        return [(expected / n, f"dw is {n} times too small: it is the *sum* over the batch, not the mean."),
-                (expected[:, :, ::-1, ::-1], "dw is rotated by 180°: weight w[f, c, u, v] multiplied the pixel u "
-                                             "rows down and v columns right of each window's corner, so dw[f, c, u, "
-                                             "v] collects that pixel times the window's entry of dout."),
-                (expected / (ho * wo), f"dw is {ho * wo} times too small: sum over the output positions, don't "
-                                       "average.")]
-    return [(expected / (n * ho * wo), "db is the mean of dout: it is the sum over the images and positions."),
-            (expected / n, f"db is {n} times too small: sum over the images too, don't average."),
-            (expected / (ho * wo), f"db is {ho * wo} times too small: sum over the positions, don't average.")]
-
-
-def _shape_hint(part, shape, x, w, dout, padding) -> str:
-    n, f, ho, wo = dout.shape
-    c = x.shape[1]
-    hints = {
-        "dx": {(n, c, x.shape[2] + 2 * padding, x.shape[3] + 2 * padding):
-               "that is the padded image's shape: drop the P rows and columns of padding on each side."},
-        "dw": {(n, *w.shape): "one dw per image: sum over the batch axis.",
-               (c, f, *w.shape[2:]): "the first two axes are swapped: dw has w's layout (F, C, KH, KW)."},
-        "db": {(n, f): "one db per image: sum over the images too.",
-               (f, ho, wo): "one db per position: sum over the positions too.",
-               (n, f, ho, wo): "that is dout's shape: sum it over the images and positions.",
-               (): "one number for all filters: each filter has its own bias, so db has one entry per filter."},
-    }
-    return hints[part].get(tuple(shape), f"{part} has the shape of what it is the gradient of.")
+_CONV_BACKWARD_PARTS = (("dx", CONV2D_BACKWARD_DX_MISTAKES), ("dw", CONV2D_BACKWARD_DW_MISTAKES),
+                        ("db", CONV2D_BACKWARD_DB_MISTAKES))
 
 
 def _check_conv_backward(fn, name: str) -> int:
@@ -666,36 +755,24 @@ def _check_conv_backward(fn, name: str) -> int:
     cases = _conv_backward_cases(rng)
     for new, x, w, stride, padding in cases:
         b = rng.standard_normal(w.shape[0]).astype(x.dtype)
-        out_shape = F.conv2d(_meta(x.shape), _meta(w.shape), stride=stride, padding=padding).shape
-        dout = rng.standard_normal(tuple(out_shape)).astype(x.dtype)
-        expected = _grads_of(lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
-                             {"x": x, "w": w, "b": b}, dout)
-        case = (f"x {x.shape}, w {w.shape}, stride={stride}, padding={padding}"
-                + (", float32" if x.dtype == np.float32 else ""))
-        saved = {"dout": dout.copy(), "x": x.copy(), "w": w.copy()}
-        result = _three_arrays(_call(fn, dout, (x, w, stride, padding)), name)
-        _unchanged({"dout": dout, "x": x, "w": w}, saved, name)
-        tol = tolerance(x, w)
-        for part, got, key in zip(("dx", "dw", "db"), result, ("x", "w", "b")):
-            want = expected[key]
-            if tuple(got.shape) != want.shape:
-                raise AssertionError(f"{name} ({case}): {part} has shape {tuple(got.shape)}, expected {want.shape}: "
-                                     + _shape_hint(part, got.shape, x, w, dout, padding))
-            expect(np.all(np.isfinite(np.asarray(got, dtype=np.float64))),
-                   f"{name} ({case}): {part} contains NaN or inf: is every array you fill initialised (np.zeros, "
-                   "not np.empty)?")
-            err = scaled_error(got, want)
-            if err > tol:
-                mistakes = _conv_backward_mistakes(part, x, w, dout, stride, padding, want)
-                hint = _name_mistake(got, mistakes, max(tol, 1e-5) * 10) or _CONV_BACKWARD_NEW[new] or (
-                    f"compare {part} with the formula of section 7, on this small case by hand.")
-                raise AssertionError(f"{name} ({case}): {part} differs from torch's autograd (relative error "
-                                     f"{err:.1e}, allowed {tol:.0e}). " + _sentence(hint))
+        dout = rng.standard_normal(_conv_shape(x.shape, w.shape, stride, padding)).astype(x.dtype)
+        grads = _grads_of(lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
+                          {"x": x, "w": w, "b": b}, dout)
+        case = _ConvGradCase(new, x, w, dout, stride, padding, {f"d{key}": grad for key, grad in grads.items()})
+        shown = (f"x {x.shape}, w {w.shape}, stride={stride}, padding={padding}"
+                 + (", float32" if x.dtype == np.float32 else ""))
+        result = call(fn, dout, (x, w, stride, padding), name=name, shown=f"dout, cache with {shown}",
+                      returns=("dx", "dw", "db"), keeps={0: "dout", 1: "cache"})
+        for (part, mistakes), got in zip(_CONV_BACKWARD_PARTS, result):
+            compare(got, case.grads[part], f"{name}'s {part} ({shown})", tol=_tolerance(x, w), mistakes=mistakes,
+                    inputs=(case,), expected_as="torch's")
     return len(cases)
 
 
 def check_conv2d_backward_naive(conv2d_backward_naive) -> None:
-    """``conv2d_backward_naive(dout, cache)`` with cache = (x, w, stride, padding), against torch's autograd."""
+    """``conv2d_backward_naive(dout, cache)`` with cache = (x, w, stride, padding): dout (N, F, H_out, W_out) →
+    (dx, dw, db) of shapes (N, C, H, W), (F, C, KH, KW), (F,), against torch's autograd. It must leave dout and the
+    cache as they were (a backward pass only reads them)."""
     n = _check_conv_backward(numpy_only(conv2d_backward_naive), "conv2d_backward_naive")
     passed("conv2d_backward_naive", f"dx, dw and db equal to torch's autograd on {n} cases")
 
@@ -710,14 +787,18 @@ def check_conv2d_backward_fast(conv2d_backward_fast, max_seconds: float = 1.0) -
     expect(seconds <= max_seconds,
            f"conv2d_backward_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed "
            f"{max_seconds} s): it is not vectorised. Loops over images, filters or output pixels are what make "
-           "conv2d_backward_naive slow; section 7 writes dw and dx as contractions over all windows at once.")
+           "conv2d_backward_naive slow; section 7 writes dw and dx as contractions over all windows at once.",
+           "conv.conv2d_backward_fast.not_vectorised")
+    expect_tuple(result, ("dx", "dw", "db"), "conv2d_backward_fast")
     expected = _grads_of(lambda x, w: F.conv2d(x, w, padding=1), {"x": x, "w": w}, dout)
-    for part, got, key in zip(("dx", "dw"), _three_arrays(result, "conv2d_backward_fast")[:2], ("x", "w")):
-        err = scaled_error(got, expected[key]) if tuple(got.shape) == expected[key].shape else np.inf
-        expect(err <= 1e-10, f"conv2d_backward_fast's {part} is off on 16 images 3×32×32 (relative error {err:.1e}).")
+    for part, got in zip(("dx", "dw"), result):
+        compare(got, expected[part[1:]], f"conv2d_backward_fast's {part} on 16 images 3×32×32", tol=1e-10,
+                expected_as="torch's")
     passed("conv2d_backward_fast", f"equal to torch's autograd on {n + 1} cases; 16 CIFAR-sized images in "
                                    f"{1000 * seconds:.0f} ms")
 
+
+# ---------------------------------------------------------------- max pooling
 
 def _pool_cases(rng):
     def r(*shape):
@@ -734,154 +815,204 @@ def _pool_cases(rng):
     ]
 
 
-_POOL_NEW = {
-    "windows": "",
-    "batch": "this case has several images and channels: each channel of each image is pooled on its own.",
-    "kernel": "this case uses kernel_size=3 (and so stride 3): windows of 3×3, one every 3 pixels.",
-    "odd": ("here the size is not a multiple of the stride (5×7 with 2×2 windows): the last row and column fit "
-            "no window and are dropped, as in conv_output_size."),
-    "overlap": ("here the stride is smaller than the window, so windows overlap: an entry of x can be the "
-                "maximum of several windows and then collects the gradient of each of them — add, don't overwrite."),
-    "float32": "this case is float32: check the dtype of the arrays you create (an integer array rounds every entry).",
-}
-
-
 def _pool_case(x, k, stride) -> str:
     return (f"x {x.shape}, kernel_size={k}" + ("" if stride is None else f", stride={stride}")
             + (", float32" if x.dtype == np.float32 else ""))
 
 
+def _torch_max_pool(x, k, stride=None) -> np.ndarray:
+    """torch's max_pool2d in float64: x (N, C, H, W) → (N, C, H_out, W_out)."""
+    return F.max_pool2d(_tensor(x), k, stride).numpy()
+
+
+def _pool_shape(x_shape, k, stride=None, ceil_mode=False) -> tuple:
+    return tuple(F.max_pool2d(_meta(x_shape), k, stride, ceil_mode=ceil_mode).shape)
+
+
+def _pool_gives_shape(shape_of):
+    """``shows=`` for a mistake recognised by its output shape ``shape_of(x, k, stride)``, where torch's differs."""
+    def shows(out, x, k, stride):
+        return np.shape(out) == tuple(shape_of(x, k, stride)) != _pool_shape(x.shape, k, stride)
+    return shows
+
+
+MAX_POOL2D_MISTAKES = (  # inputs: x, kernel_size, stride (None: the default)
+    Mistake("conv.max_pool2d.returns_tuple",
+            "returned a tuple: return the pooled array only (the backward pass gets the forward's inputs as its "
+            "cache).", shows=lambda out, *inputs: isinstance(out, tuple)),
+    Mistake("conv.max_pool2d.stride_one_by_default",
+            "has the shape of stride 1: the default stride is kernel_size (windows side by side, as nn.MaxPool2d).",
+            shows=lambda out, x, k, stride: stride is None and _pool_gives_shape(
+                lambda x, k, stride: _pool_shape(x.shape, k, 1))(out, x, k, stride)),
+    Mistake("conv.max_pool2d.rounded_up",
+            "has a window more where the size is not a multiple of the stride: a window that would stick out past "
+            "the edge is not used, so round down.",
+            shows=_pool_gives_shape(lambda x, k, stride: _pool_shape(x.shape, k, stride, ceil_mode=True))),
+    Mistake("conv.max_pool2d.channels_pooled", "pools over the channels too: pool each channel on its own.",
+            shows=_pool_gives_shape(lambda x, k, stride: np.take(_pool_shape(x.shape, k, stride), (0, 2, 3)))),
+    Mistake("conv.max_pool2d.channels_last", "is channels-last: keep (N, C, H_out, W_out).",
+            shows=_pool_gives_shape(lambda x, k, stride: np.take(_pool_shape(x.shape, k, stride), (0, 2, 3, 1)))),
+    Mistake("conv.max_pool2d.average", "is average pooling: take each window's maximum.",
+            returns=lambda x, k, stride: F.avg_pool2d(_tensor(x), k, stride).numpy()),
+    Mistake("conv.max_pool2d.minimum", "takes each window's minimum: take the maximum.",
+            returns=lambda x, k, stride: -_torch_max_pool(-x, k, stride)),
+    Mistake("conv.max_pool2d.rows_and_columns_swapped",
+            "mixes up rows and columns: output (i, j) is the maximum of the window at row i·S, column j·S.",
+            returns=lambda x, k, stride: _torch_max_pool(x, k, stride).transpose(0, 1, 3, 2)),
+)
+
+
 def check_max_pool2d(max_pool2d) -> None:
-    """``max_pool2d(x, kernel_size=2, stride=None)`` against torch's ``F.max_pool2d``."""
+    """``max_pool2d(x, kernel_size=2, stride=None)``: x (N, C, H, W) → (N, C, H_out, W_out), against torch's
+    ``F.max_pool2d``. It must leave x as it was."""
     max_pool2d = numpy_only(max_pool2d)
     cases = _pool_cases(np.random.default_rng(8))
     for new, x, k, stride in cases:
         case = _pool_case(x, k, stride)
-        before = x.copy()
-        out = call(max_pool2d, x, k) if stride is None else call(max_pool2d, x, k, stride)
-        _unchanged({"x": x}, {"x": before}, "max_pool2d")
-        xt = _tensor(x)
-        expected = F.max_pool2d(xt, k, stride).numpy()
-        if isinstance(out, tuple):
-            raise AssertionError(f"max_pool2d ({case}) returned a tuple: return the pooled array only (the backward "
-                                 "pass gets the forward's inputs as its cache).")
-        shape = tuple(getattr(out, "shape", ()))
-        if shape != expected.shape:
-            hints = {tuple(F.max_pool2d(xt, k, 1).shape): "the default stride is kernel_size (windows side by "
-                                                          "side, as nn.MaxPool2d), not 1.",
-                     tuple(F.max_pool2d(xt, k, stride, ceil_mode=True).shape):
-                         "a window that would stick out past the edge is not used: round down.",
-                     (x.shape[0], *expected.shape[2:]): "it pooled over the channels too: pool each channel on its own.",
-                     tuple(np.moveaxis(expected, 1, -1).shape): "the output is channels-last: keep (N, C, H_out, W_out)."}
-            raise AssertionError(f"max_pool2d ({case}) returned shape {shape}, expected {expected.shape}. "
-                                 + _sentence(hints.get(shape, "Each of the C maps of each image gives a map of "
-                                                              "window maxima, one per window position.")))
-        tol = tolerance(x)
-        err = scaled_error(out, expected)
-        if err > tol:
-            mistakes = [(F.avg_pool2d(xt, k, stride).numpy(), "that is average pooling: take each window's maximum."),
-                        (-F.max_pool2d(-xt, k, stride).numpy(), "that is each window's minimum: take the maximum."),
-                        (F.max_pool2d(xt.transpose(2, 3), k, stride).transpose(2, 3).numpy()
-                         if x.shape[2] != x.shape[3] else None,
-                         "rows and columns are mixed up: output (i, j) is the maximum of the window at row i·S, "
-                         "column j·S.")]
-            hint = _name_mistake(out, mistakes, 1e-6) or _POOL_NEW[new] or "compare with the definition of section 7."
-            raise AssertionError(f"max_pool2d ({case}) differs from torch's max_pool2d (relative error {err:.1e}). "
-                                 + _sentence(hint))
+        args = (x, k) if stride is None else (x, k, stride)
+        out = call(max_pool2d, *args, shown=case, returns="array", keeps={0: "x"})
+        compare(out, _torch_max_pool(x, k, stride), f"max_pool2d ({case})", tol=_tolerance(x),
+                mistakes=MAX_POOL2D_MISTAKES, inputs=(x, k, stride), expected_as="torch's")
     passed("max_pool2d", f"equal to torch's max_pool2d on {len(cases)} cases")
 
 
+class _PoolGradCase(NamedTuple):
+    """One case of max pooling's backward pass: what it adds to the cases before it, its arrays, and torch's
+    gradient ``dx``."""
+    new: str
+    x: np.ndarray        # (N, C, H, W)
+    kernel_size: int
+    stride: int
+    dout: np.ndarray     # (N, C, H_out, W_out)
+    dx: np.ndarray       # (N, C, H, W)
+
+
+def _pool_grad(case, pool=F.max_pool2d, dout=None) -> np.ndarray:
+    """The gradient of ``pool`` (torch's) for ``case``, of ``dout`` (the case's by default)."""
+    forward = lambda x: pool(x, case.kernel_size, case.stride)  # noqa: E731
+    return _grads_of(forward, {"x": case.x}, case.dout if dout is None else dout)["x"]
+
+
+def _offsets_swapped(case) -> np.ndarray:
+    """dx when each window's gradient goes to the entry at offset (v, u) in the window, its maximum being at (u, v)."""
+    _, where = F.max_pool2d(_tensor(case.x), case.kernel_size, case.stride, return_indices=True)
+    rows, cols = np.divmod(where.numpy(), case.x.shape[3])  # of each window's maximum, in x
+    h_out, w_out = case.dout.shape[2:]
+    top, left = (np.arange(h_out) * case.stride)[:, None], (np.arange(w_out) * case.stride)[None, :]
+    n, c = np.indices(case.dout.shape)[:2]
+    dx = np.zeros(case.x.shape)
+    np.add.at(dx, (n, c, top + (cols - left), left + (rows - top)), case.dout)
+    return dx
+
+
+MAX_POOL2D_BACKWARD_MISTAKES = (  # inputs: a _PoolGradCase
+    Mistake("conv.max_pool2d_backward.dout_shape",
+            "has dout's shape: dx has one entry per entry of x, most of them 0.",
+            shows=lambda dx, case: np.shape(dx) == case.dout.shape != case.x.shape),
+    Mistake("conv.max_pool2d_backward.spread_evenly",
+            "spreads dout evenly over each window, as average pooling would: in max pooling only the window's "
+            "maximum reached the output, so only it receives the gradient.",
+            returns=lambda case: _pool_grad(case, F.avg_pool2d)),
+    Mistake("conv.max_pool2d_backward.ignores_dout",
+            "marks where the maxima are but ignores dout: by the chain rule the maximum receives dout of its window "
+            "(times 1).", returns=lambda case: _pool_grad(case, dout=np.ones(case.dout.shape))),
+    Mistake("conv.max_pool2d_backward.times_x",
+            "multiplies by x: the maximum passed x through unchanged, so its local derivative is 1 and it receives "
+            "dout as it is.", returns=lambda case: case.dx * case.x),
+    Mistake("conv.max_pool2d_backward.minimum", "routes the gradient to each window's minimum: it goes to the maximum.",
+            returns=lambda case: _pool_grad(case, lambda x, k, s: -F.max_pool2d(-x, k, s))),
+    Mistake("conv.max_pool2d_backward.offsets_swapped",
+            "sends each window's gradient to the entry with the maximum's row and column offsets swapped: offset "
+            "(u, v) in a window is u rows down and v columns right of its corner.", returns=_offsets_swapped),
+    Mistake("conv.max_pool2d_backward.tied_maxima",
+            "goes wrong where windows hold several equal maxima (zeros, as after a ReLU). The maximum passed on one "
+            "value, so one entry receives the gradient: the first maximum in row-by-row order, as PyTorch picks it "
+            "(np.argmax returns the first). dx must sum to what dout sums to.",
+            shows=lambda dx, case: case.new == "ties" and np.shape(dx) == case.x.shape),
+    Mistake("conv.max_pool2d_backward.overlapping_windows",
+            "goes wrong where windows overlap (stride smaller than the window): an entry of x can be the maximum of "
+            "several windows and then collects the gradient of each of them; add, don't overwrite.",
+            shows=lambda dx, case: case.new == "overlap" and np.shape(dx) == case.x.shape),
+)
+
+
 def check_max_pool2d_backward(max_pool2d_backward) -> None:
-    """``max_pool2d_backward(dout, cache)`` with cache = (x, kernel_size, stride), against torch's autograd;
-    windows with tied maxima send the gradient to the first of them, as torch does."""
+    """``max_pool2d_backward(dout, cache)`` with cache = (x, kernel_size, stride): dout (N, C, H_out, W_out) → dx
+    (N, C, H, W), against torch's autograd; windows with tied maxima send the gradient to the first of them, as
+    torch does. It must leave dout and the cache as they were."""
     max_pool2d_backward = numpy_only(max_pool2d_backward)
     rng = np.random.default_rng(9)
     ties = np.maximum(rng.standard_normal((2, 2, 6, 6)).round(0), 0)   # as after a ReLU: many windows all 0
     cases = [*_pool_cases(rng), ("ties", ties, 2, None)]
     for new, x, k, stride in cases:
-        case = _pool_case(x, k, stride)
-        shape = tuple(F.max_pool2d(_meta(x.shape), k, stride).shape)
+        shown = _pool_case(x, k, stride)
+        shape = _pool_shape(x.shape, k, stride)
         dout = (rng.uniform(0.5, 2.0, shape) * rng.choice([-1, 1], shape)).astype(x.dtype)
         expected = _grads_of(lambda x: F.max_pool2d(x, k, stride), {"x": x}, dout)["x"]
-        saved = {"dout": dout.copy(), "x": x.copy()}
-        dx = call(max_pool2d_backward, dout, (x, k, stride or k))
-        _unchanged({"dout": dout, "x": x}, saved, "max_pool2d_backward")
-        got_shape = tuple(getattr(dx, "shape", ()))
-        if got_shape != x.shape:
-            raise AssertionError(f"max_pool2d_backward ({case}) returned shape {got_shape}, expected x's {x.shape}: "
-                                 + ("that is dout's shape; dx has one entry per entry of x." if got_shape == shape
-                                    else "dx has one entry per entry of x, most of them 0."))
-        tol = tolerance(x)
-        err = scaled_error(dx, expected)
-        if err > tol:
-            xt, ones = _tensor(x), np.ones(shape)
-            mistakes = [
-                (_grads_of(lambda x: F.avg_pool2d(x, k, stride), {"x": x}, dout)["x"],
-                 "dx spreads dout evenly over each window, as average pooling would: in max pooling only the "
-                 "window's maximum reached the output, so only it receives the gradient."),
-                (_grads_of(lambda x: F.max_pool2d(x, k, stride), {"x": x}, ones)["x"],
-                 "dx marks where the maxima are but ignores dout: by the chain rule the maximum receives dout "
-                 "of its window (times 1)."),
-                (expected * x, "dx multiplies by x: the maximum passed x through unchanged, so its local "
-                               "derivative is 1 and it receives dout as it is."),
-                (_grads_of(lambda x: -F.max_pool2d(-x, k, stride), {"x": x}, dout)["x"],
-                 "dx routes the gradient to each window's minimum: it goes to the maximum."),
-            ]
-            hint = _name_mistake(dx, mistakes, 1e-6)
-            if hint is None and new == "ties":
-                hint = ("in this case many windows hold several equal maxima (zeros, as after a ReLU). The maximum "
-                        "passed on one value, so one entry must receive the gradient: the first maximum in "
-                        "row-by-row order, as PyTorch picks it (np.argmax returns the first). dx sums to "
-                        f"{float(np.sum(dx)):.3g} here, dout to {float(np.sum(dout)):.3g}: they must be equal.")
-            raise AssertionError(f"max_pool2d_backward ({case}) differs from torch's autograd (relative error "
-                                 f"{err:.1e}). " + _sentence(hint or _POOL_NEW[new]
-                                                             or "each window's gradient goes to its maximum only."))
+        case = _PoolGradCase(new, x, k, stride or k, dout, expected)
+        dx = call(max_pool2d_backward, dout, (x, k, stride or k), shown=f"dout, cache with {shown}", returns="array",
+                  keeps={0: "dout", 1: "cache"})
+        compare(dx, case.dx, f"max_pool2d_backward ({shown})", tol=_tolerance(x), mistakes=MAX_POOL2D_BACKWARD_MISTAKES,
+                inputs=(case,), expected_as="torch's")
     passed("max_pool2d_backward", f"equal to torch's autograd on {len(cases)} cases, tied maxima included")
 
 
+def _avg_pool_grad(dout, x) -> np.ndarray:
+    """torch's gradient of global average pooling: dout (N, C), x (N, C, H, W) → (N, C, H, W)."""
+    return _grads_of(lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1), {"x": x}, dout)["x"]
+
+
+def _divided_by_one_side(dx, dout, x) -> bool:
+    """Whether dx divides dout by H or by W only, not by H·W."""
+    return any(close(dx, _avg_pool_grad(dout, x) * side) for side in x.shape[2:])
+
+
+GLOBAL_AVG_POOL_BACKWARD_MISTAKES = (  # inputs: dout, x
+    Mistake("conv.global_avg_pool_backward.keepdims",
+            "has shape (N, C, 1, 1): each of the H·W pixels of a map gets its share, so broadcast to x's full shape.",
+            shows=lambda dx, dout, x: np.shape(dx) == (*x.shape[:2], 1, 1) != x.shape),
+    Mistake("conv.global_avg_pool_backward.channels_last", "is channels-last: keep x's layout (N, C, H, W).",
+            shows=lambda dx, dout, x: np.shape(dx) == tuple(np.take(x.shape, (0, 2, 3, 1))) != x.shape),
+    Mistake("conv.global_avg_pool_backward.dout_shape", "has dout's shape: dx has one entry per pixel of x.",
+            shows=lambda dx, dout, x: np.shape(dx) == dout.shape),
+    Mistake("conv.global_avg_pool_backward.not_divided",
+            "is H·W times too large: the mean divides by H·W, and so does its gradient.",
+            returns=lambda dout, x: _avg_pool_grad(dout, x) * x.shape[2] * x.shape[3]),
+    Mistake("conv.global_avg_pool_backward.divided_by_one_side",
+            "divides by H or by W only: divide by H·W, the number of pixels averaged.", shows=_divided_by_one_side),
+    Mistake("conv.global_avg_pool_backward.divided_by_batch",
+            "is N times too small: each image's map is averaged on its own; do not divide by the batch size.",
+            returns=lambda dout, x: _avg_pool_grad(dout, x) / len(x)),
+    Mistake("conv.global_avg_pool_backward.same_for_every_image",
+            "gives every image the same gradient: each image keeps its own dout[n, c].",
+            returns=lambda dout, x: np.broadcast_to(_avg_pool_grad(dout, x).mean(axis=0), x.shape)),
+    Mistake("conv.global_avg_pool_backward.ignores_dout",
+            "ignores dout: by the chain rule each pixel receives dout[n, c] times its local derivative 1/(H·W).",
+            returns=lambda dout, x: np.full(x.shape, 1 / (x.shape[2] * x.shape[3]))),
+    Mistake("conv.global_avg_pool_backward.times_x",
+            "multiplies by x: the mean is linear, so its local derivative is the constant 1/(H·W), not x.",
+            returns=lambda dout, x: _avg_pool_grad(dout, x) * x),
+    Mistake("conv.global_avg_pool_backward.dout_transposed",
+            "swaps dout's axes: dout[n, c] belongs to image n, channel c.",
+            returns=lambda dout, x: _avg_pool_grad(dout.T, x)),
+)
+
+
 def check_global_avg_pool_backward(global_avg_pool_backward) -> None:
-    """``global_avg_pool_backward(dout, cache)`` with cache = x, against torch's autograd."""
+    """``global_avg_pool_backward(dout, cache)`` with cache = x: dout (N, C) → dx (N, C, H, W), against torch's
+    autograd; dx must be an array of its own (writable), and dout and x must stay as they were."""
     global_avg_pool_backward = numpy_only(global_avg_pool_backward)
     rng = np.random.default_rng(11)
     cases = [rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((3, 2, 5, 7)), rng.standard_normal((2, 4, 1, 1)),
              rng.standard_normal((3, 3, 2, 5)), rng.standard_normal((2, 3, 6, 3)).astype(np.float32)]
     for x in cases:
-        n, c, h, w = x.shape
         case = f"x {x.shape}" + (", float32" if x.dtype == np.float32 else "")
-        dout = rng.standard_normal((n, c)).astype(x.dtype)
-        expected = _grads_of(lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1), {"x": x}, dout)["x"]
-        saved = {"dout": dout.copy(), "x": x.copy()}
-        dx, writable = _where_it_runs(_writable, global_avg_pool_backward, dout, x)
-        _unchanged({"dout": dout, "x": x}, saved, "global_avg_pool_backward")
-        shape = tuple(getattr(dx, "shape", ()))
-        if shape != x.shape:
-            hints = {(n, c, 1, 1): "each of the H·W pixels of a map gets its share: broadcast to x's full shape.",
-                     (n, h, w, c): "the result is channels-last: keep x's layout (N, C, H, W).",
-                     (n, c): "that is dout's shape: dx has one entry per pixel of x."}
-            raise AssertionError(f"global_avg_pool_backward ({case}) returned shape {shape}, expected x's {x.shape}: "
-                                 + hints.get(shape, "dx has x's shape."))
-        tol = tolerance(x)
-        err = scaled_error(dx, expected)
-        if err > tol:
-            mistakes = [(expected * h * w, f"dx is H·W = {h * w} times too large: the mean divides by H·W, and so "
-                                           "does its gradient."),
-                         (expected * h, f"dx is {h} times too large: divide by H·W, the number of pixels averaged."),
-                         (expected * w, f"dx is {w} times too large: divide by H·W, the number of pixels averaged."),
-                         (expected / n, f"dx is {n} times too small: each image's map is averaged on its own; "
-                                        "do not divide by the batch size."),
-                         (np.broadcast_to(expected.mean(axis=0), x.shape), "every image got the same gradient: "
-                                                                            "each keeps its own dout[n, c]."),
-                         (np.full(x.shape, 1 / (h * w)), "dx ignores dout: by the chain rule each pixel receives "
-                                                         "dout[n, c] times its local derivative 1/(H·W)."),
-                         (expected * x, "dx multiplies by x: the mean is linear, so its local derivative is the "
-                                        "constant 1/(H·W), not x.")]
-            if n == c:
-                mistakes.append((_grads_of(lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1), {"x": x}, dout.T)["x"],
-                                 "dout's axes are swapped: dout[n, c] belongs to image n, channel c."))
-            hint = _name_mistake(dx, mistakes, 1e-6)
-            raise AssertionError(f"global_avg_pool_backward ({case}) differs from torch's autograd (relative error "
-                                 f"{err:.1e}). " + _sentence(hint or "every pixel of map (n, c) contributed 1/(H·W) "
-                                                                     "of itself to g[n, c]."))
-        expect(writable, f"global_avg_pool_backward ({case}) returned a read-only view (np.broadcast_to shares "
-                         "one value per map): return an array of its own, which the layer before may change in place.")
+        dout = rng.standard_normal(x.shape[:2]).astype(x.dtype)
+        dx, writable = _where_it_runs(_writable, global_avg_pool_backward, dout, x, keeps={0: "dout", 1: "x"})
+        what = f"global_avg_pool_backward ({case})"
+        compare(dx, _avg_pool_grad(dout, x), what, tol=_tolerance(x), mistakes=GLOBAL_AVG_POOL_BACKWARD_MISTAKES,
+                inputs=(dout, x), expected_as="torch's")
+        expect(writable, f"{what} returned a read-only view (np.broadcast_to shares one value per map): return an "
+                         "array of its own, which the layer before may change in place.",
+               "conv.global_avg_pool_backward.read_only_view")
     passed("global_avg_pool_backward", f"equal to torch's autograd on {len(cases)} cases")
