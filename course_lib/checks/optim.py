@@ -2,14 +2,17 @@
 
 The references are PyTorch's own optimizers and schedulers (``torch.optim.SGD``, ``Adam``,
 ``AdamW``, ``StepLR``, ``CosineAnnealingLR``), run here on the same gradients, and a few values
-computed by hand. When a student's result differs, it is compared with what torch returns under
-the settings a usual mistake amounts to (Nesterov off, dampening on, the step counter one
-ahead, bias correction gone, weight decay coupled instead of decoupled, ...) to name the mistake.
+computed by hand. Each exercise has a table of its usual mistakes (:class:`~course_lib.checks.toolkit.Mistake`):
+what the update or schedule returns under that mistake (Nesterov off, the velocity dampened, the
+step counter one ahead, bias correction gone, ε inside the square root, weight decay coupled instead
+of decoupled, ...), computed here in NumPy; a wrong result is named after the first entry it
+reproduces, or else by the step where it first differs.
 
-Every function may receive and return NumPy arrays or torch tensors; results are compared as
-float64 NumPy arrays. The student's optimizer class trains networks built where it lives, in the
-notebook's kernel under the grader (:func:`course_grading.verdict.in_kernel`); torch's
-reference is built here.
+The student's functions are called through :func:`~course_lib.checks.toolkit.call` on copies of the
+check's arrays, so a step function may update its arrays in place as long as it returns them. Every
+function may receive and return NumPy arrays or torch tensors; results are compared as float64 NumPy
+arrays. The student's optimizer class trains networks built where it lives, in the notebook's kernel
+under the grader (:func:`course_lib.checks.remote.in_kernel`); torch's reference is built here.
 """
 from __future__ import annotations
 
@@ -19,45 +22,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.checks import expect, expect_tuple, passed, rel_error
 from course_lib.checks.remote import forbid, in_kernel
+from course_lib.checks.toolkit import (
+    CheckFailed, Mistake, as_array, call, close, compare, describe, diagnose, difference, expect, expect_shape,
+    fail, passed,
+)
 
 __all__ = [
-    "as_numpy", "check_sgd_momentum_step", "check_adam_step", "check_step_decay", "check_inverse_time_decay",
+    "check_sgd_momentum_step", "check_adam_step", "check_step_decay", "check_inverse_time_decay",
     "check_warmup_cosine", "check_momentum_sgd",
 ]
 
-_STUB = "is not implemented yet: replace `raise NotImplementedError()` with your code."
-
-
-def as_numpy(value) -> np.ndarray:
-    """A NumPy array, torch tensor or number as a float64 NumPy array."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().double().numpy()
-    return np.asarray(value, dtype=np.float64)
-
-
-def _call(fn, name: str, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise AssertionError(f"{name} {_STUB}") from None
-    except Exception as err:
-        kinds = {type(a).__module__.split(".")[0] for a in args if hasattr(a, "shape")}
-        what = (f" on {' and '.join(sorted(kinds))} arrays" if kinds else "") + f": {err}"
-        hint = ("; the same code must work on NumPy arrays and on torch tensors (use arithmetic operators, which "
-                "both have)." if kinds else ".")
-        raise AssertionError(f"{name} raised {type(err).__name__}{what}{hint}") from err
-
-
-def _unpack(result, name: str, names: tuple) -> list[np.ndarray]:
-    expect_tuple(result, names, name)
-    return [as_numpy(r) for r in result]
-
-
-def _close(a, b, tol: float) -> bool:
-    a, b = as_numpy(a), as_numpy(b)
-    return a.shape == b.shape and bool(np.all(np.isfinite(a))) and rel_error(a, b) <= tol
+TOL = 1e-9             # float64 runs: the same arithmetic as torch's, up to rounding
+TOL_FLOAT32 = 1e-5     # float32 arrays and tensors keep about 7 digits
 
 
 def _arrays(seed: int, shape=(6,), steps: int = 1, scale: float = 1.0):
@@ -66,269 +43,352 @@ def _arrays(seed: int, shape=(6,), steps: int = 1, scale: float = 1.0):
     return rng.standard_normal(shape), [scale * rng.standard_normal(shape) for _ in range(steps)]
 
 
+def _setting(**values) -> str:
+    """``lr=0.05, momentum=0.9``: the settings of a run as a message writes them."""
+    return ", ".join(f"{k}={describe(v) if isinstance(v, float) else v}" for k, v in values.items())
+
+
+def _own_update(fn, exercise: str) -> None:
+    """The update must be written here, not borrowed from ``torch.optim`` (read from the source)."""
+    used = forbid(fn, ("torch.optim",), allowed=("torch.optim.Optimizer",))
+    expect(used is None, f"{getattr(fn, '__name__', 'your code')} {used}: this exercise rebuilds torch.optim's "
+                         "update, so write the update yourself (torch.optim is what your result is compared with).",
+           f"optim.{exercise}.borrows_torch_optim")
+
+
+def _compare_steps(actual, expected, what: str, where, expected_as: str, *, tol: float = TOL, mistakes=(),
+                   inputs=()) -> None:
+    """:func:`compare` for a sequence of steps (row k of ``actual`` is step k, as in ``expected``): name the first
+    of ``mistakes`` that reproduces ``actual``, else say at which step, ``where(k)``, it first differs."""
+    if close(actual, expected, tol):
+        return
+    diagnose(actual, what, mistakes, inputs, tol)
+    # the first step whose row alone, put into expected, makes a difference (on the whole value's scale)
+    step = next(k for k in range(len(expected))
+                if not close(np.concatenate([expected[:k], actual[k:k + 1], expected[k + 1:]]), expected, tol))
+    # a row of zeros is judged on a scale of 1 alone: then name its first element that differs at all
+    problem = difference(actual[step], expected[step], tol) or difference(actual[step], expected[step], 0.0)
+    fail(f"{what}{where(step)} {problem.replace('; expected ', f'; {expected_as} ', 1)}.")
+
+
+def _array_kinds(check, exercise: str) -> None:
+    """Run ``check(label, to)`` on float32 NumPy arrays and on torch tensors; a crash on one of them is named."""
+    for label, to in (("float32 NumPy arrays", lambda a: np.asarray(a, dtype=np.float32)),
+                      ("torch tensors", lambda a: torch.tensor(np.asarray(a)))):
+        try:
+            check(label, to)
+        except CheckFailed as failure:
+            if failure.mistake != "crashed":
+                raise
+            fail(f"{failure} (on {label}). The same code must work on NumPy arrays and on torch tensors: use "
+                 "arithmetic operators, which both have.", f"optim.{exercise}.one_kind_of_array")
+
+
 # ---------------------------------------------------------------- SGD with momentum
 
-def _torch_sgd(w0, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
-    """torch.optim.SGD's weights after each of ``grads``: list of (w, velocity or None)."""
+def _torch_sgd(w0, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """torch.optim.SGD's (w, velocity) after each of ``grads``, as two arrays of shape (steps, *w0.shape)."""
     p = nn.Parameter(torch.tensor(w0, dtype=torch.float64))
-    opt = torch.optim.SGD([p], lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                          dampening=dampening)
-    out = []
+    opt = torch.optim.SGD([p], lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    ws, vs = [], []
     for g in grads:
         p.grad = torch.tensor(g, dtype=torch.float64)
         opt.step()
         buf = opt.state[p].get("momentum_buffer")
-        out.append((p.detach().numpy().copy(), None if buf is None else buf.numpy().copy()))
-    return out
+        ws.append(p.detach().numpy().copy())
+        vs.append(np.zeros_like(w0) if buf is None else buf.numpy().copy())
+    return np.array(ws), np.array(vs)
 
 
-def _decay_after_step(w0, grads, lr, momentum, nesterov, weight_decay):
-    """The weights when weight decay shrinks w after the momentum step instead of joining the gradient."""
-    out = []
-    plain = nn.Parameter(torch.tensor(w0))
-    opt = torch.optim.SGD([plain], lr=lr, momentum=momentum, nesterov=nesterov)
+def _sgd_steps(w0, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, *, direction=None,
+               decay_after=False) -> np.ndarray:
+    """w after each of ``grads`` (shape (steps, *w0.shape)) for momentum SGD in NumPy with a mistake planted:
+    ``direction(g, v_old, v_new, momentum)`` replaces the direction of the step; ``decay_after`` shrinks w after the
+    step instead of adding the L2 term to the gradient."""
+    w, v, ws = np.array(w0, dtype=np.float64), np.zeros_like(w0), []
+    for dw in grads:
+        g = dw if decay_after else dw + weight_decay * w
+        v_new = momentum * v + g
+        if direction is not None:
+            step = direction(g, v, v_new, momentum)
+        else:
+            step = g + momentum * v_new if nesterov else v_new
+        w = w - lr * step - (lr * weight_decay * w if decay_after else 0.0)
+        v = v_new
+        ws.append(w)
+    return np.array(ws)
+
+
+def _planted(**mistake):
+    """A mistake table's ``returns``: momentum SGD's weights on (w0, grads, settings) with ``mistake`` planted."""
+    return lambda w0, grads, settings: _sgd_steps(w0, grads, **{**settings, **mistake})
+
+
+def _lookahead(direction):
+    """A mistake table's ``returns``: momentum SGD's weights whose Nesterov look-ahead is ``direction(g, v_old,
+    v_new, momentum)`` (plain momentum when nesterov=False)."""
+    return lambda w0, grads, s: _sgd_steps(w0, grads, **s, direction=direction if s["nesterov"] else None)
+
+
+SGD_PLAIN_STEP_MISTAKES = (      # inputs: (w0, dw, lr)
+    Mistake("optim.sgd_momentum_step.uphill", "moves the weights up the gradient: a descent step goes against the "
+            "gradient.", returns=lambda w0, g, lr: w0 + lr * g),
+    Mistake("optim.sgd_momentum_step.lr_ignored", "takes a step of the whole gradient: the learning rate scales "
+            "the step.", returns=lambda w0, g, lr: w0 - g),
+)
+
+SGD_VELOCITY_MISTAKES = (        # inputs: (dw, lr, momentum)
+    Mistake("optim.sgd_momentum_step.dampened_velocity", "is (1 − momentum)·dw, a dampened average. PyTorch's "
+            "velocity adds the whole gradient (dampening 0): see the velocity update in section 2.",
+            returns=lambda g, lr, mu: (1 - mu) * g),
+    Mistake("optim.sgd_momentum_step.lr_in_velocity", "holds ±lr·dw, so the learning rate is inside it (the CS231n "
+            "convention). In PyTorch's formulation the velocity accumulates gradients only and lr multiplies it in "
+            "the weight update; the two differ as soon as a schedule changes lr.",
+            shows=lambda v, g, lr, mu: close(v, lr * g, TOL) or close(v, -lr * g, TOL)),
+)
+
+SGD_MISTAKES = (                 # inputs: (w0, grads, settings)
+    Mistake("optim.sgd_momentum_step.nesterov_when_off", "takes Nesterov steps: use the look-ahead only when "
+            "nesterov=True.", returns=_planted(nesterov=True)),
+    Mistake("optim.sgd_momentum_step.nesterov_ignored", "takes the same steps as plain momentum: the Nesterov "
+            "look-ahead is missing (section 2, the update direction when nesterov=True).",
+            returns=_planted(nesterov=False)),
+    Mistake("optim.sgd_momentum_step.raw_gradient_step", "moves the weights by −lr·dw, the raw gradient, although "
+            "momentum is on: the weight update should use the velocity.",
+            returns=_planted(direction=lambda g, v, v_new, mu: g)),
+    Mistake("optim.sgd_momentum_step.lookahead_without_gradient", "looks ahead along the velocity alone: the "
+            "look-ahead direction combines the gradient with the new velocity (section 2).",
+            returns=_lookahead(lambda g, v, v_new, mu: (1 + mu) * v_new)),
+    Mistake("optim.sgd_momentum_step.weight_decay_ignored", "takes the steps it takes without weight decay: "
+            "weight_decay is ignored.", returns=_planted(weight_decay=0.0)),
+    Mistake("optim.sgd_momentum_step.decay_after_step", "applies weight decay after the momentum step (it shrinks w "
+            "directly): in PyTorch's SGD, weight decay is an L2 term added to the gradient before the velocity "
+            "update, so it enters the velocity too.", returns=_planted(decay_after=True)),
+)
+
+
+def _run_sgd(fn, w0, grads, settings: dict, to=np.asarray):
+    """The student's (w, v) after each gradient from v = 0, as two float64 arrays of shape (steps, *w0.shape)."""
+    w, v, ws, vs = to(np.array(w0)), to(np.zeros_like(w0)), [], []
+    shown, options = f"w, dw, v, {_setting(**settings)}", {k: s for k, s in settings.items() if k != "lr"}
     for g in grads:
-        before = plain.detach().clone()
-        plain.grad = torch.tensor(g)
-        opt.step()
-        with torch.no_grad():
-            plain -= lr * weight_decay * before
-        out.append(plain.detach().numpy().copy())
-    return out
-
-
-def _run_sgd(fn, w0, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, to=np.asarray):
-    """The student's (w, v) after each gradient, starting from v = 0."""
-    w, v, out = to(np.array(w0)), to(np.zeros_like(w0)), []
-    for g in grads:
-        result = _call(fn, "sgd_momentum_step", w, to(np.array(g)), v, lr, momentum=momentum, nesterov=nesterov,
-                       weight_decay=weight_decay)
-        w, v = _unpack(result, "sgd_momentum_step", ("w_new", "v_new"))
-        out.append((w, v))
-        w, v = to(w), to(v)
-    return out
-
-
-def _first_difference(mine, reference, tol: float) -> int | None:
-    """Index of the first step whose weights differ, or None."""
-    for k, ((w, _), ref) in enumerate(zip(mine, reference)):
-        if not _close(w, ref[0] if isinstance(ref, tuple) else ref, tol):
-            return k
-    return None
-
-
-def _own_update(fn) -> None:
-    """The update must be written here, not borrowed from ``torch.optim`` (read from the source)."""
-    used = forbid(fn, ("torch.optim",), allowed=("torch.optim.Optimizer",))
-    expect(used is None, f"{getattr(fn, '__name__', 'your code')} {used}: this exercise rebuilds torch.optim's update, so write the update "
-                         "yourself (torch.optim is what your result is compared with).")
+        w_new, v_new = call(fn, w, to(np.array(g)), v, settings["lr"], name="sgd_momentum_step", shown=shown,
+                            returns=("w_new", "v_new"), **options)
+        for value, label in ((w_new, "w_new"), (v_new, "v_new")):
+            expect_shape(as_array(value), w0.shape, label)
+        ws.append(as_array(w_new))
+        vs.append(as_array(v_new))
+        w, v = to(ws[-1]), to(vs[-1])
+    return np.array(ws), np.array(vs)
 
 
 def check_sgd_momentum_step(sgd_momentum_step) -> None:
-    """``sgd_momentum_step(w, dw, v, lr, momentum, nesterov, weight_decay)`` against torch.optim.SGD."""
-    name, tol = "sgd_momentum_step", 1e-9
-    _own_update(sgd_momentum_step)
-    w0, (g,) = _arrays(0)
-    (w1, v1), = _run_sgd(sgd_momentum_step, w0, [g], 0.1)
-    expect(w1.shape == w0.shape, f"{name} returned w_new of shape {w1.shape} for w of shape {w0.shape}.")
-    if not _close(w1, w0 - 0.1 * g, tol):
-        if _close(w1, w0 + 0.1 * g, tol):
-            raise AssertionError(f"{name} with momentum=0 moved the weights *up* the gradient: a descent step "
-                                 "goes against the gradient.")
-        if _close(w1, w0 - g, tol):
-            raise AssertionError(f"{name} with momentum=0 and lr=0.1 took a step of the whole gradient: the "
-                                 "learning rate scales the step.")
-        raise AssertionError(f"{name} with momentum=0 (plain SGD, one step) gives the wrong w_new: with no momentum "
-                             "and no weight decay it is one plain gradient step.")
+    """``sgd_momentum_step(w, dw, v, lr, momentum, nesterov, weight_decay) -> (w_new, v_new)`` against
+    torch.optim.SGD, on weights of shape (6,) over up to 12 steps from v = 0.
 
-    lr, mu = 0.05, 0.9
-    w0, grads = _arrays(1, steps=12)
-    mine = _run_sgd(sgd_momentum_step, w0, grads, lr, momentum=mu)
-    reference = _torch_sgd(w0, grads, lr, momentum=mu)
-    v_first, g_first = mine[0][1], grads[0]
-    if not _close(v_first, reference[0][1], tol):
-        if _close(v_first, (1 - mu) * g_first, tol):
-            raise AssertionError(f"{name}: after one step from v = 0 your velocity is (1 − momentum)·dw, a "
-                                 "dampened average. PyTorch's velocity adds the whole gradient (dampening 0): "
-                                 "see the velocity update in section 2.")
-        for factor, sign in ((-lr, "−lr"), (lr, "lr")):
-            if _close(v_first, factor * g_first, tol):
-                raise AssertionError(f"{name}: your velocity holds {sign}·dw after one step, so the learning rate "
-                                     "is inside it (the CS231n convention). In PyTorch's formulation the velocity "
-                                     "accumulates gradients only and the learning rate multiplies it in the "
-                                     "weight update; the two differ as soon as a schedule changes lr.")
-        raise AssertionError(f"{name}: after one step from v = 0 the velocity v_new differs from torch.optim.SGD's "
-                             "momentum buffer (momentum=0.9): compare with the velocity update in section 2.")
-    k = _first_difference(mine, reference, 1e-8)
-    if k is not None:
-        if _first_difference(mine, _torch_sgd(w0, grads, lr, momentum=mu, nesterov=True), 1e-8) is None:
-            raise AssertionError(f"{name} with nesterov=False takes Nesterov steps: use the look-ahead only "
-                                 "when nesterov=True.")
-        if all(_close(w, w_prev - lr * dw, 1e-8) for (w, _), w_prev, dw in
-               zip(mine, [w0] + [m[0] for m in mine[:-1]], grads)):
-            raise AssertionError(f"{name}: the weights move by −lr·dw, the raw gradient, although momentum=0.9: "
-                                 "the weight update should use the velocity.")
-        raise AssertionError(f"{name} with momentum=0.9 agrees with torch.optim.SGD for {k} step(s), then differs "
-                             f"at step {k + 1}: is the velocity passed back in each step, and used in the update?")
+    Contract: w, dw, v are arrays of one shape (NumPy or torch); w_new and v_new have that shape. The function
+    may update w and v in place, but must return them (the check passes copies, so in-place updates are
+    harmless here).
+    """
+    name = "sgd_momentum_step"
+    _own_update(sgd_momentum_step, name)
 
-    mine = _run_sgd(sgd_momentum_step, w0, grads, lr, momentum=mu, nesterov=True)
-    k = _first_difference(mine, _torch_sgd(w0, grads, lr, momentum=mu, nesterov=True), 1e-8)
-    if k is not None:
-        if _first_difference(mine, _torch_sgd(w0, grads, lr, momentum=mu), 1e-8) is None:
-            raise AssertionError(f"{name} with nesterov=True takes the same steps as plain momentum: the Nesterov "
-                                 "look-ahead is missing (section 2, the update direction when nesterov=True).")
-        raise AssertionError(f"{name} with nesterov=True differs from torch.optim.SGD(nesterov=True) at step "
-                             f"{k + 1}: the look-ahead direction combines the gradient with the *new* velocity "
-                             "(section 2).")
+    plain = dict(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0)
+    w0, grads = _arrays(0)
+    (w1,), _ = _run_sgd(sgd_momentum_step, w0, grads, plain)
+    compare(w1, w0 - 0.1 * grads[0], f"{name}({_setting(**plain)}), one plain gradient step: w_new",
+            mistakes=SGD_PLAIN_STEP_MISTAKES, inputs=(w0, grads[0], 0.1))
 
-    wd = 0.1
-    w0, grads = _arrays(2, steps=12)
-    mine = _run_sgd(sgd_momentum_step, w0, grads, lr, momentum=mu, weight_decay=wd)
-    k = _first_difference(mine, _torch_sgd(w0, grads, lr, momentum=mu, weight_decay=wd), 1e-8)
-    if k is not None:
-        if _first_difference(mine, _torch_sgd(w0, grads, lr, momentum=mu), 1e-8) is None:
-            raise AssertionError(f"{name} ignores weight_decay: with weight_decay=0.1 the steps equal those "
-                                 "without it.")
-        decayed_after = _decay_after_step(w0, grads, lr, mu, False, wd)
-        if all(_close(w, d, 1e-8) for (w, _), d in zip(mine, decayed_after)):
-            raise AssertionError(f"{name} applies weight decay after the momentum step (it shrinks w directly): "
-                                 "in PyTorch's SGD, weight decay is an L2 term added to the gradient *before* "
-                                 "the velocity update, so it enters the velocity too.")
-        raise AssertionError(f"{name} with weight_decay=0.1 differs from torch.optim.SGD at step {k + 1}: weight "
-                             "decay is an L2 term that joins the gradient before everything else (section 2).")
+    momentum = dict(lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.0)
+    w0, grads = _arrays(1)
+    _, vs = _run_sgd(sgd_momentum_step, w0, grads, momentum)
+    _, torch_vs = _torch_sgd(w0, grads[:1], **momentum)
+    compare(vs[0], torch_vs[0], f"{name}({_setting(**momentum)}): v_new after one step from v = 0",
+            mistakes=SGD_VELOCITY_MISTAKES, inputs=(grads[0], 0.05, 0.9),
+            expected_as="torch.optim.SGD's momentum buffer")
+
+    for settings, seed in ((momentum, 1), ({**momentum, "nesterov": True}, 1), ({**momentum, "weight_decay": 0.1}, 2)):
+        w0, grads = _arrays(seed, steps=12)
+        ws, _ = _run_sgd(sgd_momentum_step, w0, grads, settings)
+        _compare_steps(ws, _torch_sgd(w0, grads, **settings)[0], f"{name}({_setting(**settings)})",
+                       lambda k: f", 12 steps from v = 0: w after step {k + 1}", "torch.optim.SGD's is",
+                       mistakes=SGD_MISTAKES, inputs=(w0, grads, settings))
 
     w0, grads = _arrays(3, steps=5)
-    config = dict(momentum=mu, nesterov=True, weight_decay=wd)
-    reference = _torch_sgd(w0, grads, lr, **config)
-    for label, to in (("float32 NumPy arrays", lambda a: np.asarray(a, dtype=np.float32)),
-                      ("torch tensors", lambda a: torch.tensor(np.asarray(a)))):
-        mine = _run_sgd(sgd_momentum_step, w0, grads, lr, to=to, **config)
-        k = _first_difference(mine, reference, 1e-5)
-        expect(k is None, f"{name} on {label} differs from torch.optim.SGD at step {(k or 0) + 1} (it is right on "
-                          "float64 NumPy arrays): avoid code that only works for one kind of array.")
+    settings = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)
+    expected, _ = _torch_sgd(w0, grads, **settings)
+
+    def on(label, to):
+        ws, _ = _run_sgd(sgd_momentum_step, w0, grads, settings, to=to)
+        expect(close(ws, expected, TOL_FLOAT32), f"{name} on {label} differs from torch.optim.SGD (it is right on "
+                                                 "float64 NumPy arrays): avoid code that only works for one kind of "
+                                                 "array.", "optim.sgd_momentum_step.one_kind_of_array")
+
+    _array_kinds(on, name)
     passed(name, "plain SGD, momentum, Nesterov and weight decay equal torch.optim.SGD, on NumPy and torch")
 
 
 # ---------------------------------------------------------------- Adam
 
-def _torch_adam(w0, grads, lr, betas, eps, weight_decay=0.0, decoupled=False, first_t=1):
-    """torch's Adam (or AdamW) after each of ``grads``: list of (w, m, v); the step counter starts at ``first_t``."""
+def _torch_adam(w0, grads, lr, betas, eps, weight_decay=0.0, decoupled=False):
+    """torch's Adam (AdamW when ``decoupled``): w after each of ``grads``, shape (steps, *w0.shape)."""
     p = nn.Parameter(torch.tensor(w0, dtype=torch.float64))
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     opt = cls([p], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-    out = []
-    for i, g in enumerate(grads):
+    ws = []
+    for g in grads:
         p.grad = torch.tensor(g, dtype=torch.float64)
-        if i == 0 and first_t != 1:
-            opt.state[p].update(step=torch.tensor(float(first_t - 1)), exp_avg=torch.zeros_like(p),
-                                exp_avg_sq=torch.zeros_like(p))
         opt.step()
-        state = opt.state[p]
-        out.append((p.detach().numpy().copy(), state["exp_avg"].numpy().copy(), state["exp_avg_sq"].numpy().copy()))
-    return out
+        ws.append(p.detach().numpy().copy())
+    return np.array(ws)
 
 
-def _run_adam(fn, w0, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False,
-              to=np.asarray):
-    """The student's (w, m, v) after each gradient, from m = v = 0 and t = 1, 2, ..."""
+def _adam_steps(w0, grads, lr, betas, eps, weight_decay=0.0, decoupled=False, *, t_shift=0, corrected=True,
+                eps_at="outside", decay_rate=None) -> np.ndarray:
+    """w after each of ``grads`` (shape (steps, *w0.shape)) for Adam in NumPy with a mistake planted: the step
+    counter ``t_shift`` ahead, bias correction gone (``corrected``), ε ``"inside"`` the square root, added to v
+    ``"before"`` the bias correction or to √v ``"uncorrected"``, or AdamW's decay at ``decay_rate`` per step (instead
+    of lr·weight_decay)."""
+    beta1, beta2 = betas
+    w, m, v, ws = np.array(w0, dtype=np.float64), np.zeros_like(w0), np.zeros_like(w0), []
+    for t, dw in enumerate(grads, start=1 + t_shift):
+        if decoupled:
+            w = w * (1 - (lr * weight_decay if decay_rate is None else decay_rate))
+        else:
+            dw = dw + weight_decay * w
+        m, v = beta1 * m + (1 - beta1) * dw, beta2 * v + (1 - beta2) * dw * dw
+        m_hat = m / (1 - beta1 ** t) if corrected else m
+        v_hat = (v + (eps if eps_at == "before" else 0.0)) / (1 - beta2 ** t) if corrected else v
+        denominator = {"outside": np.sqrt(v_hat) + eps, "inside": np.sqrt(v_hat + eps), "before": np.sqrt(v_hat),
+                       "uncorrected": (np.sqrt(v) + eps) / math.sqrt(1 - beta2 ** t)}
+        w = w - lr * m_hat / denominator[eps_at]
+        ws.append(w)
+    return np.array(ws)
+
+
+def _adam_with(**mistake):
+    """A mistake table's ``returns``: Adam's weights on (w0, grads, settings) with ``mistake`` planted."""
+    return lambda w0, grads, settings: _adam_steps(w0, grads, **{**settings, **mistake})
+
+
+FIXED_EPSILONS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-10, 1e-12)   # the ε a student may write in place of the argument
+
+ADAM_M_MISTAKES = (              # inputs: (dw, betas)
+    Mistake("optim.adam_step.m_whole_gradient", "equals the whole gradient: in a moving average the new gradient "
+            "comes in with a weight, not whole. See section 3.", returns=lambda g, betas: g),
+)
+
+ADAM_V_MISTAKES = (              # inputs: (dw, betas)
+    Mistake("optim.adam_step.v_of_abs", "averages |dw|, not the squared gradient. See section 3.",
+            returns=lambda g, betas: (1 - betas[1]) * np.abs(g)),
+    Mistake("optim.adam_step.v_whole_square", "equals the squared gradient: in a moving average the new term comes "
+            "in with a weight, not whole. See section 3.", returns=lambda g, betas: g * g),
+)
+
+ADAM_MISTAKES = (                # inputs: (w0, grads, settings)
+    Mistake("optim.adam_step.t_from_zero", "gives NaN or inf: t counts from 1, so the bias corrections 1 − β^t are "
+            "never zero. Did you count t from 0, or divide by zero elsewhere?",
+            shows=lambda ws, *inputs: not np.all(np.isfinite(as_array(ws)))),
+    Mistake("optim.adam_step.no_bias_correction", "takes the steps of Adam without bias correction. m and v start "
+            "at 0, so early on they underestimate the averages; the bias correction of section 3 fixes that. At t=1 "
+            "the corrected step is about lr in size, yours about 3·lr.", returns=_adam_with(corrected=False)),
+    Mistake("optim.adam_step.bias_correction_next_t", "uses the next step's t in its bias correction (as if t "
+            "counted from 0): the first call has t=1, and the correction uses that t.", returns=_adam_with(t_shift=1)),
+    Mistake("optim.adam_step.eps_inside_sqrt", "puts ε inside the square root: ε belongs outside the square root "
+            "of the bias-corrected v̂, and only in the denominator (section 3).", returns=_adam_with(eps_at="inside")),
+    Mistake("optim.adam_step.eps_before_bias_correction", "adds ε before the bias correction of v: ε belongs "
+            "outside the square root of the bias-corrected v̂, and only in the denominator (section 3).",
+            shows=lambda ws, w0, grads, s: any(close(ws, _adam_steps(w0, grads, **s, eps_at=at), TOL)
+                                               for at in ("before", "uncorrected"))),
+    Mistake("optim.adam_step.eps_fixed", "takes the steps of another ε: use the eps argument (not a number of your "
+            "own), outside the square root of v̂, in the denominator (section 3).",
+            shows=lambda ws, w0, grads, s: any(close(ws, _adam_steps(w0, grads, **{**s, "eps": eps}), TOL)
+                                               for eps in FIXED_EPSILONS)),
+    Mistake("optim.adam_step.weight_decay_ignored", "takes the steps of Adam without weight decay: weight_decay is "
+            "ignored.", returns=_adam_with(weight_decay=0.0)),
+    Mistake("optim.adam_step.decoupled_as_l2", "gives Adam's steps: decoupled=True shrinks the weights directly "
+            "(AdamW) instead of adding the L2 term to the gradient.", returns=_adam_with(decoupled=False)),
+    Mistake("optim.adam_step.l2_as_decoupled", "gives AdamW's steps: decoupled=False puts the L2 term into the "
+            "gradient, as torch.optim.Adam does.", returns=_adam_with(decoupled=True)),
+    Mistake("optim.adam_step.decay_without_lr", "shrinks w by the factor (1 − λ) each step: AdamW's decay is scaled "
+            "by the learning rate too (section 3).",
+            returns=lambda w0, grads, s: _adam_steps(w0, grads, **s, decay_rate=s["weight_decay"])),
+)
+
+
+def _run_adam(fn, w0, grads, settings: dict, to=np.asarray):
+    """The student's (w, m, v) after each gradient from m = v = 0 and t = 1, 2, ..., as three float64 arrays of
+    shape (steps, *w0.shape)."""
     w, m, v, out = to(np.array(w0)), to(np.zeros_like(w0)), to(np.zeros_like(w0)), []
     for t, g in enumerate(grads, start=1):
-        result = _call(fn, "adam_step", w, to(np.array(g)), m, v, t, lr=lr, betas=betas, eps=eps,
-                       weight_decay=weight_decay, decoupled=decoupled)
-        w, m, v = _unpack(result, "adam_step", ("w_new", "m_new", "v_new"))
-        out.append((w, m, v))
-        w, m, v = to(w), to(m), to(v)
-    return out
+        result = call(fn, w, to(np.array(g)), m, v, t, name="adam_step", returns=("w_new", "m_new", "v_new"),
+                      shown=f"w, dw, m, v, t={t}, {_setting(**settings)}", **settings)
+        for value, label in zip(result, ("w_new", "m_new", "v_new")):
+            expect_shape(as_array(value), w0.shape, label)
+        out.append([as_array(r) for r in result])
+        w, m, v = (to(r) for r in out[-1])
+    return tuple(np.array(states) for states in zip(*out))
 
 
-def _same_weights(mine, reference, tol: float = 1e-8) -> bool:
-    return all(_close(a[0], b[0], tol) for a, b in zip(mine, reference))
+def _compare_adam(adam_step, w0, grads, settings: dict) -> None:
+    """The student's weights over ``grads`` from t = 1 against torch's Adam (AdamW), named by ADAM_MISTAKES."""
+    ws, _, _ = _run_adam(adam_step, w0, grads, settings)
+    reference = "torch.optim.AdamW's is" if settings["decoupled"] else "torch.optim.Adam's is"
+    _compare_steps(ws, _torch_adam(w0, grads, **settings), f"adam_step({_setting(**settings)})",
+                   lambda k: f", {len(grads)} steps from t=1: w at t={k + 1}", reference,
+                   mistakes=ADAM_MISTAKES, inputs=(w0, grads, settings))
 
 
 def check_adam_step(adam_step) -> None:
-    """``adam_step(w, dw, m, v, t, lr, betas, eps, weight_decay, decoupled)`` against torch's Adam and AdamW."""
-    name, lr, betas, eps = "adam_step", 0.01, (0.9, 0.999), 1e-8
-    _own_update(adam_step)
-    w0, (g,) = _arrays(4)
-    (w1, m1, v1), = _run_adam(adam_step, w0, [g], lr)
-    (_, m_ref, v_ref), = _torch_adam(w0, [g], lr, betas, eps)
-    expect(w1.shape == w0.shape, f"{name} returned w_new of shape {w1.shape} for w of shape {w0.shape}.")
-    expect(np.all(np.isfinite(w1)), f"{name} at t=1 returned NaN or inf: t counts from 1, so the bias corrections "
-                                    "1 − β^t are never zero. Did you count t from 0, or divide by zero elsewhere?")
-    if not _close(m1, m_ref, 1e-9):
-        hint = (" It equals the whole gradient: in a moving average the new gradient comes in with a weight, "
-                "not whole." if _close(m1, g, 1e-9) else "")
-        raise AssertionError(f"{name}: after one step from m = 0, m_new is not torch's first moment, the moving "
-                             f"average of the gradients (β1 = 0.9).{hint} See section 3.")
-    if not _close(v1, v_ref, 1e-9):
-        hint = (" It averages |dw|, not the squared gradient." if _close(v1, (1 - betas[1]) * np.abs(g), 1e-9) else
-                " It equals the squared gradient: in a moving average the new term comes in with a weight, not "
-                "whole." if _close(v1, g ** 2, 1e-9)
-                else "")
-        raise AssertionError(f"{name}: after one step from v = 0, v_new is not torch's second moment, the moving "
-                             f"average of the squared gradients (β2 = 0.999).{hint} See section 3.")
-    w0, grads = _arrays(5, steps=15)
-    mine = _run_adam(adam_step, w0, grads, lr)
-    if not _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps)):
-        if _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, first_t=10**7)):
-            raise AssertionError(f"{name}: your steps are those of Adam *without bias correction*. m and v start at "
-                                 "0, so early on they underestimate the averages; the bias correction of section 3 "
-                                 "fixes that. At t=1 the corrected step is about lr in size, yours about 3·lr.")
-        if _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, first_t=2)):
-            raise AssertionError(f"{name}: your bias correction uses the next step's t (as if t counted from 0): "
-                                 "the first call has t=1, and the correction uses that t.")
-        raise AssertionError(f"{name} differs from torch.optim.Adam over 15 steps from t=1 (lr=0.01): compare the "
-                             "bias-corrected m̂ and v̂ and the update with section 3.")
+    """``adam_step(w, dw, m, v, t, lr, betas, eps, weight_decay, decoupled) -> (w_new, m_new, v_new)`` against
+    torch's Adam and AdamW, on weights of shape (6,) over up to 15 steps from m = v = 0 and t = 1.
 
-    tiny_w0, tiny = _arrays(6, steps=5, scale=1e-7)
-    if not _same_weights(_run_adam(adam_step, tiny_w0, tiny, lr), _torch_adam(tiny_w0, tiny, lr, betas, eps), 1e-6):
-        raise AssertionError(f"{name} is right for ordinary gradients but not for tiny ones (|dw| ≈ 1e-7), where ε "
-                             "matters: check where ε enters — outside the square root, and only in the "
-                             "denominator (section 3).")
+    Contract: w, dw, m, v are arrays of one shape (NumPy or torch), t counts the calls from 1; the three results
+    have that shape. The function may update w, m and v in place, but must return them (the check passes copies,
+    so in-place updates are harmless here).
+    """
+    name = "adam_step"
+    _own_update(adam_step, name)
+    adam = dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False)
+    w0, grads = _arrays(4)
+    _, m1, v1 = _run_adam(adam_step, w0, grads, adam)
+    g, (beta1, beta2) = grads[0], adam["betas"]
+    compare(m1[0], (1 - beta1) * g, f"{name}: after one step from m = 0, m_new", mistakes=ADAM_M_MISTAKES,
+            inputs=(g, adam["betas"]), expected_as="torch's first moment, the moving average of the gradients,")
+    compare(v1[0], (1 - beta2) * g * g, f"{name}: after one step from v = 0, v_new", mistakes=ADAM_V_MISTAKES,
+            inputs=(g, adam["betas"]),
+            expected_as="torch's second moment, the moving average of the squared gradients,")
 
-    wd = 0.1
-    w0, grads = _arrays(7, steps=10)
-    for decoupled, label in ((False, "Adam"), (True, "AdamW")):
-        mine = _run_adam(adam_step, w0, grads, lr, weight_decay=wd, decoupled=decoupled)
-        if _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, wd, decoupled)):
-            continue
-        if _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps)):
-            raise AssertionError(f"{name} ignores weight_decay when decoupled={decoupled}.")
-        if _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, wd, not decoupled)):
-            raise AssertionError(
-                f"{name} with decoupled={decoupled} gives {'AdamW' if not decoupled else 'Adam'}'s steps: "
-                + ("decoupled=True shrinks the weights directly (AdamW) instead of adding the L2 term to the "
-                   "gradient." if decoupled else "decoupled=False puts the L2 term into the gradient, as "
-                   "torch.optim.Adam does."))
-        if decoupled and _same_weights(mine, _torch_adam(w0, grads, lr, betas, eps, wd / lr, True)):
-            raise AssertionError(f"{name} with decoupled=True shrinks w by the factor (1 − λ) each step: AdamW's "
-                                 "decay is scaled by the learning rate too (section 3).")
-        raise AssertionError(f"{name} with weight_decay=0.1, decoupled={decoupled} differs from torch.optim.{label}.")
+    _compare_adam(adam_step, *_arrays(5, steps=15), adam)
+    for eps in (1e-8, 1e-6):                   # tiny gradients (|dw| ≈ 1e-7), where ε matters
+        _compare_adam(adam_step, *_arrays(6, steps=5, scale=1e-7), {**adam, "eps": eps})
+    for decoupled in (False, True):
+        _compare_adam(adam_step, *_arrays(7, steps=10), {**adam, "weight_decay": 0.1, "decoupled": decoupled})
 
     w0, grads = _arrays(8, steps=5)
-    reference = _torch_adam(w0, grads, lr, (0.5, 0.99), 1e-6, wd, True)
-    for label, to in (("float32 NumPy arrays", lambda a: np.asarray(a, dtype=np.float32)),
-                      ("torch tensors", lambda a: torch.tensor(np.asarray(a)))):
-        mine = _run_adam(adam_step, w0, grads, lr, betas=(0.5, 0.99), eps=1e-6, weight_decay=wd, decoupled=True,
-                         to=to)
-        expect(_same_weights(mine, reference, 1e-5),
-               f"{name} on {label} differs from torch.optim.AdamW (it is right on float64 NumPy arrays): avoid code "
-               "that only works for one kind of array.")
-    passed(name, "Adam and AdamW equal torch's, with bias correction and weight decay, on NumPy and torch")
+    settings = dict(lr=0.01, betas=(0.5, 0.99), eps=1e-6, weight_decay=0.1, decoupled=True)
+    expected = _torch_adam(w0, grads, **settings)
+
+    def on(label, to):
+        ws, _, _ = _run_adam(adam_step, w0, grads, settings, to=to)
+        expect(close(ws, expected, TOL_FLOAT32), f"{name} on {label} differs from torch.optim.AdamW (it is right on "
+                                                 "float64 NumPy arrays): avoid code that only works for one kind of "
+                                                 "array.", "optim.adam_step.one_kind_of_array")
+
+    _array_kinds(on, name)
+    passed(name, "Adam and AdamW equal torch's, with bias correction, ε and weight decay, on NumPy and torch")
 
 
 # ---------------------------------------------------------------- schedules
 
-def _lr(fn, name: str, step: int, *args, **kwargs) -> float:
-    value = _call(fn, name, step, *args, **kwargs)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise AssertionError(f"{name}({step}, ...) returned {type(value).__name__} {value!r}: return one number, "
-                             "the learning rate at that step.") from None
+def _rates(fn, name: str, steps, *args, **kwargs) -> np.ndarray:
+    """The student's schedule ``fn(step, *args, **kwargs)`` at each of ``steps``, as a float64 array."""
+    settings = ", ".join([describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()])
+    return np.array([float(as_array(call(fn, step, *args, name=name, returns="number", shown=f"{step}, {settings}",
+                                         **kwargs))) for step in steps])
 
 
-def _torch_lrs(make_scheduler, lr0: float, steps: int) -> list[float]:
+def _torch_lrs(make_scheduler, lr0: float, steps: int) -> np.ndarray:
     """The learning rate a scheduler gives at steps 0, 1, ..., steps - 1 (stepped once per step)."""
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr0)
     scheduler = make_scheduler(opt)
@@ -337,38 +397,33 @@ def _torch_lrs(make_scheduler, lr0: float, steps: int) -> list[float]:
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         scheduler.step()
-    return lrs
+    return np.array(lrs)
 
 
-def _compare_schedule(mine: list[float], expected: list[float], name: str, setting: str) -> None:
-    """Names an off-by-one step before the general message."""
-    if np.allclose(mine, expected, rtol=1e-9, atol=1e-15):
-        return
-    if np.allclose(mine[:-1], expected[1:], rtol=1e-9, atol=1e-15):
-        raise AssertionError(f"{name}({setting}) is one step ahead: its value at step s is the reference's at step "
-                             "s + 1. Steps count from 0, and step 0 has the starting learning rate.")
-    if np.allclose(mine[1:], expected[:-1], rtol=1e-9, atol=1e-15):
-        raise AssertionError(f"{name}({setting}) is one step behind: its value at step s is the reference's at step "
-                             "s − 1. Steps count from 0.")
-    first = int(np.flatnonzero(~np.isclose(mine, expected, rtol=1e-9, atol=1e-15))[0])
-    raise AssertionError(f"{name}({setting}) is wrong from step {first} on: {mine[first]:.6g} where the reference "
-                         "has a different value. Compare with the formula in section 5.")
+STEP_DECAY_MISTAKES = (          # inputs: (steps, lr0, step_size, gamma)
+    Mistake("optim.step_decay.smooth", "decays smoothly, a little every step. StepLR keeps the rate constant for "
+            "step_size steps and then multiplies it by gamma: a staircase.",
+            returns=lambda s, lr0, size, gamma: lr0 * gamma ** (s / size)),
+    Mistake("optim.step_decay.every_step", "multiplies by gamma at every step: the decay should come once every "
+            "step_size steps.", returns=lambda s, lr0, size, gamma: lr0 * gamma ** s),
+    Mistake("optim.step_decay.one_step_ahead", "is one step ahead: its value at step s is StepLR's at step s + 1. "
+            "Steps count from 0, and step 0 has the starting learning rate.",
+            returns=lambda s, lr0, size, gamma: lr0 * gamma ** ((s + 1) // size)),
+    Mistake("optim.step_decay.one_step_behind", "is one step behind: its value at step s is StepLR's at step s − 1. "
+            "Steps count from 0.", returns=lambda s, lr0, size, gamma: lr0 * gamma ** (np.maximum(s - 1, 0) // size)),
+)
 
 
 def check_step_decay(step_decay) -> None:
-    """``step_decay(step, lr0, step_size, gamma)`` against torch's StepLR, step for step."""
+    """``step_decay(step, lr0, step_size, gamma) -> lr`` (one number) against torch's StepLR, step for step."""
     name = "step_decay"
-    for lr0, size, gamma, steps in ((0.1, 5, 0.5, 23), (0.3, 1, 0.9, 8), (1e-3, 7, 0.1, 30)):
-        setting = f"lr0={lr0}, step_size={size}, gamma={gamma}"
-        mine = [_lr(step_decay, name, s, lr0, size, gamma) for s in range(steps)]
-        expected = _torch_lrs(lambda o: torch.optim.lr_scheduler.StepLR(o, size, gamma), lr0, steps)
-        if size > 1 and np.allclose(mine, [lr0 * gamma ** (s / size) for s in range(steps)], rtol=1e-9):
-            raise AssertionError(f"{name}({setting}) decays smoothly, a little every step. StepLR keeps the rate "
-                                 "constant for step_size steps and then multiplies it by gamma: a staircase.")
-        if size > 1 and np.allclose(mine, [lr0 * gamma ** s for s in range(steps)], rtol=1e-9):
-            raise AssertionError(f"{name}({setting}) multiplies by gamma at every step: the decay should come "
-                                 "once every step_size steps.")
-        _compare_schedule(mine, expected, name, setting)
+    for lr0, size, gamma, n in ((0.1, 5, 0.5, 23), (0.3, 1, 0.9, 8), (1e-3, 7, 0.1, 30)):
+        steps = np.arange(n)
+        rates = _rates(step_decay, name, steps, lr0, size, gamma)
+        expected = _torch_lrs(lambda o: torch.optim.lr_scheduler.StepLR(o, size, gamma), lr0, n)
+        _compare_steps(rates, expected, f"{name}({_setting(lr0=lr0, step_size=size, gamma=gamma)})",
+                       lambda k: f" at step {k}", "torch's StepLR gives", mistakes=STEP_DECAY_MISTAKES,
+                       inputs=(steps, lr0, size, gamma))
     passed(name, "equal to torch.optim.lr_scheduler.StepLR, step for step")
 
 
@@ -376,64 +431,83 @@ def check_step_decay(step_decay) -> None:
 _INVERSE_TIME_CASES = {0: 0.2, 1: 0.2 / 1.005, 50: 0.16, 100: 0.2 / 1.5, 150: 0.2 / 1.75, 300: 0.08,
                        1000: 0.2 / 6}
 
+INVERSE_TIME_MISTAKES = (        # inputs: (steps, lr0, decay_rate, decay_steps)
+    Mistake("optim.inverse_time_decay.lr0_ignored", "never uses lr0: it starts at 1 instead of lr0. Inverse time "
+            "decay divides lr0 by a term that grows linearly with the step (section 5).",
+            returns=lambda s, lr0, rate, n: 1 / (1 + rate * s / n)),
+    Mistake("optim.inverse_time_decay.one_step_ahead", "is one step ahead: its value at step s is the formula's at "
+            "step s + 1. Steps count from 0, and step 0 should start at lr0.",
+            returns=lambda s, lr0, rate, n: lr0 / (1 + rate * (s + 1) / n)),
+    Mistake("optim.inverse_time_decay.staircase", "is still lr0 at step 50: that is the staircase version. The "
+            "formula divides step by decay_steps as real numbers, so the rate falls a little every step.",
+            returns=lambda s, lr0, rate, n: lr0 / (1 + rate * (s // n))),
+    Mistake("optim.inverse_time_decay.exponential", "is lr0·decay_rate at step decay_steps: that is exponential "
+            "decay. Inverse time decay divides lr0 by a term that grows linearly with the step (section 5).",
+            returns=lambda s, lr0, rate, n: lr0 * rate ** (s / n)),
+    Mistake("optim.inverse_time_decay.squared_denominator", "divides lr0 by the square of 1 + decay_rate·step / "
+            "decay_steps: check where decay_rate and decay_steps enter the denominator (section 5).",
+            returns=lambda s, lr0, rate, n: lr0 / (1 + rate * s / n) ** 2),
+    Mistake("optim.inverse_time_decay.decay_rate_ignored", "is lr0 / (1 + step / decay_steps), without decay_rate: "
+            "check where decay_rate and decay_steps enter the denominator (section 5).",
+            returns=lambda s, lr0, rate, n: lr0 / (1 + s / n)),
+)
+
 
 def check_inverse_time_decay(inverse_time_decay) -> None:
-    """``inverse_time_decay(step, lr0, decay_rate, decay_steps)`` on values computed by hand."""
-    name, setting = "inverse_time_decay", "lr0=0.2, decay_rate=0.5, decay_steps=100"
-    mine = {s: _lr(inverse_time_decay, name, s, 0.2, 0.5, 100) for s in _INVERSE_TIME_CASES}
-    if all(math.isclose(mine[s], v, rel_tol=1e-9) for s, v in _INVERSE_TIME_CASES.items()):
-        passed(name, "values at 7 steps equal the formula's")
-        return
-    expect(math.isclose(mine[0], 0.2, rel_tol=1e-9),
-           f"{name}({setting}) at step 0 is {mine[0]:.6g}; it should start at lr0. Is the step off by one?")
-    if math.isclose(mine[100], 0.2 / 1.5, rel_tol=1e-9) and math.isclose(mine[50], 0.2, rel_tol=1e-9):
-        raise AssertionError(f"{name}({setting}) at step 50 is still lr0: that is the staircase version. The formula "
-                             "divides step by decay_steps as real numbers, so the rate falls a little every step.")
-    if math.isclose(mine[100], 0.2 * 0.5, rel_tol=1e-9):
-        raise AssertionError(f"{name}({setting}) at step 100 is lr0·decay_rate: that is exponential decay. Inverse "
-                             "time decay divides lr0 by a term that grows linearly with the step (section 5).")
-    if math.isclose(mine[100], 0.2 / 1.5 ** 2, rel_tol=1e-6) or math.isclose(mine[100], 0.2 / 2.0, rel_tol=1e-9):
-        raise AssertionError(f"{name}({setting}) at step 100 is {mine[100]:.6g}: check where decay_rate and "
-                             "decay_steps enter the denominator (section 5).")
-    wrong = next(s for s, v in _INVERSE_TIME_CASES.items() if not math.isclose(mine[s], v, rel_tol=1e-9))
-    raise AssertionError(f"{name}({setting}) at step {wrong} is {mine[wrong]:.6g}, not the formula's value: compare "
-                         "with section 5.")
+    """``inverse_time_decay(step, lr0, decay_rate, decay_steps) -> lr`` (one number) on values computed by hand."""
+    name, settings = "inverse_time_decay", (0.2, 0.5, 100)
+    steps = np.array(list(_INVERSE_TIME_CASES))
+    rates = _rates(inverse_time_decay, name, steps, *settings)
+    _compare_steps(rates, np.array(list(_INVERSE_TIME_CASES.values())),
+                   f"{name}({_setting(lr0=0.2, decay_rate=0.5, decay_steps=100)})", lambda k: f" at step {steps[k]}",
+                   "the formula gives", mistakes=INVERSE_TIME_MISTAKES, inputs=(steps, *settings))
+    passed(name, "values at 7 steps equal the formula's")
+
+
+def _warmup_cosine_steps(steps, lr0, warmup, total, lr_min, *, ahead=False, floor=None, span_all=False,
+                         clamp=True) -> np.ndarray:
+    """The warm-up cosine schedule at ``steps`` in NumPy with a mistake planted: the warm-up one step ``ahead``,
+    the cosine down to ``floor`` instead of lr_min, spanning all total_steps (``span_all``), or not ``clamp``ed
+    after total_steps."""
+    low = lr_min if floor is None else floor
+    start, length = (0, total) if span_all else (warmup, total - warmup)
+    progress = (steps - start) / max(length, 1)
+    cosine = low + (lr0 - low) * (1 + np.cos(np.pi * (np.minimum(progress, 1.0) if clamp else progress))) / 2
+    return np.where(steps < warmup, lr0 * (steps + ahead) / max(warmup, 1), cosine)
+
+
+def _cosine_with(**mistake):
+    """A mistake table's ``returns``: the warm-up cosine on (steps, lr0, warmup, total, lr_min) with ``mistake``."""
+    return lambda *inputs: _warmup_cosine_steps(*inputs, **mistake)
+
+
+WARMUP_COSINE_MISTAKES = (       # inputs: (steps, lr0, warmup_steps, total_steps, lr_min)
+    Mistake("optim.warmup_cosine.warmup_ahead", "is one step ahead during the warm-up: it starts from 0 at step 0 "
+            "(steps count from 0) and rises by lr0 / warmup_steps per step.", returns=_cosine_with(ahead=True)),
+    Mistake("optim.warmup_cosine.lr_min_ignored", "ends at 0 instead of lr_min: the cosine runs from lr0 down to "
+            "lr_min.", returns=_cosine_with(floor=0.0)),
+    Mistake("optim.warmup_cosine.cosine_from_step_0", "spans all total_steps with its cosine, from step 0; it should "
+            "start at lr0 when the warm-up ends and span the remaining total_steps − warmup_steps steps.",
+            returns=_cosine_with(span_all=True)),
+    Mistake("optim.warmup_cosine.not_clamped", "rises again after total_steps: after total_steps the rate should stay "
+            "at lr_min.", returns=_cosine_with(clamp=False)),
+)
 
 
 def check_warmup_cosine(warmup_cosine) -> None:
-    """``warmup_cosine(step, lr0, warmup_steps, total_steps, lr_min)``: linear warm-up from 0, then torch's
-    CosineAnnealingLR down to ``lr_min`` at ``total_steps``, and ``lr_min`` after it."""
+    """``warmup_cosine(step, lr0, warmup_steps, total_steps, lr_min) -> lr`` (one number): linear warm-up from 0,
+    then torch's CosineAnnealingLR down to ``lr_min`` at ``total_steps``, and ``lr_min`` after it."""
     name = "warmup_cosine"
     for lr0, warmup, total, lr_min in ((0.4, 10, 50, 0.0), (1e-3, 4, 30, 1e-5), (0.1, 0, 12, 0.01)):
-        setting = f"lr0={lr0}, warmup_steps={warmup}, total_steps={total}, lr_min={lr_min}"
-        mine = [_lr(warmup_cosine, name, s, lr0, warmup, total, lr_min=lr_min) for s in range(total + 5)]
-        if warmup:
-            expect(mine[0] == 0.0 or abs(mine[0]) < 1e-15,
-                   f"{name}({setting}) at step 0 is {mine[0]:.6g}: the warm-up starts from 0"
-                   + (" — it is one step ahead (steps count from 0)." if math.isclose(mine[0], lr0 / warmup) else "."))
-            ramp = np.diff(mine[:warmup])
-            expect(np.allclose(ramp, lr0 / warmup, rtol=1e-9),
-                   f"{name}({setting}) does not rise linearly during the warm-up, from 0 at step 0 towards lr0 at "
-                   f"step warmup_steps: the rise per step should be lr0 / warmup_steps = {lr0 / warmup:.4g}, yours is "
-                   f"{ramp.min():.4g} … {ramp.max():.4g}.")
+        steps = np.arange(total + 5)
+        rates = _rates(warmup_cosine, name, steps, lr0, warmup, total, lr_min=lr_min)
         cosine = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, total - warmup, lr_min), lr0,
                             total - warmup + 1)
-        after = mine[warmup:total + 1]
-        if not np.allclose(after, cosine, rtol=1e-7, atol=1e-12):
-            if lr_min and abs(mine[total]) < 1e-12:
-                raise AssertionError(f"{name}({setting}) ends at 0 instead of lr_min: the cosine runs from lr0 down to "
-                                     "lr_min.")
-            long = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, total, lr_min), lr0, total + 1)
-            if warmup and np.allclose(after, long[warmup:], rtol=1e-7, atol=1e-12):
-                raise AssertionError(f"{name}({setting}): your cosine spans all total_steps, from step 0; it should "
-                                     "start at lr0 when the warm-up ends and span the remaining "
-                                     "total_steps − warmup_steps steps.")
-            first = int(np.flatnonzero(~np.isclose(after, cosine, rtol=1e-7, atol=1e-12))[0])
-            raise AssertionError(f"{name}({setting}) after the warm-up differs from torch's CosineAnnealingLR("
-                                 f"T_max=total_steps − warmup_steps, eta_min=lr_min) at step {warmup + first}: "
-                                 f"{after[first]:.6g} instead of {cosine[first]:.6g}.")
-        expect(np.allclose(mine[total:], lr_min, rtol=1e-9, atol=1e-15),
-               f"{name}({setting}) after total_steps should stay at lr_min, got {mine[total + 1]:.6g}.")
+        expected = np.concatenate([lr0 * np.arange(warmup) / max(warmup, 1), cosine, np.full(4, lr_min)])
+        setting = _setting(lr0=lr0, warmup_steps=warmup, total_steps=total, lr_min=lr_min)
+        _compare_steps(rates, expected, f"{name}({setting})", lambda k: f" at step {k}",
+                       "the linear warm-up, then torch's CosineAnnealingLR, gives", mistakes=WARMUP_COSINE_MISTAKES,
+                       inputs=(steps, lr0, warmup, total, lr_min))
     passed(name, "linear warm-up, then equal to torch's CosineAnnealingLR, then lr_min")
 
 
@@ -520,84 +594,84 @@ def _train(backward, model, optimizer, batches, scheduler=None) -> None:
 
 def _step(optimizer) -> None:
     """optimizer.step(), with the two usual crashes of MomentumSGD named."""
-    name = "MomentumSGD.step()"
     try:
-        optimizer.step()
-    except NotImplementedError:
-        raise AssertionError(f"{name} {_STUB}") from None
-    except Exception as err:
-        if "leaf Variable that requires grad" in str(err):
-            hint = (" The parameters are updated while autograd is recording: run the update under torch.no_grad() "
-                    "(the optimizer's own arithmetic must not become part of the graph).")
-        else:  # every network here has one
-            hint = (" This model has a parameter whose .grad is None (a frozen batch-norm scale, as in "
-                    "FastCIFARNet): skip such parameters.")
-        raise AssertionError(f"{name} raised {type(err).__name__}: {err}.{hint}") from err
+        call(optimizer.step, name="MomentumSGD.step", shown="")
+    except CheckFailed as failure:
+        message = str(failure).rstrip(".")
+        if failure.mistake != "crashed":
+            raise
+        if "leaf Variable that requires grad" in message:
+            fail(f"{message}. The parameters are updated while autograd is recording: run the update under "
+                 "torch.no_grad() (the optimizer's own arithmetic must not become part of the graph).",
+                 "optim.momentum_sgd.update_recorded_by_autograd")
+        if "NoneType" in message:
+            fail(f"{message}. This model has a parameter whose .grad is None (a frozen batch-norm scale, as in "
+                 "FastCIFARNet): skip such parameters.", "optim.momentum_sgd.frozen_parameter_not_skipped")
+        raise
 
 
-def _params_equal(a: list, b: list, tol: float = 1e-9) -> bool:
-    return len(a) == len(b) and all(_close(p, q, tol) for p, q in zip(a, b))
+def _same_parameters(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(close(p, q, TOL) for p, q in zip(a, b))
 
 
-def _make(build, name: str, cls, weights, groups=None, **settings):
-    try:
-        return build(cls, weights, groups, **settings)
-    except NotImplementedError:
-        raise AssertionError(f"{name} {_STUB}") from None
-    except Exception as err:
-        raise AssertionError(f"{name}(params, {', '.join(f'{k}={v}' for k, v in settings.items())}) raised "
-                             f"{type(err).__name__}: {err}.") from err
+def _make(build, cls, weights, groups=None, **settings):
+    """(model, optimizer): the tiny network, and the student's optimizer class over its parameters."""
+    return call(build, cls, weights, groups, name="MomentumSGD", shown=f"params, {_setting(**settings)}", **settings)
 
 
 def check_momentum_sgd(MomentumSGD) -> None:
-    """``MomentumSGD(params, lr, momentum, nesterov, weight_decay)`` trains like torch.optim.SGD."""
+    """``MomentumSGD(params, lr, momentum, nesterov, weight_decay)`` trains like torch.optim.SGD: the parameters of a
+    tiny network (with a frozen parameter) over 15 steps, with parameter groups and a StepLR schedule, and
+    ``step(closure)`` returns the closure's loss. The velocities live in ``self.state[p]``."""
     name = "MomentumSGD"
     subclasses, build, backward, step_lr, step_with_closure = (
         in_kernel(f) for f in (_subclasses_optimizer, _tiny_model, _backward, _step_lr, _step_with_closure))
-    expect(subclasses(MomentumSGD), f"{name} should be a class that subclasses torch.optim.Optimizer.")
-    _own_update(MomentumSGD)
+    expect(subclasses(MomentumSGD), f"{name} should be a class that subclasses torch.optim.Optimizer.",
+           "optim.momentum_sgd.not_an_optimizer")
+    _own_update(MomentumSGD, "momentum_sgd")
     settings = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
     weights = _initial_weights(0)
-    mine, optimizer = _make(build, name, MomentumSGD, weights, **settings)
+    mine, optimizer = _make(build, MomentumSGD, weights, **settings)
     theirs, reference = _tiny_model(torch.optim.SGD, weights, **settings)
     groups = optimizer.param_groups
     expect(len(groups) == 1 and all(k in groups[0] for k in settings),
            f"{name}: pass the settings to torch.optim.Optimizer.__init__ as its defaults, so that each parameter "
-           "group holds lr, momentum, nesterov and weight_decay.")
+           "group holds lr, momentum, nesterov and weight_decay.", "optim.momentum_sgd.settings_not_in_groups")
     before, batches = _parameters(mine), _batches(15, seed=1)
     _train(backward, mine, optimizer, batches[:1])
     changed = [not torch.equal(p, b) for p, b in zip(_parameters(mine), before)]
     expect(any(changed), f"{name}.step() did not change any parameter: update each parameter in place (assigning "
-                         "to a local variable changes nothing in the model).")
+                         "to a local variable changes nothing in the model).",
+           "optim.momentum_sgd.parameters_not_updated")
     expect(not changed[1], f"{name}.step() changed a parameter whose .grad is None (a frozen batch-norm scale): "
-                           "skip such parameters.")
+                           "skip such parameters.", "optim.momentum_sgd.frozen_parameter_not_skipped")
     _train(_backward, theirs, reference, batches[:1])
-    expect(_params_equal(_parameters(mine), _parameters(theirs)),
-           f"{name}: after one step the parameters differ from torch.optim.SGD's with {settings}: does step() call "
-           "your sgd_momentum_step with each group's settings, on each parameter and its .grad?")
+    expect(_same_parameters(_parameters(mine), _parameters(theirs)),
+           f"{name}: after one step the parameters differ from torch.optim.SGD's with {_setting(**settings)}: does "
+           "step() call your sgd_momentum_step with each group's settings, on each parameter and its .grad?")
     _train(backward, mine, optimizer, batches[1:])
     _train(_backward, theirs, reference, batches[1:])
-    expect(_params_equal(_parameters(mine), _parameters(theirs)),
+    expect(_same_parameters(_parameters(mine), _parameters(theirs)),
            f"{name}: the first step equals torch.optim.SGD's, but after 15 steps the parameters differ: keep each "
-           "parameter's velocity in self.state[p] from one step to the next.")
+           "parameter's velocity in self.state[p] from one step to the next.", "optim.momentum_sgd.velocity_not_kept")
     expect(any(isinstance(v, torch.Tensor) for s in optimizer.state.values() for v in s.values()),
            f"{name}: keep each parameter's velocity as a tensor in self.state[p] (so that state_dict() saves it and "
-           "fit can move it to the GPU with the model).")
+           "fit can move it to the GPU with the model).", "optim.momentum_sgd.velocity_outside_state")
 
     weights, batches, groups = _initial_weights(3), _batches(5, seed=4), [(0, {}), (4, {"lr": 0.01})]
-    mine, optimizer = _make(build, name, MomentumSGD, weights, groups, lr=0.1, momentum=0.9)
+    mine, optimizer = _make(build, MomentumSGD, weights, groups, lr=0.1, momentum=0.9)
     theirs, reference = _tiny_model(torch.optim.SGD, weights, groups, lr=0.1, momentum=0.9)
     _train(backward, mine, optimizer, batches, step_lr(optimizer, 2, 0.5))
     _train(_backward, theirs, reference, batches, _step_lr(reference, 2, 0.5))
-    expect(_params_equal(_parameters(mine), _parameters(theirs)),
+    expect(_same_parameters(_parameters(mine), _parameters(theirs)),
            f"{name} with two parameter groups (lr 0.1 and 0.01) and a StepLR schedule differs from torch.optim.SGD: "
            "read lr and the other settings from each group in self.param_groups on every step (a scheduler changes "
-           "group['lr'] between steps).")
-    model, optimizer = _make(build, name, MomentumSGD, _initial_weights(5), lr=0.01, momentum=0.9)
+           "group['lr'] between steps).", "optim.momentum_sgd.settings_not_from_groups")
+    model, optimizer = _make(build, MomentumSGD, _initial_weights(5), lr=0.01, momentum=0.9)
     x, y = torch.randn(4, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(6)), torch.arange(4)
-    returned = _call(lambda: step_with_closure(model, optimizer, x, y), f"{name}.step")
-    expect(isinstance(returned, torch.Tensor) and returned.ndim == 0,
-           f"{name}.step(closure) returned {returned!r}: when a closure is given, call it (with gradients enabled) "
-           "and return the loss it returns, as torch's optimizers do.")
+    returned = call(step_with_closure, model, optimizer, x, y, name=f"{name}.step", shown="closure")
+    if not (isinstance(returned, torch.Tensor) and returned.ndim == 0):
+        fail(f"{name}.step(closure) returned {describe(returned)}: when a closure is given, call it (with gradients "
+             "enabled) and return the loss it returns, as torch's optimizers do.", "optim.momentum_sgd.closure_ignored")
     passed(name, "equal to torch.optim.SGD over 15 steps, with parameter groups, a scheduler, frozen parameters "
                  "and a closure")

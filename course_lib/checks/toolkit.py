@@ -136,6 +136,8 @@ def describe(value) -> str:
         return repr(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
         return f"{value:.6g}"
+    if type(value).__module__.partition(".")[0] == "torch" and hasattr(value, "detach"):
+        value = value.detach()
     shape = getattr(value, "shape", None)
     if shape is not None and not callable(shape):
         if len(shape) == 0:
