@@ -1,18 +1,20 @@
 """Notebook 05's test cells must reject plausible wrong splits, risks, cross-validations, grids and
-Optuna objectives with a message that names the mistake, and accept valid alternatives.
+Optuna objectives with a short message that names the mistake (its stable id), and accept valid
+alternatives.
 
-Each wrong answer is the solution with one mistake written in (a textual edit of the solution cell,
+Most wrong answers are the solution with one mistake written in (a textual edit of the solution cell,
 checked to apply), so the tests follow the notebook when it changes.
 """
 from __future__ import annotations
 
+import itertools
 import linecache
 import math
 
 import numpy as np
 import pytest
 
-from notebook_cells import cell_source, run_test_cell
+from notebook_cells import cell_source, rejected, run_test_cell
 
 NB = "05_tuning"
 
@@ -36,11 +38,6 @@ def define(name: str, edits=(), **extra):
     return namespace[name]
 
 
-def rejects(grade_id: str, match: str, **objects) -> None:
-    with pytest.raises(AssertionError, match=match):
-        run_test_cell(NB, grade_id, **objects)
-
-
 zero_one_risk = define("zero_one_risk")
 
 
@@ -51,12 +48,21 @@ def test_solutions_pass():
     run_test_cell(NB, "test_param_grid", param_grid=define("param_grid"))
 
 
-def test_stubs_fail():
+@pytest.mark.parametrize("name", ["stratified_split", "zero_one_risk", "cross_validate", "param_grid"])
+def test_stubs_fail(name):
     def stub(*args, **kwargs):
         raise NotImplementedError()
 
-    for name in ("stratified_split", "zero_one_risk", "cross_validate", "param_grid"):
-        rejects(f"test_{name}", "not implemented yet", **{name: stub})
+    rejected(NB, f"test_{name}", "not implemented yet", "not_implemented", **{name: stub})
+
+
+@pytest.mark.parametrize("name", ["stratified_split", "zero_one_risk", "cross_validate", "param_grid"])
+def test_a_missing_return_is_named(name):
+    def returns_nothing(*args, **kwargs):
+        pass
+
+    rejected(NB, f"test_{name}", "returned None: is the result returned at the end of the function", "returned_none",
+             **{name: returns_nothing})
 
 
 # ---------------------------------------------------------------- stratified_split
@@ -92,24 +98,77 @@ def split_as_masks(y, fractions=(0.8, 0.1, 0.1), seed=0):
     return tuple(masks)
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (split_not_stratified, "not stratified"),
-    (define("stratified_split", [("stratify=y, random_state", "random_state")]), "not stratified"),
+def split_of_the_labels(y, fractions=(0.8, 0.1, 0.1), seed=0):
+    """Wrong: splits the labels themselves, not the examples' positions."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y)
+    train, rest = train_test_split(y, train_size=fractions[0], stratify=y, random_state=seed)
+    val, test = train_test_split(rest, test_size=fractions[2] / (fractions[1] + fractions[2]), stratify=rest,
+                                 random_state=seed)
+    return train, val, test
+
+
+def split_drawn_with_replacement(y, fractions=(0.8, 0.1, 0.1), seed=0):
+    """Wrong: draws each class's order with rng.choice, which draws with replacement."""
+    rng = np.random.default_rng(seed)
+    parts = ([], [], [])
+    for label in np.unique(y):
+        members = rng.choice(np.flatnonzero(np.asarray(y) == label), np.count_nonzero(np.asarray(y) == label))
+        a, b = round(fractions[0] * len(members)), round((fractions[0] + fractions[1]) * len(members))
+        for part, chunk in zip(parts, (members[:a], members[a:b], members[b:])):
+            part.extend(chunk)
+    return tuple(np.array(part) for part in parts)
+
+
+def split_shuffling_y(y, fractions=(0.8, 0.1, 0.1), seed=0):
+    """Wrong: shuffles the caller's labels in place before splitting."""
+    y = np.asarray(y)
+    np.random.default_rng(seed).shuffle(y)
+    return define("stratified_split")(y, fractions, seed)
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (split_not_stratified, "not stratified", "tuning.stratified_split.not_stratified"),
+    (define("stratified_split", [("stratify=y, random_state", "random_state")]), "not stratified",
+     "tuning.stratified_split.not_stratified"),
     (define("stratified_split", [("train_test_split(rest, test_size", "train_test_split(everything, test_size"),
-                                 ("stratify=y[rest]", "stratify=y")]), "share .* indices"),
+                                 ("stratify=y[rest]", "stratify=y")]), "share .* indices",
+     "tuning.stratified_split.overlapping_parts"),
     (define("stratified_split", [("test_size=test_share / (val_share + test_share)", "test_size=test_share")]),
-     "fractions"),
+     "fractions", "tuning.stratified_split.wrong_fractions"),
+    (define("stratified_split", [("test_size=test_share / (val_share + test_share)",
+                                  "train_size=val_share, test_size=test_share")]),
+     "hold 840 of the 1000 examples", "tuning.stratified_split.missing_examples"),
     (define("stratified_split", [("random_state=seed)\n    val_idx", "random_state=None)\n    val_idx")]),
-     "different splits"),
+     "different splits", "tuning.stratified_split.seed_unused"),
     (define("stratified_split", [("random_state=seed)\n    ### END", "random_state=0)\n    ### END"),
                                  ("random_state=seed)\n    val_idx", "random_state=0)\n    val_idx")]),
-     "same split"),
-    (split_as_masks, "boolean mask"),
-    (split_with_course_lib, "called course_lib.data.split"),
-    (split_with_the_notebooks_split(), "called course_lib.data.split"),
+     "same split", "tuning.stratified_split.seed_ignored"),
+    (split_of_the_labels, "holds only the values 0, 1, 2, 3", "tuning.stratified_split.labels_not_indices"),
+    (split_drawn_with_replacement, "more than once", "tuning.stratified_split.repeated_indices"),
+    (split_as_masks, "boolean mask", "tuning.stratified_split.boolean_mask"),
+    (split_with_course_lib, "called course_lib.data.split", "tuning.stratified_split.used_course_lib"),
+    (split_with_the_notebooks_split(), "called course_lib.data.split", "tuning.stratified_split.used_course_lib"),
+    (split_shuffling_y, "changed its argument y in place", "changed_argument"),
+    (lambda y, fractions=(0.8, 0.1, 0.1), seed=0: tuple(p + 1 for p in define("stratified_split")(y, fractions, seed)),
+     "run from 1 to 1000, but y has 1000 labels", "out_of_range"),
+    (lambda y, fractions=(0.8, 0.1, 0.1), seed=0: (), r"should return a tuple \(train_idx, val_idx, test_idx\); it "
+                                                     "returned \\(\\)", "wrong_type"),
 ])
-def test_stratified_split_rejects(wrong, match):
-    rejects("test_stratified_split", match, stratified_split=wrong)
+def test_stratified_split_rejects(wrong, match, mistake):
+    rejected(NB, "test_stratified_split", match, mistake, stratified_split=wrong)
+
+
+def test_a_split_through_course_lib_is_refused_outside_the_grader_too():
+    """In the student's own kernel the check runs the function, and stops it at its first call into course_lib."""
+    from course_lib.checks.toolkit import CheckFailed
+    from course_lib.checks.tuning import check_stratified_split
+
+    with pytest.raises(CheckFailed, match="split_with_course_lib called course_lib.data.ImageArrays: build it on "
+                                          "scikit-learn's splitters") as caught:
+        check_stratified_split(split_with_course_lib)
+    assert caught.value.mistake == "tuning.stratified_split.used_course_lib"
 
 
 def split_with_shuffle_splits(y, fractions=(0.8, 0.1, 0.1), seed=0):
@@ -129,18 +188,35 @@ def test_stratified_split_accepts_other_splitters_and_lists():
 
 # ---------------------------------------------------------------- zero_one_risk
 
-@pytest.mark.parametrize("edits, match", [
-    ([("mistakes = np.asarray(y_true) != np.asarray(y_pred)", "mistakes = np.asarray(y_true) == np.asarray(y_pred)")],
-     "accuracy"),
-    ([("standard_error = math.sqrt(risk * (1 - risk) / len(mistakes))", "standard_error = risk * (1 - risk) / len(mistakes)")],
-     "variance"),
-    ([("/ len(mistakes))", "/ (len(mistakes) - 1))")], "n − 1"),
-    ([("standard_error = math.sqrt(risk * (1 - risk) / len(mistakes))", "standard_error = math.sqrt(risk * (1 - risk))")],
-     "spread of single"),
-    ([("return risk, standard_error", "return risk")], "without its error"),
+def risk_of_lists_compared_whole(y_true, y_pred):
+    """Wrong: compares the inputs as they come, which for two lists is one True or False."""
+    risk = float(np.mean(y_true != y_pred))
+    return risk, math.sqrt(risk * (1 - risk) / len(y_true))
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (define("zero_one_risk", [("mistakes = np.asarray(y_true) != np.asarray(y_pred)",
+                               "mistakes = np.asarray(y_true) == np.asarray(y_pred)")]),
+     "on 400 labels returned the accuracy as the risk", "tuning.zero_one_risk.accuracy"),
+    (define("zero_one_risk", [("standard_error = math.sqrt(risk * (1 - risk) / len(mistakes))",
+                               "standard_error = risk * (1 - risk) / len(mistakes)")]),
+     "variance", "tuning.zero_one_risk.variance"),
+    (define("zero_one_risk", [("/ len(mistakes))", "/ (len(mistakes) - 1))")]), "n − 1",
+     "tuning.zero_one_risk.n_minus_one"),
+    (define("zero_one_risk", [("standard_error = math.sqrt(risk * (1 - risk) / len(mistakes))",
+                               "standard_error = math.sqrt(risk * (1 - risk))")]),
+     "spread of single", "tuning.zero_one_risk.spread_of_single_losses"),
+    (risk_of_lists_compared_whole, "on Python lists compared the two lists as wholes",
+     "tuning.zero_one_risk.lists_compared_whole"),
+    (define("zero_one_risk", [("return risk, standard_error", "return risk")]),
+     r"should return a pair \(risk, standard_error\); it returned 0.295", "wrong_type"),
+    (define("zero_one_risk", [("return risk, standard_error", "return risk, None")]),
+     "zero_one_risk's standard error is None; expected one number", "returned_none"),
+    (define("zero_one_risk", [("risk = float(mistakes.mean())", "risk = round(float(mistakes.mean()), 2)")]),
+     "the risk from zero_one_risk on 400 labels is 0.29; the share of mistakes is 0.295", "unidentified"),
 ])
-def test_zero_one_risk_rejects(edits, match):
-    rejects("test_zero_one_risk", match, zero_one_risk=define("zero_one_risk", edits))
+def test_zero_one_risk_rejects(wrong, match, mistake):
+    rejected(NB, "test_zero_one_risk", match, mistake, zero_one_risk=wrong)
 
 
 def risk_as_numpy_and_tensor(y_true, y_pred):
@@ -160,19 +236,47 @@ def cv(edits=()):
     return define("cross_validate", edits, zero_one_risk=zero_one_risk)
 
 
-@pytest.mark.parametrize("edits, match", [
-    ([("from sklearn.model_selection import StratifiedKFold", "from sklearn.model_selection import KFold"),
-      ("StratifiedKFold(n_splits=k", "KFold(n_splits=k")], "not stratified"),
-    ([("shuffle=True, random_state=seed", "shuffle=False")], "same folds|consecutive block"),
-    ([("train_and_predict(X[fold_fit], y[fold_fit], X[fold_held])", "train_and_predict(X, y, X[fold_held])")], "leaks"),
-    ([("np.std(fold_risks, ddof=1)", "np.std(fold_risks)")], "ddof"),
-    ([("np.std(fold_risks, ddof=1) / math.sqrt(k)", "np.std(fold_risks, ddof=1)")], "√k"),
-    ([("n_splits=k,", "n_splits=5,")], "k=4"),
-    ([("fold_risks.append(zero_one_risk(y[fold_held], predicted)[0])",
-       "fold_risks.append(1 - zero_one_risk(y[fold_held], predicted)[0])")], "fold risks"),
+def cv_training_on_one_fold(train_and_predict, X, y, k=5, seed=0):
+    """Wrong: trains each fold on the next fold's examples only, not on all the others."""
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y = np.asarray(X), np.asarray(y)
+    held_parts = [held for _, held in StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)]
+    fold_risks = []
+    for fold, held in enumerate(held_parts):
+        fit = held_parts[(fold + 1) % k]
+        fold_risks.append(zero_one_risk(y[held], train_and_predict(X[fit], y[fit], X[held]))[0])
+    return {"fold_risks": fold_risks, "mean": float(np.mean(fold_risks)),
+            "standard_error": float(np.std(fold_risks, ddof=1) / math.sqrt(k))}
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (cv([("from sklearn.model_selection import StratifiedKFold", "from sklearn.model_selection import KFold"),
+         ("StratifiedKFold(n_splits=k", "KFold(n_splits=k")]), "not stratified", "tuning.cross_validate.not_stratified"),
+    (cv([("shuffle=True, random_state=seed", "shuffle=False")]), "same folds", "tuning.cross_validate.seed_ignored"),
+    (cv([("shuffle=True, random_state=seed", "shuffle=True")]), "different folds", "tuning.cross_validate.seed_unused"),
+    (cv([("train_and_predict(X[fold_fit], y[fold_fit], X[fold_held])", "train_and_predict(X, y, X[fold_held])")]),
+     "leaks", "tuning.cross_validate.validation_in_training"),
+    (cv_training_on_one_fold, "trains and validates on 40 of the 100 examples", "tuning.cross_validate.dropped_examples"),
+    (cv([("import StratifiedKFold", "import StratifiedShuffleSplit"),
+         ("StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)",
+          "StratifiedShuffleSplit(n_splits=k, test_size=1 / k, random_state=seed)")]),
+     "validated more than once", "tuning.cross_validate.not_a_partition"),
+    (cv([("np.std(fold_risks, ddof=1)", "np.std(fold_risks)")]), "ddof", "tuning.cross_validate.ddof_zero"),
+    (cv([("np.std(fold_risks, ddof=1) / math.sqrt(k)", "np.std(fold_risks, ddof=1)")]), "√k",
+     "tuning.cross_validate.spread_not_error"),
+    (cv([("n_splits=k,", "n_splits=5,")]), "k=4", "tuning.cross_validate.k_ignored"),
+    (cv([("fold_risks.append(zero_one_risk(y[fold_held], predicted)[0])",
+          "fold_risks.append(1 - zero_one_risk(y[fold_held], predicted)[0])")]),
+     "fold 0's risk is 0.6, its share of correct predictions",
+     "tuning.cross_validate.accuracies"),
+    (cv([("mean = float(np.mean(fold_risks))", "mean = float(np.median(fold_risks))")]),
+     "with k=4 and seed=2, mean is .*; the fold risks' mean is", "unidentified"),
+    (cv([('return {"fold_risks": fold_risks, "mean": mean, ', 'return {"fold_risks": fold_risks, ')]),
+     "dict lacks mean", "wrong_type"),
 ])
-def test_cross_validate_rejects(edits, match):
-    rejects("test_cross_validate", match, cross_validate=cv(edits))
+def test_cross_validate_rejects(wrong, match, mistake):
+    rejected(NB, "test_cross_validate", match, mistake, cross_validate=wrong)
 
 
 def test_cross_validate_accepts_sklearn_metrics_and_arrays():
@@ -186,14 +290,10 @@ def test_cross_validate_accepts_sklearn_metrics_and_arrays():
 
 def grid_first_key_fastest(space):
     names = list(space)[::-1]
-    import itertools
-
     return [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
 
 
 def grid_one_dict(space):
-    import itertools
-
     combination, grid = {}, []
     for values in itertools.product(*space.values()):
         combination.update(zip(space, values))
@@ -201,15 +301,51 @@ def grid_one_dict(space):
     return grid
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda space: [dict(zip(space, values)) for values in zip(*space.values())], "not paired up"),
-    (grid_first_key_fastest, "first key varies fastest"),
-    (lambda space: list(__import__("sklearn.model_selection").model_selection.ParameterGrid(space)), "alphabetical"),
-    (grid_one_dict, "appear twice|one and the same dict"),
-    (lambda space: define("param_grid")(space) if space else [], "empty space"),
+def grid_with_sorted_values(space):
+    """Wrong: sorts each key's values, so that lr runs from 0.001 up."""
+    return [dict(zip(space, values)) for values in itertools.product(*(sorted(v) for v in space.values()))]
+
+
+def grid_popping_keys(space):
+    """Wrong: a recursion that takes its keys out of the caller's space."""
+    if not space:
+        return [{}]
+    first, values = next(iter(space.items()))
+    del space[first]
+    return [{first: value, **combination} for value in values for combination in grid_popping_keys(space)]
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda space: [dict(zip(space, values)) for values in zip(*space.values())], "position by position",
+     "tuning.param_grid.paired_up"),
+    (grid_first_key_fastest, "first key fastest", "tuning.param_grid.first_key_fastest"),
+    (lambda space: list(__import__("sklearn.model_selection").model_selection.ParameterGrid(space)), "alphabetical",
+     "tuning.param_grid.alphabetical_order"),
+    (grid_one_dict, "one and the same dict", "tuning.param_grid.one_shared_dict"),
+    (lambda space: define("param_grid")(space) if space else [], "on an empty space returned no combination",
+     "tuning.param_grid.empty_space"),
+    (grid_with_sorted_values, "right combinations in another order", "tuning.param_grid.other_order"),
+    (grid_popping_keys, "changed its argument space in place", "changed_argument"),
+    (lambda space: list(itertools.product(*space.values())), "entry 0 is .*; expected one dict per combination",
+     "wrong_type"),
+    (lambda space: define("param_grid")(space)[:-1],
+     "on a space of 3 × 2 × 2 values gave 11 combinations; expected 12", "unidentified"),
 ])
-def test_param_grid_rejects(wrong, match):
-    rejects("test_param_grid", match, param_grid=wrong)
+def test_param_grid_rejects(wrong, match, mistake):
+    rejected(NB, "test_param_grid", match, mistake, param_grid=wrong)
+
+
+@pytest.mark.parametrize("returned, message, mistake", [
+    (None, "param_grid returned None: is the result returned at the end of the function?", "returned_none"),
+    ([], "param_grid on a space of 3 × 2 × 2 values returned an empty list, but every value of each key meets every "
+         "value of the others in a combination of its own, one dict for each.", "tuning.param_grid.no_combinations"),
+    ({}, "param_grid on a space of 3 × 2 × 2 values returned an empty dict; expected a list of dicts, one per "
+         "combination.", "wrong_type"),
+])
+def test_param_grid_that_returns_nothing_gets_a_message(returned, message, mistake):
+    """Issue 24: an empty grid crashed the check with an IndexError from inside course_lib."""
+    got = rejected(NB, "test_param_grid", "", mistake, param_grid=lambda space: returned)
+    assert got == message
 
 
 def grid_by_recursion(space):
@@ -236,6 +372,9 @@ def synthetic(n: int, seed: int):
     return ImageArrays(images.astype(np.uint8), labels, [str(c) for c in range(10)])
 
 
+OBJECTIVE_NAMES = ("objective", "train", "val", "test", "tune_train", "tune_val", "TUNE_EPOCHS")
+
+
 def objective_namespace(edits=(), source=None) -> dict:
     """setup, train_model and the (edited) objective, or ``source``, in one namespace, as in the notebook."""
     namespace: dict = {}
@@ -254,8 +393,12 @@ def objective_namespace(edits=(), source=None) -> dict:
 def run_objective_test(edits=(), source=None) -> None:
     """The objective's test cell as the grader runs it, the objective living in the notebook's namespace."""
     namespace = objective_namespace(edits, source)
-    run_test_cell(NB, "test_objective", **{name: namespace[name] for name in
-                                            ("objective", "train", "val", "test", "tune_train", "tune_val", "TUNE_EPOCHS")})
+    run_test_cell(NB, "test_objective", **{name: namespace[name] for name in OBJECTIVE_NAMES})
+
+
+def objective_rejected(match: str, mistake: str, edits=(), source=None) -> str:
+    namespace = objective_namespace(edits, source)
+    return rejected(NB, "test_objective", match, mistake, **{name: namespace[name] for name in OBJECTIVE_NAMES})
 
 
 def test_objective_solution_passes():
@@ -263,25 +406,76 @@ def test_objective_solution_passes():
 
 
 def test_objective_stub_fails():
-    with pytest.raises(AssertionError, match="objective is not implemented yet"):
-        run_objective_test(source="def objective(trial):\n    raise NotImplementedError()\n")
+    objective_rejected("objective is not implemented yet", "not_implemented",
+                       source="def objective(trial):\n    raise NotImplementedError()\n")
 
 
-@pytest.mark.parametrize("edits, match", [
-    ([('trial.suggest_float("lr", 1e-4, 3e-2, log=True)', 'trial.suggest_float("lr", 1e-4, 3e-2)')], "log scale"),
-    ([('"last_width": trial.suggest_categorical("last_width", [64, 128]),', '"last_width": 64,')], "'last_width' is missing"),
-    ([("[32, 64, 128, 256]", "[32, 64, 128]")], "choices"),
-    ([("trial.report(history.val_acc[epoch], epoch)", "pass")], "never reported"),
+UNSEEDED_OBJECTIVE = '''
+results = iter(range(1, 100))
+
+
+def objective(trial):
+    """Wrong: its result changes from one call to the next, as an unseeded run's does (no training here)."""
+    trial.suggest_float("lr", 1e-4, 3e-2, log=True)
+    trial.suggest_float("weight_decay", 1e-5, 3e-1, log=True)
+    trial.suggest_categorical("batch_size", [32, 64, 128, 256])
+    trial.suggest_categorical("last_width", [64, 128])
+    accuracy = next(results) / 100
+    for epoch in range(TUNE_EPOCHS):
+        trial.report(accuracy, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return accuracy
+'''
+
+PRUNE_AT_THE_END = [("        if trial.should_prune():\n            raise optuna.TrialPruned()\n", ""),
+                    ("    *_, final_accuracy", "    if trial.should_prune():\n        raise optuna.TrialPruned()\n"
+                                             "    *_, final_accuracy")]
+
+
+@pytest.mark.parametrize("edits, match, mistake", [
+    ([('trial.suggest_float("lr", 1e-4, 3e-2, log=True)', 'trial.suggest_float("lr", 1e-4, 3e-2)')], "log scale",
+     "tuning.objective.linear_scale"),
+    ([('"last_width": trial.suggest_categorical("last_width", [64, 128]),', '"last_width": 64,')], "'last_width' is missing",
+     "tuning.objective.missing_hyperparameter"),
+    ([("[32, 64, 128, 256]", "[32, 64, 128]")], "choices", "tuning.objective.wrong_choices"),
+    ([('trial.suggest_categorical("batch_size", [32, 64, 128, 256])', 'trial.suggest_int("batch_size", 32, 256)')],
+     "'batch_size' is suggested from an integer range, not from a list of choices", "tuning.objective.wrong_kind"),
+    ([('trial.suggest_float("lr", 1e-4, 3e-2, log=True)', 'trial.suggest_float("lr", 1e-5, 3e-2, log=True)')],
+     "'lr' ranges from 1e-05 to 0.03", "tuning.objective.wrong_range"),
+    ([('"last_width": trial.suggest_categorical("last_width", [64, 128]),',
+       '"last_width": trial.suggest_categorical("last_width", [64, 128]),\n'
+       '        "momentum": trial.suggest_float("momentum", 0.8, 0.99),')], "also suggested 'momentum'",
+     "tuning.objective.extra_hyperparameter"),
+    ([("trial.report(history.val_acc[epoch], epoch)", "pass")], "never reported", "tuning.objective.never_reported"),
     ([("trial.report(history.val_acc[epoch], epoch)", "trial.report(history.val_acc[epoch], epoch + 1)")],
-     "step being the epoch"),
-    ([("        if trial.should_prune():\n            raise optuna.TrialPruned()\n", "")], "never asked whether to prune"),
-    ([("raise optuna.TrialPruned()", "pass")], "went on"),
-    ([("val=tune_val", "val=test")], "used the test set"),
-    ([("*_, final_accuracy = history.val_acc", "*_, final_accuracy = history.train_acc")], "return the final validation accuracy"),
+     "step being the epoch", "tuning.objective.steps_not_epochs"),
+    ([("trial.report(history.val_acc[epoch], epoch)", "trial.report(history.val_loss[epoch], epoch)")],
+     "report the validation accuracy \\(0 to 1\\)", "tuning.objective.not_accuracy"),
+    ([("        if trial.should_prune():\n            raise optuna.TrialPruned()\n", "")], "never asked whether to prune",
+     "tuning.objective.never_asked_to_prune"),
+    ([("raise optuna.TrialPruned()", "pass")], "went on", "tuning.objective.pruning_ignored"),
+    (PRUNE_AT_THE_END, "pruned after 2 reports", "tuning.objective.pruned_late"),
+    ([("val=tune_val", "val=test")], "used the test set", "tuning.objective.used_test_set"),
+    ([("*_, final_accuracy = history.val_acc", "*_, final_accuracy = history.train_acc")],
+     "return the final validation accuracy", "tuning.objective.last_report_not_returned"),
+    ([("    return final_accuracy", "    final_accuracy")], "objective returned None", "returned_none"),
 ])
-def test_objective_rejects(edits, match):
-    with pytest.raises(AssertionError, match=match):
-        run_objective_test(edits)
+def test_objective_rejects(edits, match, mistake):
+    objective_rejected(match, mistake, edits)
+
+
+def test_objective_that_is_not_repeatable_is_named():
+    objective_rejected("the same parameters gave 0.03 and 0.04", "tuning.objective.not_repeatable",
+                       source=UNSEEDED_OBJECTIVE)
+
+
+def test_objective_without_the_notebooks_settings_says_so():
+    namespace = objective_namespace()
+    names = {name: namespace[name] for name in OBJECTIVE_NAMES}
+    del namespace["tune_train"]
+    rejected(NB, "test_objective", "tune_train is not defined: run the notebook's cells from the top first",
+             "tuning.objective.settings_undefined", **names)
 
 
 def test_objective_accepts_another_order_and_a_numpy_result():
@@ -300,5 +494,5 @@ def test_accuracy_comes_from_tuned_model_not_from_the_notebooks_number():
     from course_lib.models import FastCIFARNet
 
     torch.manual_seed(0)
-    rejects("test_accuracy", "official test accuracy of tuned_model .* is below",
-            tuned_model=FastCIFARNet(widths=(16, 32, 64, 64)), test_accuracy=0.9)
+    rejected(NB, "test_accuracy", "official test accuracy of tuned_model .* is below",
+             tuned_model=FastCIFARNet(widths=(16, 32, 64, 64)), test_accuracy=0.9)
