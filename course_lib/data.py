@@ -26,8 +26,14 @@ from course_lib.errors import CourseTypeError, CourseValueError, DatasetNotFound
 from course_lib.settings import cache_dir, data_dir, downloads_allowed
 from course_lib.validation import check_choice, check_int, check_number, check_path, check_seed, describe
 
+__all__ = [
+    "IMAGE_SUFFIXES", "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "ImageArrays", "Splits", "split",
+    "load_image_folder", "load_cifar10", "cifar10_splits", "load_mnist", "load_fashion_mnist", "mnist_splits",
+    "load_muffin_chihuahua", "load_digits", "prepare_cache",
+]
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-NOT_DATA = {"thumbs.db", "desktop.ini", "__macosx"}  # what file managers leave in folders
+_NOT_DATA = {"thumbs.db", "desktop.ini", "__macosx"}  # what file managers leave in folders
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -202,7 +208,7 @@ def _decode_folder(source: Path, subfolder, size) -> tuple[ImageArrays, list[str
     images, others, skipped = [], [], []  # (path parts, reader) of image files and of other files
     for path, read in _iter_files(source, skipped):
         parts = PurePosixPath(path).parts
-        if any(part.startswith(".") or part.lower() in NOT_DATA for part in parts):
+        if any(part.startswith(".") or part.lower() in _NOT_DATA for part in parts):
             continue
         (images if PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES else others).append((parts, read))
     if not images:

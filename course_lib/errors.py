@@ -18,9 +18,15 @@ import re
 import sys
 import traceback
 
-RED, BOLD, RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
+__all__ = [
+    "CourseError", "CourseValueError", "CourseTypeError", "CourseRuntimeError", "CourseFileNotFoundError",
+    "DatasetNotFoundError", "SettingError", "FolderError", "NonFiniteLossError", "CheckpointError",
+    "SkippedFileWarning", "BRIEF", "show_errors_briefly", "brief_lines", "describe_failure",
+]
+
+_RED, _BOLD, _RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
 BRIEF = (AssertionError, NameError, NotImplementedError)  # shown briefly when raised where described below
-CHECKS_PACKAGE = "course_lib.checks"
+_CHECKS_PACKAGE = "course_lib.checks"
 
 
 class CourseError(Exception):
@@ -151,7 +157,7 @@ def _show(shell, etype, value, tb, tb_offset=None):
 
 def _failed_check(value, frames, shell) -> list[str] | None:
     """A public check's AssertionError: the check's message, the exercise, where to fix it."""
-    in_checks = [(frame, line) for frame, line in frames if _module(frame).startswith(CHECKS_PACKAGE)]
+    in_checks = [(frame, line) for frame, line in frames if _module(frame).startswith(_CHECKS_PACKAGE)]
     if not in_checks:
         return None
     check = next((f for f, _ in in_checks if f.f_code.co_name.startswith("check_")), in_checks[0][0])
@@ -184,7 +190,7 @@ def _undefined_name(value, tb, frame_line, shell) -> list[str]:
 
 
 def _block(title: str, lines: list[str]) -> list[str]:
-    return [f"{RED}{BOLD}{title}{RESET}", *lines]
+    return [f"{_RED}{_BOLD}{title}{_RESET}", *lines]
 
 
 def _shell():

@@ -30,14 +30,14 @@ from course_lib.errors import CourseValueError
 from course_lib.validation import check_int, check_module, check_number, describe, explain_forward_error
 
 __all__ = [
-    "MLP1", "MLP2", "PlainCNN", "SimpleCNN", "DeepCNN", "ResNetSmall", "TwoBranchNet",
+    "MLP1", "MLP2", "PlainCNN", "SimpleCNN", "DeepCNN", "ResidualBlock", "ResNetSmall", "TwoBranchNet",
     "FastCIFARNet", "count_params", "count_macs",
 ]
 
 
-MAX_WIDTH = 4096               # channels or units of one layer: a 3x3 conv of 4096 to 4096 fits in 1 GiB
-MAX_CLASSES = 65536
-MAX_LAYER_WEIGHTS = 2**28      # one layer's weights: 1 GiB of float32
+_MAX_WIDTH = 4096               # channels or units of one layer: a 3x3 conv of 4096 to 4096 fits in 1 GiB
+_MAX_CLASSES = 65536
+_MAX_LAYER_WEIGHTS = 2**28      # one layer's weights: 1 GiB of float32
 
 
 def _num_pixels(image_size) -> int:
@@ -52,21 +52,21 @@ def _num_pixels(image_size) -> int:
 
 def _sizes(in_channels, num_classes, **widths) -> None:
     """Check the arguments every model takes, and any layer widths, as whole numbers >= 1."""
-    check_int("in_channels", in_channels, low=1, high=MAX_WIDTH, hint="3 for colour images, 1 for grayscale")
-    check_int("num_classes", num_classes, low=1, high=MAX_CLASSES,
+    check_int("in_channels", in_channels, low=1, high=_MAX_WIDTH, hint="3 for colour images, 1 for grayscale")
+    check_int("num_classes", num_classes, low=1, high=_MAX_CLASSES,
               hint="the number of classes (1 gives one logit for two classes)")
     for name, value in widths.items():
         for width in value if isinstance(value, (tuple, list)) else [value]:
-            check_int(name, width, low=1, high=MAX_WIDTH, hint="layer widths are whole numbers of units or channels")
+            check_int(name, width, low=1, high=_MAX_WIDTH, hint="layer widths are whole numbers of units or channels")
 
 
 def _flattened(model: str, in_channels: int, image_size, hidden: int) -> int:
     """C * H * W, the inputs of an MLP's first layer, if that layer (times ``hidden``) fits in memory."""
     inputs = in_channels * _num_pixels(image_size)
-    if inputs * hidden > MAX_LAYER_WEIGHTS:
+    if inputs * hidden > _MAX_LAYER_WEIGHTS:
         raise CourseValueError(
             f"{model}'s first layer would hold {inputs:,} x {hidden:,} = {inputs * hidden:,} weights, more than "
-            f"{MAX_LAYER_WEIGHTS:,} (1 GiB): use a smaller image_size or hidden, or a ConvNet for images this large")
+            f"{_MAX_LAYER_WEIGHTS:,} (1 GiB): use a smaller image_size or hidden, or a ConvNet for images this large")
     return inputs
 
 
@@ -133,7 +133,7 @@ class PlainCNN(nn.Module):
         if isinstance(depth, bool) or depth not in (3, 4, 5):
             raise CourseValueError(f"PlainCNN depth must be 3, 4 or 5, got {describe(depth)}")
         _sizes(in_channels, num_classes)
-        check_int("width", width, low=1, high=MAX_WIDTH // 4, hint="its deepest layers have 4 * width channels")
+        check_int("width", width, low=1, high=_MAX_WIDTH // 4, hint="its deepest layers have 4 * width channels")
         channels = [width, 2 * width, 4 * width, 4 * width, 4 * width][:depth]
         layers, c_in = [], in_channels
         for i, c_out in enumerate(channels):
@@ -193,7 +193,7 @@ class DeepCNN(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 32, dropout: float = 0.25):
         super().__init__()
         _sizes(in_channels, num_classes)
-        check_int("width", width, low=1, high=MAX_WIDTH // 4, hint="its last block has 4 * width channels")
+        check_int("width", width, low=1, high=_MAX_WIDTH // 4, hint="its last block has 4 * width channels")
         check_number("dropout", dropout, low=0, high=1, high_open=True, hint="the probability of zeroing a unit")
         blocks, c_in = [], in_channels
         for c_out in (width, 2 * width, 4 * width):
@@ -354,9 +354,15 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 def count_macs(model: nn.Module, input_shape=(3, 32, 32)) -> int:
     """Multiply-adds of one forward pass for one input of shape (C, H, W) (or any other per-sample shape).
 
-    Counts ``nn.Conv2d`` and ``nn.Linear`` layers only (they dominate); runs one forward pass
-    with hooks, on a zero input, in eval mode.
+    Counted by torch's ``torch.utils.flop_counter.FlopCounterMode``, which sees every operation the
+    forward runs, not only layers: convolutions of any dimension (transposed and grouped ones too),
+    ``nn.Linear``, matrix products (``x @ w``, ``F.linear``, ``F.conv2d`` in a ``forward``) and
+    attention. It counts 2 FLOPs per multiply-add, so this is its total / 2; element-wise work
+    (biases, batch norm, activations, pooling) counts nothing, as it is small next to these. Runs
+    one forward pass, on a zero input, in eval mode and without gradients.
     """
+    from torch.utils.flop_counter import FlopCounterMode   # imported here: it costs 0.25 s on first use
+
     check_module("model", model)
     if not isinstance(input_shape, (tuple, list, torch.Size)) or not input_shape:
         raise CourseValueError(f"input_shape must be the shape of one input, e.g. (3, 32, 32) for (C, H, W), got "
@@ -365,29 +371,13 @@ def count_macs(model: nn.Module, input_shape=(3, 32, 32)) -> int:
     if math.prod(input_shape) > 2**26:
         raise CourseValueError(f"input_shape {input_shape} is {math.prod(input_shape):,} numbers per input, more than "
                                f"2**26: pass the shape of one input the model is used with, e.g. (3, 32, 32)")
-    total = 0
-
-    def conv_hook(layer, inputs, output):
-        nonlocal total
-        kernel = math.prod(layer.kernel_size) * layer.in_channels // layer.groups
-        total += output[0].numel() * kernel
-
-    def linear_hook(layer, inputs, output):
-        nonlocal total
-        total += output[0].numel() * layer.in_features
-
-    hooks = []
-    for layer in model.modules():
-        if isinstance(layer, nn.Conv2d):
-            hooks.append(layer.register_forward_hook(conv_hook))
-        elif isinstance(layer, nn.Linear):
-            hooks.append(layer.register_forward_hook(linear_hook))
     was_training = model.training
     param = next(model.parameters(), torch.zeros(()))
     x = torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype)
+    counter = FlopCounterMode(display=False)
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), counter:
             model(x)
     except RuntimeError as err:
         explained = explain_forward_error(model, x, err, "Pass the (C, H, W) of the images the model was built "
@@ -396,7 +386,5 @@ def count_macs(model: nn.Module, input_shape=(3, 32, 32)) -> int:
             raise
         raise explained from err
     finally:
-        for hook in hooks:
-            hook.remove()
         model.train(was_training)
-    return total
+    return counter.get_total_flops() // 2

@@ -11,6 +11,8 @@ from course_lib.results import format_value, results_dir, write_results
 from course_lib.settings import data_dir, describe_device, get_device, is_fast, seed_everything
 from course_lib.validation import describe
 
+__all__ = ["setup_notebook", "NotebookRun"]
+
 _COMPARE = {">=": operator.ge, "<=": operator.le}
 
 

@@ -13,6 +13,11 @@ import numpy as np
 from course_lib.errors import CourseTypeError, CourseValueError
 from course_lib.validation import check_int, check_number, describe
 
+__all__ = [
+    "plot_history", "show_images", "plot_confusion_matrix", "compare_histories", "scaled_for_display", "MAX_IMAGES",
+    "CURVES",
+]
+
 MAX_IMAGES = 256  # more than this in one grid takes minutes to draw and shows nothing
 CURVES = ("train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -77,7 +82,7 @@ def show_images(images, labels=None, class_names=None, ncols: int = 8, scale: fl
         if i >= n:
             continue
         image = images[i][..., 0] if images[i].ndim == 3 and images[i].shape[-1] == 1 else images[i]
-        ax.imshow(_displayable(image), cmap="gray" if image.ndim == 2 else None)
+        ax.imshow(scaled_for_display(image), cmap="gray" if image.ndim == 2 else None)
         if labels is not None:
             label = int(labels[i])
             ax.set_title(class_names[label] if class_names else str(label), fontsize=8)
@@ -87,7 +92,7 @@ def show_images(images, labels=None, class_names=None, ncols: int = 8, scale: fl
     return fig
 
 
-def _displayable(image: np.ndarray) -> np.ndarray:
+def scaled_for_display(image: np.ndarray) -> np.ndarray:
     """uint8 as it is; anything else scaled from its finite range to [0, 1] (NaN and inf as 0)."""
     if image.dtype == np.uint8:
         return image

@@ -18,6 +18,8 @@ from course_lib.errors import (CourseFileNotFoundError, CourseTypeError, CourseV
                                SkippedFileWarning)
 from course_lib.validation import describe
 
+__all__ = ["results_dir", "write_results", "format_value", "table"]
+
 
 def results_dir() -> Path | None:
     """``COURSE_RESULTS_DIR`` as a path, or None when results are not being written."""

@@ -29,6 +29,11 @@ import numpy as np
 from course_lib.errors import CourseRuntimeError, CourseTypeError, CourseValueError, FolderError, SettingError
 from course_lib.validation import check_seed, describe
 
+__all__ = [
+    "is_fast", "fast_or_full", "downloads_allowed", "env_switch", "data_dir", "cache_dir", "checkpoint_dir",
+    "COLAB_DRIVE", "seed_everything", "get_device", "describe_device",
+]
+
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 

@@ -23,6 +23,11 @@ from course_lib.errors import CourseFileNotFoundError
 from course_lib.models import FastCIFARNet
 from course_lib.settings import checkpoint_dir, downloads_allowed, fast_or_full, is_fast, seed_everything
 
+__all__ = [
+    "load_backbone", "Backbone", "BackboneNotFoundError", "TransformedImages", "imagenet_backbone", "backbone_path",
+    "train_backbone", "write_json", "IMAGENET_MEAN", "IMAGENET_STD",
+]
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 

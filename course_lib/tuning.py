@@ -42,14 +42,15 @@ from course_lib.validation import SEED_LIMIT, check_callable, check_choice, chec
 __all__ = [
     "STORAGE_VARIABLE", "StorageError", "default_storage_url", "open_storage", "study_name", "open_study",
     "finished_trials", "optimize", "best_so_far", "plot_best_so_far", "load_objective", "main",
+    "mask_password", "describe_storage", "optuna_logging", "build_parser", "summary",
 ]
 
 STORAGE_VARIABLE = "COURSE_OPTUNA_STORAGE"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-RETRIES = 3
-TABLE_ATTEMPTS = 5
-DEFAULT_SOURCE = "the default storage"
-URL_EXAMPLES = "an SQLAlchemy URL such as postgresql://user:password@host/db or sqlite:///path/studies.db"
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_RETRIES = 3
+_TABLE_ATTEMPTS = 5
+_DEFAULT_SOURCE = "the default storage"
+_URL_EXAMPLES = "an SQLAlchemy URL such as postgresql://user:password@host/db or sqlite:///path/studies.db"
 
 
 class StorageError(CourseValueError):
@@ -76,13 +77,13 @@ def open_storage(url: str | None = None, *, heartbeat: float = 10, source: str =
     """
     heartbeat = check_number("heartbeat", heartbeat, low=0, low_open=True, hint="seconds between a trial's beats")
     if url is not None and not isinstance(url, str):
-        raise CourseTypeError(f"storage must be a database URL ({URL_EXAMPLES}), an Optuna storage or None, got "
+        raise CourseTypeError(f"storage must be a database URL ({_URL_EXAMPLES}), an Optuna storage or None, got "
                               f"{describe(url)}")
     if url is None and os.environ.get(STORAGE_VARIABLE):
         url, source = os.environ[STORAGE_VARIABLE], STORAGE_VARIABLE
     elif url is None:
         try:
-            url, source = default_storage_url(), DEFAULT_SOURCE
+            url, source = default_storage_url(), _DEFAULT_SOURCE
             _require_writable(cache_dir() / "optuna")
         except OSError as err:
             print(f"the course cache cannot be written ({err}): this study lives in memory only this time; "
@@ -95,13 +96,13 @@ def open_storage(url: str | None = None, *, heartbeat: float = 10, source: str =
         if isinstance(err, ImportError):
             reason = f"its database driver is missing ({err.__cause__ or err}): pip install it"
         shown = mask_password(url)
-        named = f"the default storage {shown}" if source == DEFAULT_SOURCE else f"{source}={shown!r}"
+        named = f"the default storage {shown}" if source == _DEFAULT_SOURCE else f"{source}={shown!r}"
         raise StorageError(f"{named} could not be opened: {reason.replace(url, shown)}. {_advice(source)}") from err
 
 
 def _rdb_storage(url: str, heartbeat: float):
     """``RDBStorage`` with heartbeats and retries; tolerates another worker creating the tables at the same time."""
-    for attempt in range(TABLE_ATTEMPTS):
+    for attempt in range(_TABLE_ATTEMPTS):
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", r".*(heartbeat_interval|grace_period|RetryHeartbeatStaleTrialCallback)",
@@ -109,10 +110,10 @@ def _rdb_storage(url: str, heartbeat: float):
                 return optuna.storages.RDBStorage(
                     _with_installed_driver(url), engine_kwargs=_engine_kwargs(url),
                     heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=_RETRIES),
                 )
         except sqlalchemy.exc.DatabaseError as err:
-            if attempt == TABLE_ATTEMPTS - 1 or not _lost_table_race(err):
+            if attempt == _TABLE_ATTEMPTS - 1 or not _lost_table_race(err):
                 raise
             time.sleep(0.2 * (attempt + 1))
 
@@ -124,10 +125,10 @@ def _lost_table_race(err: Exception) -> bool:
 
 def _advice(source: str) -> str:
     """What to do about a storage URL that cannot be opened, given where it came from."""
-    if source == DEFAULT_SOURCE:
-        return f"Set {STORAGE_VARIABLE} to {URL_EXAMPLES} to use another one"
+    if source == _DEFAULT_SOURCE:
+        return f"Set {STORAGE_VARIABLE} to {_URL_EXAMPLES} to use another one"
     undo = f"unset {STORAGE_VARIABLE}" if source == STORAGE_VARIABLE else f"leave out {source}"
-    return f"Set it to {URL_EXAMPLES}, or {undo} to use the default SQLite file <course cache>/optuna/studies.db"
+    return f"Set it to {_URL_EXAMPLES}, or {undo} to use the default SQLite file <course cache>/optuna/studies.db"
 
 
 def _require_writable(folder: Path) -> None:
@@ -248,7 +249,7 @@ def optuna_logging(level: int):
 
 def finished_trials(study) -> list:
     """The study's COMPLETE and PRUNED trials, in order of trial number."""
-    return study.get_trials(deepcopy=False, states=FINISHED)
+    return study.get_trials(deepcopy=False, states=_FINISHED)
 
 
 def optimize(study, objective, n_trials: int, *, progress: bool = True):
@@ -271,7 +272,7 @@ def optimize(study, objective, n_trials: int, *, progress: bool = True):
         return study
     with optuna_logging(optuna.logging.WARNING):
         study.optimize(objective, n_trials=remaining, show_progress_bar=progress, catch=(NonFiniteLossError,),
-                       callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED)])
+                       callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=_FINISHED)])
     return study
 
 

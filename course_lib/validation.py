@@ -13,6 +13,11 @@ from pathlib import Path
 
 from course_lib.errors import CourseTypeError, CourseValueError
 
+__all__ = [
+    "describe", "check_int", "check_number", "check_seed", "check_choice", "check_callable", "check_path",
+    "check_module", "check_batches", "check_batch", "explain_forward_error", "first_layer", "SEED_LIMIT",
+]
+
 SEED_LIMIT = 2**32  # NumPy's and scikit-learn's seeds are below it
 
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from course_lib.errors import CourseTypeError, CourseValueError, describe_failure
-from course_lib.plots import MAX_IMAGES, _displayable
+from course_lib.plots import MAX_IMAGES, scaled_for_display
 from course_lib.validation import check_callable, check_int, check_number, describe
 
 __all__ = ["PRESET_KERNELS", "grayscale", "show_feature_maps", "conv_explorer", "ConvExplorer", "path_explorer",
@@ -43,6 +43,11 @@ def grayscale(images) -> np.ndarray:
     """(N, H, W), (N, H, W, 3) or (N, C, H, W) images, uint8 or float → (N, 1, H, W) float64.
 
     uint8 images are scaled to [0, 1]; colour becomes luminance (0.299 R + 0.587 G + 0.114 B).
+
+    Not torchvision's ``rgb_to_grayscale``, measured against it (torchvision 0.29): its weights are
+    0.2989, 0.587 and 0.114, which sum to 0.9999, so a white image comes out 0.9999 instead of 1.0
+    (255 becomes 254 in uint8) and every pixel differs by up to 1e-4; and it takes channels-first
+    tensors only, so the layouts above would still be sorted out here for one line it replaces.
     """
     x = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
     if x.dtype.kind not in "biuf":
@@ -89,9 +94,9 @@ def show_feature_maps(maps, row_names=None, col_names=None, inputs=None, scale: 
     for i in range(n):
         if extra:
             image = inputs[i][..., 0] if inputs[i].ndim == 3 and inputs[i].shape[-1] == 1 else inputs[i]
-            axes[i, 0].imshow(_displayable(image), cmap="gray" if image.ndim == 2 else None)
+            axes[i, 0].imshow(scaled_for_display(image), cmap="gray" if image.ndim == 2 else None)
         for j in range(f):
-            axes[i, j + extra].imshow(_displayable(maps[i, j]), cmap="gray")
+            axes[i, j + extra].imshow(scaled_for_display(maps[i, j]), cmap="gray")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -111,7 +116,7 @@ def _png(image: np.ndarray, zoom: int) -> bytes:
     """A 2-D array as a grayscale PNG, scaled to its range and enlarged ``zoom`` times (nearest pixel)."""
     from PIL import Image
 
-    pixels = np.round(255 * _displayable(image.astype(np.float64))).astype(np.uint8)
+    pixels = np.round(255 * scaled_for_display(image.astype(np.float64))).astype(np.uint8)
     pixels = np.kron(pixels, np.ones((zoom, zoom), dtype=np.uint8))
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="png")

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from course_lib.models import MLP1, FastCIFARNet, SimpleCNN, count_macs, count_params
 from course_lib.settings import describe_device, get_device, seed_everything
-from course_lib.trainer import DeviceLoader, _amp_dtype, evaluate, fit
+from course_lib.trainer import DeviceLoader, evaluate, fit
+from course_lib.trainer.training import autocast_dtype
 
 MODELS = {"fast": FastCIFARNet, "simple": SimpleCNN, "mlp": MLP1}
 
@@ -81,7 +82,7 @@ def timed(run, device) -> tuple[float, float]:
 
 def bench_overhead(args):
     device = get_device(args.device)
-    amp_dtype = _amp_dtype(args.amp, device)
+    amp_dtype = autocast_dtype(args.amp, device)
 
     def run_fit():
         model, optimizer, scheduler, loader = make_run(args, device)

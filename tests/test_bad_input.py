@@ -454,7 +454,9 @@ def test_a_diverging_learning_rate_is_named_and_can_be_trained_through():
 
 def test_on_a_gpu_the_losses_are_checked_later_but_the_first_bad_step_is_exact():
     """The GPU path (no host sync per step), run on the CPU: losses are kept and looked at together."""
-    check = trainer._NonFiniteCheck(True, torch.device("cpu"), epochs=2, train=range(10), optimizer=sgd(small_mlp()))
+    from course_lib.trainer.training import _NonFiniteCheck
+
+    check = _NonFiniteCheck(True, torch.device("cpu"), epochs=2, train=range(10), optimizer=sgd(small_mlp()))
     check.immediate = False
     for step, value in enumerate([1.0, 0.5, 0.4]):
         check.step(torch.tensor(value), 0, None)

@@ -2,12 +2,14 @@
 
 The dist is built once into a temporary folder; then: its file list; its notebooks and course_lib
 equal this repository's; no line of a solution, hidden test or model answer occurs in any of its
-files; it installs on its own (a wheel built from it holds course_lib only); a folder a user made
-is never written into. The stamping step is run on copies of the solution notebooks only. The last
+files; it holds no grading code (course_grading, the instructor's package, is neither shipped nor
+imported, and its commands are refused by name); it installs on its own (a wheel built from it holds
+course_lib only); a folder a user made is never written into. The stamping step is run on copies of the solution notebooks only. The last
 test checks the real notebooks against course.toml: it fails until `make release` has stamped them.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -57,6 +59,7 @@ COINCIDENCES = {
     "torch.manual_seed(seed)",
     "if scheduler is not None:",
     "nn.functional.cross_entropy(model(x), y).backward()",
+    "sizes = [d_in, *hidden_sizes, d_out]",    # the checks count torch Linear layers of these sizes
     "optimizer.zero_grad()",                   # a training step, as course_lib.trainer and the checks take it
     "for p, q in zip(a.parameters(), b.parameters()))",
     # scikit-learn imports: course_lib.data.split and check_param_grid use what notebook 05's
@@ -264,6 +267,46 @@ def test_dist_installs_on_its_own(dist, tmp_path):
     assert packaged == {f for f in repo_files("course_lib") if f.endswith(".py")}
     assert f"https://github.com/{sd.read_config().student_repository}" in metadata
     assert "Deep learning for images — the course notebooks" in metadata   # the student README
+
+
+def grading_imports(source: str) -> list[int]:
+    """Lines of ``source`` that import course_grading: import statements, and import_module or
+    __import__ calls given its name."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            modules = [str(node.args[0].value)] if called in ("import_module", "__import__") else []
+        else:
+            continue
+        if any(module.split(".")[0] == "course_grading" for module in modules):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_dist_holds_no_grading_code(dist):
+    """The grading machinery (sandbox, nbgrader preprocessors, kernel-state checks) is the instructor's
+    package course_grading: not shipped, imported by nothing shipped, its commands refused by name."""
+    files = dist_files(dist)
+    assert not [f for f in files if "course_grading" in Path(f).parts or "grading" in Path(f).parts]
+    assert grading_imports("import course_grading.sandbox\nfrom course_grading import verdict\n"
+                           "importlib.import_module('course_grading.report')\nx = 'course_grading'\n") == [1, 2, 3]
+    shipped = sorted(f for f in files if f.endswith(".py"))
+    assert "course_lib/__main__.py" in shipped and len(shipped) > 10
+    importers = [f"{f}, line {line}" for f in shipped for line in grading_imports((dist / f).read_text())]
+    assert importers == [], f"shipped code imports the instructor's package: {importers}"
+
+    env = {**os.environ, "PYTHONPATH": str(dist)}
+    for command in ("grade", "integrity"):
+        done = subprocess.run([sys.executable, "-m", "course_lib", command, "submitted"], cwd=dist, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and done.stdout == ""
+        assert f"{command} is an instructor's command: python -m course_grading {command}" in done.stderr, \
+            done.stderr
 
 
 # --- where the dist may be written -----------------------------------------------------------

@@ -8,16 +8,5 @@ mistakes); :mod:`~course_lib.checks.numpy_only` keeps NumPy-only exercises NumPy
 :mod:`~course_lib.checks.remote` says where a step runs under the grader, and
 :mod:`~course_lib.checks.gradient_check` holds the numerical gradient the notebooks use too.
 """
-# Transitional: the names the topic modules imported from here before the toolkit.
-from course_lib.checks.gradient_check import numerical_gradient, rel_error  # noqa: F401
-from course_lib.checks.numpy_only import FORBIDDEN_IN_NUMPY_EXERCISES, NumpyOnlyError, numpy_only  # noqa: F401
-from course_lib.checks.toolkit import call, expect, expect_shape, expect_tuple, passed  # noqa: F401
-from course_lib.checks.toolkit import compare as _compare
 
-
-def call_step(step, name, *args, shown=None):
-    return call(step, *args, name=name, shown=shown)
-
-
-def expect_close(actual, expected, what, tol=1e-6, hint=""):
-    _compare(actual, expected, what, tol=tol)
+__all__: list[str] = []   # the topic modules and the toolkit are imported as modules

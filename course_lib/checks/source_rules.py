@@ -14,6 +14,8 @@ from __future__ import annotations
 import ast
 import re
 
+__all__ = ["FORBIDDEN_IN_NUMPY_EXERCISES", "DYNAMIC", "parse_cells", "notebook_sources", "forbidden_uses"]
+
 FORBIDDEN_IN_NUMPY_EXERCISES = ("torch", "scipy", "sklearn", "course_lib", "tensorflow", "jax", "keras",
                                 "cupy", "numba", "autograd")
 DYNAMIC = {"exec", "eval", "compile", "__import__", "globals", "vars", "locals", "importlib", "__builtins__",
