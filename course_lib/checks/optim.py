@@ -3,10 +3,10 @@
 The references are PyTorch's own optimizers and schedulers (``torch.optim.SGD``, ``Adam``,
 ``AdamW``, ``StepLR``, ``CosineAnnealingLR``), run here on the same gradients, and a few values
 computed by hand. Each exercise has a table of its usual mistakes (:class:`~course_lib.checks.toolkit.Mistake`):
-what the update or schedule returns under that mistake (Nesterov off, the velocity dampened, the
-step counter one ahead, bias correction gone, ε inside the square root, weight decay coupled instead
-of decoupled, ...), computed here in NumPy; a wrong result is named after the first entry it
-reproduces, or else by the step where it first differs.
+what the update or schedule returns under that mistake (Nesterov off, the step counter one ahead,
+bias correction gone, ε in another place, weight decay coupled instead of decoupled, ...), computed
+by torch's own optimizers and schedulers with other settings or state, or by simple formulas; a
+wrong result is named after the first entry it reproduces, or else by the step where it first differs.
 
 The student's functions are called through :func:`~course_lib.checks.toolkit.call` on copies of the
 check's arrays, so a step function may update its arrays in place as long as it returns them. Every
@@ -15,8 +15,6 @@ arrays. The student's optimizer class trains networks built where it lives, in t
 under the grader (:func:`course_lib.checks.remote.in_kernel`); torch's reference is built here.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -86,48 +84,32 @@ def _array_kinds(check, exercise: str) -> None:
 
 # ---------------------------------------------------------------- SGD with momentum
 
-def _torch_sgd(w0, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-    """torch.optim.SGD's (w, velocity) after each of ``grads``, as two arrays of shape (steps, *w0.shape)."""
+def _torch_sgd(w0, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, shrink_after=0.0):
+    """torch.optim.SGD's (w, velocity) after each of ``grads``, as two arrays of shape (steps, *w0.shape); with
+    ``shrink_after``, w also shrinks by shrink_after·(w before the step) after each of torch's steps."""
     p = nn.Parameter(torch.tensor(w0, dtype=torch.float64))
     opt = torch.optim.SGD([p], lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     ws, vs = [], []
     for g in grads:
+        before = p.detach().clone()
         p.grad = torch.tensor(g, dtype=torch.float64)
         opt.step()
+        if shrink_after:
+            with torch.no_grad():
+                p.sub_(shrink_after * before)
         buf = opt.state[p].get("momentum_buffer")
         ws.append(p.detach().numpy().copy())
         vs.append(np.zeros_like(w0) if buf is None else buf.numpy().copy())
     return np.array(ws), np.array(vs)
 
 
-def _sgd_steps(w0, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, *, direction=None,
-               decay_after=False) -> np.ndarray:
-    """w after each of ``grads`` (shape (steps, *w0.shape)) for momentum SGD in NumPy with a mistake planted:
-    ``direction(g, v_old, v_new, momentum)`` replaces the direction of the step; ``decay_after`` shrinks w after the
-    step instead of adding the L2 term to the gradient."""
-    w, v, ws = np.array(w0, dtype=np.float64), np.zeros_like(w0), []
-    for dw in grads:
-        g = dw if decay_after else dw + weight_decay * w
-        v_new = momentum * v + g
-        if direction is not None:
-            step = direction(g, v, v_new, momentum)
-        else:
-            step = g + momentum * v_new if nesterov else v_new
-        w = w - lr * step - (lr * weight_decay * w if decay_after else 0.0)
-        v = v_new
-        ws.append(w)
-    return np.array(ws)
-
-
-def _planted(**mistake):
-    """A mistake table's ``returns``: momentum SGD's weights on (w0, grads, settings) with ``mistake`` planted."""
-    return lambda w0, grads, settings: _sgd_steps(w0, grads, **{**settings, **mistake})
-
-
-def _lookahead(direction):
-    """A mistake table's ``returns``: momentum SGD's weights whose Nesterov look-ahead is ``direction(g, v_old,
-    v_new, momentum)`` (plain momentum when nesterov=False)."""
-    return lambda w0, grads, s: _sgd_steps(w0, grads, **s, direction=direction if s["nesterov"] else None)
+def _torch_sgd_with(**changed):
+    """A mistake table's ``returns``: torch.optim.SGD's weights on (w0, grads, settings), ``changed`` settings
+    replacing the check's (a function of the settings when callable)."""
+    def weights(w0, grads, settings):
+        options = {k: v(settings) if callable(v) else v for k, v in changed.items()}
+        return _torch_sgd(w0, grads, **{**settings, **options})[0]
+    return weights
 
 
 SGD_PLAIN_STEP_MISTAKES = (      # inputs: (w0, dw, lr)
@@ -149,21 +131,19 @@ SGD_VELOCITY_MISTAKES = (        # inputs: (dw, lr, momentum)
 
 SGD_MISTAKES = (                 # inputs: (w0, grads, settings)
     Mistake("optim.sgd_momentum_step.nesterov_when_off", "takes Nesterov steps: use the look-ahead only when "
-            "nesterov=True.", returns=_planted(nesterov=True)),
+            "nesterov=True.", returns=_torch_sgd_with(nesterov=True)),
     Mistake("optim.sgd_momentum_step.nesterov_ignored", "takes the same steps as plain momentum: the Nesterov "
             "look-ahead is missing (section 2, the update direction when nesterov=True).",
-            returns=_planted(nesterov=False)),
+            returns=_torch_sgd_with(nesterov=False)),
     Mistake("optim.sgd_momentum_step.raw_gradient_step", "moves the weights by −lr·dw, the raw gradient, although "
             "momentum is on: the weight update should use the velocity.",
-            returns=_planted(direction=lambda g, v, v_new, mu: g)),
-    Mistake("optim.sgd_momentum_step.lookahead_without_gradient", "looks ahead along the velocity alone: the "
-            "look-ahead direction combines the gradient with the new velocity (section 2).",
-            returns=_lookahead(lambda g, v, v_new, mu: (1 + mu) * v_new)),
+            returns=_torch_sgd_with(momentum=0.0, nesterov=False)),
     Mistake("optim.sgd_momentum_step.weight_decay_ignored", "takes the steps it takes without weight decay: "
-            "weight_decay is ignored.", returns=_planted(weight_decay=0.0)),
+            "weight_decay is ignored.", returns=_torch_sgd_with(weight_decay=0.0)),
     Mistake("optim.sgd_momentum_step.decay_after_step", "applies weight decay after the momentum step (it shrinks w "
             "directly): in PyTorch's SGD, weight decay is an L2 term added to the gradient before the velocity "
-            "update, so it enters the velocity too.", returns=_planted(decay_after=True)),
+            "update, so it enters the velocity too.",
+            returns=_torch_sgd_with(weight_decay=0.0, shrink_after=lambda s: s["lr"] * s["weight_decay"])),
 )
 
 
@@ -230,47 +210,38 @@ def check_sgd_momentum_step(sgd_momentum_step) -> None:
 
 # ---------------------------------------------------------------- Adam
 
-def _torch_adam(w0, grads, lr, betas, eps, weight_decay=0.0, decoupled=False):
-    """torch's Adam (AdamW when ``decoupled``): w after each of ``grads``, shape (steps, *w0.shape)."""
+def _torch_adam(w0, grads, lr, betas, eps, weight_decay=0.0, decoupled=False, first_t=1):
+    """torch's Adam (AdamW when ``decoupled``): w after each of ``grads``, shape (steps, *w0.shape); its step
+    counter starts at ``first_t`` (from m = v = 0)."""
     p = nn.Parameter(torch.tensor(w0, dtype=torch.float64))
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     opt = cls([p], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     ws = []
-    for g in grads:
+    for i, g in enumerate(grads):
         p.grad = torch.tensor(g, dtype=torch.float64)
+        if i == 0 and first_t != 1:
+            opt.state[p].update(step=torch.tensor(float(first_t - 1)), exp_avg=torch.zeros_like(p),
+                                exp_avg_sq=torch.zeros_like(p))
         opt.step()
         ws.append(p.detach().numpy().copy())
     return np.array(ws)
 
 
-def _adam_steps(w0, grads, lr, betas, eps, weight_decay=0.0, decoupled=False, *, t_shift=0, corrected=True,
-                eps_at="outside", decay_rate=None) -> np.ndarray:
-    """w after each of ``grads`` (shape (steps, *w0.shape)) for Adam in NumPy with a mistake planted: the step
-    counter ``t_shift`` ahead, bias correction gone (``corrected``), ε ``"inside"`` the square root, added to v
-    ``"before"`` the bias correction or to √v ``"uncorrected"``, or AdamW's decay at ``decay_rate`` per step (instead
-    of lr·weight_decay)."""
-    beta1, beta2 = betas
-    w, m, v, ws = np.array(w0, dtype=np.float64), np.zeros_like(w0), np.zeros_like(w0), []
-    for t, dw in enumerate(grads, start=1 + t_shift):
-        if decoupled:
-            w = w * (1 - (lr * weight_decay if decay_rate is None else decay_rate))
-        else:
-            dw = dw + weight_decay * w
-        m, v = beta1 * m + (1 - beta1) * dw, beta2 * v + (1 - beta2) * dw * dw
-        m_hat = m / (1 - beta1 ** t) if corrected else m
-        v_hat = (v + (eps if eps_at == "before" else 0.0)) / (1 - beta2 ** t) if corrected else v
-        denominator = {"outside": np.sqrt(v_hat) + eps, "inside": np.sqrt(v_hat + eps), "before": np.sqrt(v_hat),
-                       "uncorrected": (np.sqrt(v) + eps) / math.sqrt(1 - beta2 ** t)}
-        w = w - lr * m_hat / denominator[eps_at]
-        ws.append(w)
-    return np.array(ws)
+def _eps_sized(ws, torch_ws) -> bool:
+    """Whether ``ws`` are torch's weights to within EPS_SIZED but not to within TOL: an ε-sized difference."""
+    return close(ws, torch_ws, EPS_SIZED) and not close(ws, torch_ws, TOL)
 
 
-def _adam_with(**mistake):
-    """A mistake table's ``returns``: Adam's weights on (w0, grads, settings) with ``mistake`` planted."""
-    return lambda w0, grads, settings: _adam_steps(w0, grads, **{**settings, **mistake})
+def _torch_adam_with(**changed):
+    """A mistake table's ``returns``: torch's Adam (AdamW) weights on (w0, grads, settings), ``changed`` settings
+    replacing the check's (a function of the settings when callable)."""
+    def weights(w0, grads, settings):
+        options = {k: v(settings) if callable(v) else v for k, v in changed.items()}
+        return _torch_adam(w0, grads, **{**settings, **options})
+    return weights
 
 
+EPS_SIZED = 1e-3      # a difference this small (on the value's scale) is ε in another place
 FIXED_EPSILONS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-10, 1e-12)   # the ε a student may write in place of the argument
 
 ADAM_M_MISTAKES = (              # inputs: (dw, betas)
@@ -291,28 +262,26 @@ ADAM_MISTAKES = (                # inputs: (w0, grads, settings)
             shows=lambda ws, *inputs: not np.all(np.isfinite(as_array(ws)))),
     Mistake("optim.adam_step.no_bias_correction", "takes the steps of Adam without bias correction. m and v start "
             "at 0, so early on they underestimate the averages; the bias correction of section 3 fixes that. At t=1 "
-            "the corrected step is about lr in size, yours about 3·lr.", returns=_adam_with(corrected=False)),
+            "the corrected step is about lr in size, yours about 3·lr.", returns=_torch_adam_with(first_t=10**7)),
     Mistake("optim.adam_step.bias_correction_next_t", "uses the next step's t in its bias correction (as if t "
-            "counted from 0): the first call has t=1, and the correction uses that t.", returns=_adam_with(t_shift=1)),
-    Mistake("optim.adam_step.eps_inside_sqrt", "puts ε inside the square root: ε belongs outside the square root "
-            "of the bias-corrected v̂, and only in the denominator (section 3).", returns=_adam_with(eps_at="inside")),
-    Mistake("optim.adam_step.eps_before_bias_correction", "adds ε before the bias correction of v: ε belongs "
-            "outside the square root of the bias-corrected v̂, and only in the denominator (section 3).",
-            shows=lambda ws, w0, grads, s: any(close(ws, _adam_steps(w0, grads, **s, eps_at=at), TOL)
-                                               for at in ("before", "uncorrected"))),
+            "counted from 0): the first call has t=1, and the correction uses that t.",
+            returns=_torch_adam_with(first_t=2)),
     Mistake("optim.adam_step.eps_fixed", "takes the steps of another ε: use the eps argument (not a number of your "
             "own), outside the square root of v̂, in the denominator (section 3).",
-            shows=lambda ws, w0, grads, s: any(close(ws, _adam_steps(w0, grads, **{**s, "eps": eps}), TOL)
+            shows=lambda ws, w0, grads, s: any(close(ws, _torch_adam(w0, grads, **{**s, "eps": eps}), TOL)
                                                for eps in FIXED_EPSILONS)),
     Mistake("optim.adam_step.weight_decay_ignored", "takes the steps of Adam without weight decay: weight_decay is "
-            "ignored.", returns=_adam_with(weight_decay=0.0)),
+            "ignored.", returns=_torch_adam_with(weight_decay=0.0)),
     Mistake("optim.adam_step.decoupled_as_l2", "gives Adam's steps: decoupled=True shrinks the weights directly "
-            "(AdamW) instead of adding the L2 term to the gradient.", returns=_adam_with(decoupled=False)),
+            "(AdamW) instead of adding the L2 term to the gradient.", returns=_torch_adam_with(decoupled=False)),
     Mistake("optim.adam_step.l2_as_decoupled", "gives AdamW's steps: decoupled=False puts the L2 term into the "
-            "gradient, as torch.optim.Adam does.", returns=_adam_with(decoupled=True)),
+            "gradient, as torch.optim.Adam does.", returns=_torch_adam_with(decoupled=True)),
     Mistake("optim.adam_step.decay_without_lr", "shrinks w by the factor (1 − λ) each step: AdamW's decay is scaled "
-            "by the learning rate too (section 3).",
-            returns=lambda w0, grads, s: _adam_steps(w0, grads, **s, decay_rate=s["weight_decay"])),
+            "by the learning rate too (section 3).",   # AdamW shrinks by lr·weight_decay: this is a shrink by λ
+            returns=_torch_adam_with(weight_decay=lambda s: s["weight_decay"] / s["lr"])),
+    Mistake("optim.adam_step.eps_misplaced", "differs from torch's steps by about ε: ε belongs outside the square "
+            "root of the bias-corrected v̂, and only in the denominator (section 3).",
+            shows=lambda ws, w0, grads, s: _eps_sized(ws, _torch_adam(w0, grads, **s))),
 )
 
 
@@ -360,6 +329,8 @@ def check_adam_step(adam_step) -> None:
             expected_as="torch's second moment, the moving average of the squared gradients,")
 
     _compare_adam(adam_step, *_arrays(5, steps=15), adam)
+    # small gradients (|dw| ≈ 1e-2): ε inside the square root moves the steps by about 1e-6 here (eps_misplaced)
+    _compare_adam(adam_step, *_arrays(9, steps=10, scale=1e-2), adam)
     for eps in (1e-8, 1e-6):                   # tiny gradients (|dw| ≈ 1e-7), where ε matters
         _compare_adam(adam_step, *_arrays(6, steps=5, scale=1e-7), {**adam, "eps": eps})
     for decoupled in (False, True):
@@ -464,33 +435,40 @@ def check_inverse_time_decay(inverse_time_decay) -> None:
     passed(name, "values at 7 steps equal the formula's")
 
 
-def _warmup_cosine_steps(steps, lr0, warmup, total, lr_min, *, ahead=False, floor=None, span_all=False,
-                         clamp=True) -> np.ndarray:
-    """The warm-up cosine schedule at ``steps`` in NumPy with a mistake planted: the warm-up one step ``ahead``,
-    the cosine down to ``floor`` instead of lr_min, spanning all total_steps (``span_all``), or not ``clamp``ed
-    after total_steps."""
-    low = lr_min if floor is None else floor
-    start, length = (0, total) if span_all else (warmup, total - warmup)
-    progress = (steps - start) / max(length, 1)
-    cosine = low + (lr0 - low) * (1 + np.cos(np.pi * (np.minimum(progress, 1.0) if clamp else progress))) / 2
-    return np.where(steps < warmup, lr0 * (steps + ahead) / max(warmup, 1), cosine)
+def _cosine(lr0: float, t_max: int, eta_min: float, steps: int) -> np.ndarray:
+    """torch's CosineAnnealingLR(T_max=t_max, eta_min) at its steps 0, 1, ..., steps - 1."""
+    return _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, t_max, eta_min), lr0, steps)
 
 
-def _cosine_with(**mistake):
-    """A mistake table's ``returns``: the warm-up cosine on (steps, lr0, warmup, total, lr_min) with ``mistake``."""
-    return lambda *inputs: _warmup_cosine_steps(*inputs, **mistake)
+def _warmup(lr0: float, warmup: int, ahead: int = 0) -> np.ndarray:
+    """The linear warm-up at steps 0, ..., warmup - 1 (``ahead`` steps ahead)."""
+    return lr0 * (np.arange(warmup) + ahead) / max(warmup, 1)
+
+
+def _then(*parts, steps) -> np.ndarray:
+    """``parts`` one after the other, the last value kept until there are len(steps) values."""
+    rates = np.concatenate(parts)
+    return np.concatenate([rates, np.full(len(steps) - len(rates), rates[-1])])[:len(steps)]
 
 
 WARMUP_COSINE_MISTAKES = (       # inputs: (steps, lr0, warmup_steps, total_steps, lr_min)
     Mistake("optim.warmup_cosine.warmup_ahead", "is one step ahead during the warm-up: it starts from 0 at step 0 "
-            "(steps count from 0) and rises by lr0 / warmup_steps per step.", returns=_cosine_with(ahead=True)),
+            "(steps count from 0) and rises by lr0 / warmup_steps per step.",
+            returns=lambda s, lr0, warmup, total, low: _then(_warmup(lr0, warmup, 1),
+                                                             _cosine(lr0, total - warmup, low, total - warmup + 1),
+                                                             steps=s)),
     Mistake("optim.warmup_cosine.lr_min_ignored", "ends at 0 instead of lr_min: the cosine runs from lr0 down to "
-            "lr_min.", returns=_cosine_with(floor=0.0)),
+            "lr_min.", returns=lambda s, lr0, warmup, total, low: _then(_warmup(lr0, warmup),
+                                                                        _cosine(lr0, total - warmup, 0.0,
+                                                                                total - warmup + 1), steps=s)),
     Mistake("optim.warmup_cosine.cosine_from_step_0", "spans all total_steps with its cosine, from step 0; it should "
             "start at lr0 when the warm-up ends and span the remaining total_steps − warmup_steps steps.",
-            returns=_cosine_with(span_all=True)),
+            returns=lambda s, lr0, warmup, total, low: _then(_warmup(lr0, warmup),
+                                                             _cosine(lr0, total, low, total + 1)[warmup:], steps=s)),
     Mistake("optim.warmup_cosine.not_clamped", "rises again after total_steps: after total_steps the rate should stay "
-            "at lr_min.", returns=_cosine_with(clamp=False)),
+            "at lr_min.", returns=lambda s, lr0, warmup, total, low: _then(_warmup(lr0, warmup),
+                                                                           _cosine(lr0, total - warmup, low,
+                                                                                   len(s) - warmup), steps=s)),
 )
 
 
@@ -501,9 +479,8 @@ def check_warmup_cosine(warmup_cosine) -> None:
     for lr0, warmup, total, lr_min in ((0.4, 10, 50, 0.0), (1e-3, 4, 30, 1e-5), (0.1, 0, 12, 0.01)):
         steps = np.arange(total + 5)
         rates = _rates(warmup_cosine, name, steps, lr0, warmup, total, lr_min=lr_min)
-        cosine = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, total - warmup, lr_min), lr0,
-                            total - warmup + 1)
-        expected = np.concatenate([lr0 * np.arange(warmup) / max(warmup, 1), cosine, np.full(4, lr_min)])
+        expected = _then(_warmup(lr0, warmup), _cosine(lr0, total - warmup, lr_min, total - warmup + 1),
+                         np.full(4, lr_min), steps=steps)
         setting = _setting(lr0=lr0, warmup_steps=warmup, total_steps=total, lr_min=lr_min)
         _compare_steps(rates, expected, f"{name}({setting})", lambda k: f" at step {k}",
                        "the linear warm-up, then torch's CosineAnnealingLR, gives", mistakes=WARMUP_COSINE_MISTAKES,
