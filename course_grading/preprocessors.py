@@ -225,6 +225,7 @@ class GuardedExecute(Execute):
         from course_lib.settings import cache_dir, data_dir
 
         package = Path(course_lib.__file__).resolve().parent
+        launcher = Path(__file__).resolve().parent   # course_grading.sandbox starts the kernel inside the sandbox
         course_root = Path(self.config.CourseDirectory.get("root") or Path(workdir).parents[2]).resolve()
         hidden = {str(course_root)}
         if (package.parent / "solutions").exists():  # course_lib imported from the course's checkout
@@ -235,7 +236,7 @@ class GuardedExecute(Execute):
             self.log.debug("data in the cache, read-only for the sandbox: %s", ", ".join(prepared))
         limits = Limits(memory=self.memory_limit, processes=self.process_limit)
         km = SandboxedKernelManager(kernel_name=self.kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python3"),
-                                    hidden=sorted(hidden), visible=[str(package), data, cache], workdir=workdir,
+                                    hidden=sorted(hidden), visible=[str(package), str(launcher), data, cache], workdir=workdir,
                                     environment={"COURSE_DATA_DIR": data, "COURSE_CACHE_DIR": cache}, limits=limits,
                                     config=self.config)
         return km

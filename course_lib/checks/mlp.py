@@ -476,8 +476,19 @@ def check_sgd_step(sgd_step) -> None:
     passed("sgd_step")
 
 
-def _step_lr_by_hand(lr0, epochs, step_size, gamma):
-    return lr0 * gamma ** (np.asarray(epochs) // step_size)
+def _torch_step_lr(lr0, epochs, step_size, gamma):
+    """torch's StepLR at ``epochs`` (an int or an array of them)."""
+    import torch
+
+    epochs = np.asarray(epochs)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma)
+    rates = []
+    for _ in range(int(epochs.max()) + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return np.asarray(rates)[epochs]
 
 
 STEP_LR_MISTAKES = (  # on (the rates of epochs 0, 1, ...; lr0, those epochs, step_size, gamma)
@@ -491,10 +502,10 @@ STEP_LR_MISTAKES = (  # on (the rates of epochs 0, 1, ...; lr0, those epochs, st
             shows=lambda rates, lr0, epochs, step_size, gamma: step_size > 1 and not np.isclose(rates[1], rates[0])),
     Mistake("mlp.step_lr.decays_early", "decays one epoch too early: epochs count from 0, so epochs 0 to "
             "step_size - 1 use lr0; is the epoch shifted by one before the division?",
-            returns=lambda lr0, epochs, step_size, gamma: _step_lr_by_hand(lr0, epochs + 1, step_size, gamma)),
+            returns=lambda lr0, epochs, step_size, gamma: _torch_step_lr(lr0, epochs + 1, step_size, gamma)),
     Mistake("mlp.step_lr.decays_late", "decays one epoch too late: the first decay comes after step_size epochs, "
             "at epoch step_size; look at what you divide by.",
-            returns=lambda lr0, epochs, step_size, gamma: _step_lr_by_hand(lr0, epochs, step_size + 1, gamma)),
+            returns=lambda lr0, epochs, step_size, gamma: _torch_step_lr(lr0, epochs, step_size + 1, gamma)),
 )
 
 _FIRST_SETTINGS = (0.1, 3, 0.5)  # lr0, step_size, gamma of the schedule check_step_lr checks first
@@ -505,7 +516,7 @@ def _with_first_settings(rate, lr0, epoch, step_size, gamma) -> bool:
     ours = (lr0, step_size, gamma)
     for fixed in itertools.product((False, True), repeat=3):
         settings = [first if f else own for f, first, own in zip(fixed, _FIRST_SETTINGS, ours)]
-        if any(fixed) and close(rate, _step_lr_by_hand(settings[0], epoch, settings[1], settings[2])):
+        if any(fixed) and close(rate, _torch_step_lr(settings[0], epoch, settings[1], settings[2])):
             return True
     return False
 

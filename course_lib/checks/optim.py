@@ -379,10 +379,15 @@ STEP_DECAY_MISTAKES = (          # inputs: (steps, lr0, step_size, gamma)
             "step_size steps.", returns=lambda s, lr0, size, gamma: lr0 * gamma ** s),
     Mistake("optim.step_decay.one_step_ahead", "is one step ahead: its value at step s is StepLR's at step s + 1. "
             "Steps count from 0, and step 0 has the starting learning rate.",
-            returns=lambda s, lr0, size, gamma: lr0 * gamma ** ((s + 1) // size)),
+            returns=lambda s, lr0, size, gamma: _torch_step_decay(lr0, size, gamma, len(s) + 1)[1:]),
     Mistake("optim.step_decay.one_step_behind", "is one step behind: its value at step s is StepLR's at step s − 1. "
-            "Steps count from 0.", returns=lambda s, lr0, size, gamma: lr0 * gamma ** (np.maximum(s - 1, 0) // size)),
+            "Steps count from 0.", returns=lambda s, lr0, size, gamma: np.r_[lr0, _torch_step_decay(lr0, size, gamma, len(s))[:-1]]),
 )
+
+
+def _torch_step_decay(lr0, size, gamma, steps):
+    """torch's StepLR at steps 0, 1, ..., steps - 1."""
+    return _torch_lrs(lambda o: torch.optim.lr_scheduler.StepLR(o, size, gamma), lr0, steps)
 
 
 def check_step_decay(step_decay) -> None:
