@@ -247,10 +247,11 @@ def softmax_unnormalised(logits):
 
 @pytest.mark.parametrize("wrong, match, mistake", [
     (softmax_axis0, "normalise over axis 0", "mlp.softmax.normalised_over_batch"),
-    (softmax_unshifted, r"logits around 1000 overflows.*Subtract each row's max", "mlp.softmax.unshifted"),
-    (softmax_global_max, "each row's own max", "mlp.softmax.global_max"),
-    (softmax_no_keepdims, "keepdims=True", "mlp.softmax.no_keepdims"),
-    (softmax_no_keepdims_on_sum, "keepdims=True", "mlp.softmax.no_keepdims"),
+    (softmax_unshifted, r"logits around 1000 overflows.*unchanged by subtracting a constant from a row",
+     "mlp.softmax.unshifted"),
+    (softmax_global_max, "one shift for the whole array", "mlp.softmax.global_max"),
+    (softmax_no_keepdims, "broadcasts along the columns, not the rows", "mlp.softmax.no_keepdims"),
+    (softmax_no_keepdims_on_sum, "broadcasts along the columns, not the rows", "mlp.softmax.no_keepdims"),
     (softmax_in_place, "softmax changed its argument logits in place", "changed_argument"),
     (softmax_whole, "summed over every entry", "mlp.softmax.whole_array"),
     (softmax_unnormalised, "rows that do not sum to 1", "mlp.softmax.rows_not_normalised"),
@@ -283,7 +284,7 @@ def _true(probs, y):
 
 @pytest.mark.parametrize("wrong, match, mistake", [
     (lambda probs, y: -np.sum(np.log(np.clip(_true(probs, y), 1e-12, 1))), "summed over the batch", "summed"),
-    (lambda probs, y: -np.mean(np.log(_true(probs, y))), r"clip the probabilities", "unclipped"),
+    (lambda probs, y: -np.mean(np.log(_true(probs, y))), r"not clipped away from 0", "unclipped"),
     (lambda probs, y: -np.log(np.clip(probs[:, y], 1e-12, 1)), "N×N", "all_pairs"),
     (lambda probs, y: -np.mean(np.log(np.clip(probs[:, y], 1e-12, 1))), "N×N", "all_pairs"),
     (lambda probs, y: np.mean(np.log(np.clip(_true(probs, y), 1e-12, 1))), "minus sign", "negative"),
@@ -398,7 +399,7 @@ def make_backward(scale_scores=True, sign=1, sum_bias=True, mean_bias=False, rel
     (make_backward(sign=-1), "wrong sign", "wrong_sign"),
     (make_backward(sum_bias=False), r"grads\['b1'\] has one row per sample.*sum its gradient over the batch axis",
      "bias_not_summed"),
-    (make_backward(mean_bias=True), "times too small.*sum \\(do not average\\)", "averaged_biases"),
+    (make_backward(mean_bias=True), "times too small.*averaged over the batch", "averaged_biases"),
     (make_backward(relu_mask=False), "W2 and b2 are right but W1 and b1 are off", "hidden_layer"),
     (make_backward(transpose_w1=True), r"grads\['W1'\] is transposed", "transposed_weight"),
     (make_backward(keys=("W1", "W2")), "lacks b1, b2", "missing_gradients"),

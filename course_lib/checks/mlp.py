@@ -33,6 +33,19 @@ def _t(array):
     return torch.as_tensor(np.asarray(array, dtype=np.float64))
 
 
+def _torch():
+    import torch
+
+    return torch
+
+
+def _torch_relu_grad(dout, z):
+    """The gradient torch's autograd carries back through torch.relu at ``z`` from ``dout``."""
+    zt = _t(z).requires_grad_(True)
+    _torch().relu(zt).backward(_t(dout))
+    return zt.grad.numpy()
+
+
 def _call_recording(fn, *args, **options):
     """``call(fn, *args, **options)`` with NumPy's floating-point warnings recorded: (result, warning texts)."""
     with warnings.catch_warnings(record=True) as caught, \
@@ -60,33 +73,39 @@ def _finite(value) -> bool:
 
 # ---------------------------------------------------------------- one-hot labels
 
+def _torch_one_hot(y, num_classes):
+    """torch.nn.functional.one_hot as a float64 NumPy array (N, num_classes)."""
+    torch = _torch()
+    return torch.nn.functional.one_hot(torch.as_tensor(y), num_classes).double().numpy()
+
+
 def _whole_columns(y, num_classes):
-    """Every row marks every label of the batch (whole columns set to 1)."""
-    present = np.isin(np.arange(num_classes), y).astype(float)
-    return np.tile(present, (len(y), 1))
+    """Every row marks every label of the batch: each row is the union of torch's one-hot rows."""
+    reference = _torch_one_hot(y, num_classes)
+    return np.broadcast_to(reference.max(axis=0), reference.shape)
 
 
 ONE_HOT_MISTAKES = (
     Mistake("mlp.one_hot.transposed", "is transposed: rows are samples and columns are classes, shape "
-            "(N, num_classes).", returns=lambda y, num_classes: np.eye(num_classes)[y].T),
+            "(N, num_classes).", returns=lambda y, num_classes: _torch_one_hot(y, num_classes).T),
     Mistake("mlp.one_hot.width_from_labels", "has the wrong number of columns: its width is num_classes, not "
             "y.max() + 1 or the number of distinct labels; a batch need not contain every class.",
             shows=lambda out, y, num_classes: np.ndim(out) == 2 and np.shape(out)[0] == len(y)
             and np.shape(out)[1] != num_classes),
     Mistake("mlp.one_hot.whole_columns", "has a 1 in every labelled column of every row: out[:, y] = 1 sets "
-            "whole columns. Each row i needs a single 1, in column y[i]: pair the row indices with the labels "
-            "one to one.", returns=_whole_columns),
+            "whole columns. Each row i needs a single 1, in column y[i]: the row indices and the labels go "
+            "together one to one.", returns=_whole_columns),
 )
 
 
 def check_one_hot(one_hot) -> None:
-    """one_hot(y, num_classes) on 4 labels and 6 classes, then on 1 label: a float array (N, num_classes)
-    with one 1 per row, in the label's column. Contract: y is left as it was."""
+    """one_hot(y, num_classes) against torch.nn.functional.one_hot on 4 labels and 6 classes, then on 1 label:
+    a float array (N, num_classes) with one 1 per row, in the label's column. Contract: y is left as it was."""
     one_hot = numpy_only(one_hot)
     for y, num_classes, what in ((np.array([2, 0, 3, 2]), 6, "one_hot(y, 6) for the labels [2, 0, 3, 2]"),
                                  (np.array([9]), 10, "one_hot(y, 10) for the label [9]")):
         out = call(one_hot, y, num_classes, returns="array", keeps={0: "y"})
-        compare(out, np.eye(num_classes)[y], what, mistakes=ONE_HOT_MISTAKES, inputs=(y, num_classes))
+        compare(out, _torch_one_hot(y, num_classes), what, mistakes=ONE_HOT_MISTAKES, inputs=(y, num_classes))
         dtype = np.asarray(out).dtype
         expect(np.issubdtype(dtype, np.floating), f"one_hot returned {dtype} values; it should return floats (it is "
                                                   "combined with probabilities): the array you fill was created "
@@ -119,40 +138,40 @@ def check_relu(relu) -> None:
     passed("relu")
 
 
-RELU_BACKWARD_MISTAKES = (
+def _torch_relu(a):
+    return _torch().relu(_t(a)).numpy()
+
+
+RELU_BACKWARD_MISTAKES = (  # on (dout, z); z has no zeros
     Mistake("mlp.relu_backward.masked_by_dout", "is masked with dout > 0: the gradient flows where the forward "
             "input z was positive, so the mask comes from z (the sign of dout does not matter).",
-            returns=lambda dout, z: dout * (dout > 0)),
+            returns=lambda dout, z: _torch_relu(dout)),
     Mistake("mlp.relu_backward.mask_only", "returned the mask (z > 0) alone: by the chain rule the upstream "
-            "gradient dout has to come in too.", returns=lambda dout, z: (z > 0).astype(float)),
+            "gradient dout has to come in too.", returns=lambda dout, z: _torch_relu_grad(np.ones_like(z), z)),
     Mistake("mlp.relu_backward.unmasked", "passed dout through unchanged; it must be 0 where z <= 0.",
             returns=lambda dout, z: dout),
-    Mistake("mlp.relu_backward.reversed_mask", "kept dout where z < 0: the mask is reversed, keep it where z > 0.",
-            returns=lambda dout, z: dout * (z < 0)),
+    Mistake("mlp.relu_backward.reversed_mask", "kept dout where z < 0 and dropped it where z > 0: the mask is "
+            "reversed.", shows=lambda dz, dout, z: close(as_array(dz) + _torch_relu_grad(dout, z), dout)),
     Mistake("mlp.relu_backward.times_relu", "multiplied by relu(z); the local derivative of ReLU is 1 where z > 0 "
             "and 0 elsewhere, not relu(z).",
-            shows=lambda dz, dout, z: close(dz, np.maximum(z, 0) * dout) or close(dz, np.maximum(z, 0))),
+            shows=lambda dz, dout, z: close(dz, _torch_relu(z) * dout) or close(dz, _torch_relu(z))),
 )
 
 
 def check_relu_backward(relu_backward) -> None:
     """relu_backward(dout, z) against torch's autograd through torch.relu, for dout whose signs differ from z's:
     an array of z's shape. Contract: dout may be changed in place (it is not used again); the result counts."""
-    import torch
-
     relu_backward = numpy_only(relu_backward)
     z = np.array([[-2.0, -0.5, 1.0, 0.5, 3.0], [1.5, -1.0, 2.0, -3.0, 0.25]])
     dout = np.array([[0.3, -0.7, -1.2, 0.4, 2.0], [-0.5, 0.9, 1.1, -0.2, -0.6]])
     dz = call(relu_backward, dout, z, returns="array")
-    zt = _t(z).requires_grad_(True)
-    torch.relu(zt).backward(_t(dout))
-    compare(dz, zt.grad.numpy(), "relu_backward(dout, z)", mistakes=RELU_BACKWARD_MISTAKES, inputs=(dout, z))
+    compare(dz, _torch_relu_grad(dout, z), "relu_backward(dout, z)", mistakes=RELU_BACKWARD_MISTAKES, inputs=(dout, z))
     passed("relu_backward")
 
 
 SIGMOID_MISTAKES = (
     Mistake("mlp.sigmoid.flipped_sign", "decreases (sigmoid(2) is below 0.5): the sign in the exponent is flipped.",
-            returns=lambda z: 1 / (1 + np.exp(np.clip(z, -500, 500)))),
+            returns=lambda z: _torch().sigmoid(_t(-z)).numpy()),
     Mistake("mlp.sigmoid.not_finite", "is NaN or inf for large |z|; it must stay in [0, 1] (inf/inf = NaN).",
             shows=lambda out, z: not _finite(out)),
 )
@@ -189,51 +208,53 @@ def check_sigmoid(sigmoid) -> None:
 
 # ---------------------------------------------------------------- softmax and cross-entropy
 
-def _softmax(logits, axis=1):
-    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def _torch_softmax(logits):
+    """torch.softmax over the classes (dim=1)."""
+    return _torch().softmax(_t(logits), dim=1).numpy()
 
 
-def _reductions_broadcast_along_columns(logits):
-    """What softmax gives when a row max or a row sum loses its axis: a (N,) array meets the columns, not the
-    rows (this only runs for square inputs; elsewhere it fails)."""
-    kept, lost = (lambda a: a[:, None]), (lambda a: a)
-    variants = []
-    for shift, total in itertools.product((kept, lost), repeat=2):
-        if shift is kept and total is kept:
-            continue
-        e = np.exp(logits - shift(logits.max(axis=1)))
-        variants.append(e / total(e.sum(axis=1)))
-    return variants + [np.exp(logits) / np.exp(logits).sum(axis=1)]
+def _sums_to_one(probs, axis) -> bool:
+    return bool(np.allclose(as_array(probs).sum(axis=axis), 1))
+
+
+def _row_and_column_factors(probs, logits) -> bool:
+    """Whether ``probs`` is torch's softmax with each row scaled by one factor and each column by another, the
+    column factors not all equal: what a per-row max or sum gives when it meets the columns instead of the rows
+    (log(probs / torch's) is a row term plus a column term)."""
+    ratio = np.log(as_array(probs)) - np.log(_torch_softmax(logits))
+    if ratio.ndim != 2 or not np.all(np.isfinite(ratio)):
+        return False
+    columns = ratio - ratio.mean(axis=1, keepdims=True)  # the column term, once per row
+    return bool(np.allclose(columns, columns[0], atol=1e-8) and np.ptp(columns[0]) > 1e-6)
 
 
 SOFTMAX_MISTAKES = (
     Mistake("mlp.softmax.normalised_over_batch", "has columns that sum to 1, not rows: did you normalise over "
-            "axis 0 (the batch) instead of axis 1 (the classes)?", returns=lambda logits: _softmax(logits, axis=0)),
+            "axis 0 (the batch) instead of axis 1 (the classes)?",
+            shows=lambda probs, logits: _sums_to_one(probs, 0) and not _sums_to_one(probs, 1)),
     Mistake("mlp.softmax.whole_array", "sums to 1 over the whole array: you summed over every entry; sum over "
             "axis 1 (the classes) only.", shows=lambda probs, logits: np.isclose(as_array(probs).sum(), 1)),
     Mistake("mlp.softmax.no_keepdims", "meets each row with another row's max or sum: a max or a sum over axis 1 "
-            "has shape (N,), which broadcasts along the columns, not the rows. Keep the reduced axis "
-            "(keepdims=True) so that each row meets its own value.",
-            shows=lambda probs, logits: any(close(probs, v) for v in _reductions_broadcast_along_columns(logits))),
+            "has shape (N,), which broadcasts along the columns, not the rows. Each row must meet its own value, "
+            "held as a column of shape (N, 1).", shows=_row_and_column_factors),
     Mistake("mlp.softmax.rows_not_normalised", "has rows that do not sum to 1: each row must be divided by its "
-            "own total.", shows=lambda probs, logits: not np.allclose(as_array(probs).sum(axis=1), 1)),
+            "own total.", shows=lambda probs, logits: not _sums_to_one(probs, 1)),
 )
 
 SOFTMAX_UNSHIFTED = Mistake(
-    "mlp.softmax.unshifted", "overflows (exp(1000) = inf, and inf/inf = NaN). Subtract each row's max before exp: "
-    "shifting a row changes nothing (section 4, Stability).", shows=lambda probs, logits: not _finite(probs))
+    "mlp.softmax.unshifted", "overflows (exp(1000) = inf, and inf/inf = NaN): exp overflows for large logits, "
+    "while softmax is unchanged by subtracting a constant from a row (section 4, Stability).",
+    shows=lambda probs, logits: not _finite(probs))
 SOFTMAX_GLOBAL_SHIFT = Mistake(
-    "mlp.softmax.global_max", "is NaN in the row far below the other: subtract each row's own max, not the largest "
-    "value of the whole array, or exp underflows to 0/0.", shows=lambda probs, logits: not _finite(probs))
+    "mlp.softmax.global_max", "is NaN in the row far below the other: one shift for the whole array (its largest "
+    "value) makes every exp of that row underflow to 0, and 0/0 = NaN; the shift is a constant per row.",
+    shows=lambda probs, logits: not _finite(probs))
 
 
 def check_softmax(softmax) -> None:
     """Row-wise softmax against torch.softmax(dim=1) on a square (3, 3) and a (4, 3) array, then on rows around
     1000 and rows of very different scale: probabilities of the logits' shape, each row summing to 1.
     Contract: logits are left as they were (the caller keeps them)."""
-    import torch
-
     softmax = numpy_only(softmax)
     cases = (
         (np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 5.0], [-2.0, 1.0, 0.5]]), "softmax of a 3×3 array", ()),
@@ -247,43 +268,52 @@ def check_softmax(softmax) -> None:
         probs, warned = _call_recording(softmax, logits, returns="array", keeps={0: "logits"})
         if stability and any("overflow" in m for m in warned):
             fail(f"{what} {stability[0].hint}", stability[0].id)
-        compare(probs, torch.softmax(_t(logits), dim=1).numpy(), what, mistakes=stability + SOFTMAX_MISTAKES,
+        compare(probs, _torch_softmax(logits), what, mistakes=stability + SOFTMAX_MISTAKES,
                 inputs=(logits,))
     passed("softmax")
 
 
-def _true_class(probs, y):
-    return probs[np.arange(len(y)), y]
+def _torch_nll(probs, labels) -> float:
+    """torch's mean negative log-likelihood of ``labels`` under ``probs`` (nll_loss of log(probs))."""
+    torch = _torch()
+    return float(torch.nn.functional.nll_loss(torch.log(_t(probs)), torch.as_tensor(np.asarray(labels))))
 
 
-def _zero_on_a_wrong_class(probs, y) -> bool:
-    wrong_class = np.ones(probs.shape, dtype=bool)
-    wrong_class[np.arange(len(y)), y] = False
-    return bool(np.any(probs[wrong_class] == 0))
+def _every_label_for_every_row(probs, labels) -> float:
+    """torch's mean loss when each of ``labels`` in turn is given as the label of every row, averaged."""
+    return float(np.mean([_torch_nll(probs, np.full(len(probs), label)) for label in labels]))
 
 
-CROSS_ENTROPY_MISTAKES = (
+def _close_and_finite(loss, value) -> bool:
+    """Whether ``loss`` is close to ``value``, a finite number (an infinite loss is no evidence of a mistake's
+    arithmetic: the mistakes that give one are named by what makes it infinite)."""
+    return bool(np.isfinite(value)) and close(loss, value)
+
+
+CROSS_ENTROPY_MISTAKES = (  # on (probs, y)
     Mistake("mlp.cross_entropy.all_pairs", "uses probs[:, y], which picks in every row the entries of all N labels "
-            "(an N×N block). Each sample needs one entry only, its own true class: pair the row indices with the "
-            "labels one to one.",
+            "(an N×N block). Each sample needs one entry only, its own true class: the row indices and the labels "
+            "go together one to one.",
             shows=lambda loss, probs, y: np.shape(loss) == (len(y), len(y))
-            or close(loss, -np.mean(np.log(np.clip(probs[:, y], 1e-12, 1))))),
+            or _close_and_finite(loss, _every_label_for_every_row(probs, y))),
     Mistake("mlp.cross_entropy.per_sample", "is one loss per sample; it should be one number, the mean over the "
             "batch.", shows=lambda loss, probs, y: np.shape(loss) == (len(y),)),
     Mistake("mlp.cross_entropy.negative", "is negative: -log p is positive for p < 1; did you drop the minus sign?",
             shows=lambda loss, probs, y: np.ndim(loss) == 0 and float(loss) < 0),
     Mistake("mlp.cross_entropy.summed", "is N times too large (N the batch size): you summed over the batch "
             "instead of averaging, and a summed loss grows with the batch size.",
-            returns=lambda probs, y: -np.sum(np.log(np.clip(_true_class(probs, y), 1e-12, 1)))),
+            shows=lambda loss, probs, y: _close_and_finite(loss, len(y) * _torch_nll(probs, y))),
     Mistake("mlp.cross_entropy.every_class", "averaged -log p over every class; only each sample's true-class "
-            "probability counts.", returns=lambda probs, y: -np.mean(np.log(np.clip(probs, 1e-12, 1)))),
+            "probability counts.",
+            shows=lambda loss, probs, y: _close_and_finite(loss, _every_label_for_every_row(probs,
+                                                                                      range(probs.shape[1])))),
     Mistake("mlp.cross_entropy.zero_times_log_zero", "is NaN when a wrong class has probability 0: one_hot · "
-            "log(probs) gives 0 · (-inf) = NaN there. Take the log of each row's true-class probability only, or "
-            "clip the probabilities before the log.",
-            shows=lambda loss, probs, y: not _finite(loss) and _zero_on_a_wrong_class(probs, y)),
+            "log(probs) gives 0 · (-inf) = NaN there. Only each row's true-class probability needs its log, and "
+            "the log of 0 has to be kept from happening.",
+            shows=lambda loss, probs, y: not _finite(loss) and np.isfinite(_torch_nll(probs, y))),
     Mistake("mlp.cross_entropy.unclipped", "is not finite when the true class has probability 0 (log 0 = -inf): "
-            "clip the probabilities first, keeping them away from 0 (section 5, Numerics).",
-            shows=lambda loss, probs, y: not _finite(loss) and bool(np.any(_true_class(probs, y) == 0))),
+            "the probabilities are not clipped away from 0 before the log (section 5, Numerics).",
+            shows=lambda loss, probs, y: not _finite(loss) and not np.isfinite(_torch_nll(probs, y))),
 )
 
 
@@ -291,16 +321,13 @@ def check_cross_entropy(cross_entropy) -> None:
     """Mean cross-entropy over a batch of 4 (one number) against torch's nll_loss of log(probs); then finite
     when a wrong class has probability 0, and large but finite when the true class has.
     Contract: probs are left as they were (the cache of the forward pass holds them)."""
-    import torch
-
     cross_entropy = numpy_only(cross_entropy)
     cases = ((np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.25, 0.25, 0.5], [0.6, 0.3, 0.1]]), np.array([0, 1, 2, 1]),
               "cross_entropy(probs, y) for a batch of 4"),
              (np.array([[0.5, 0.5, 0.0]]), np.array([0]), "cross_entropy(probs, y) for probs [[0.5, 0.5, 0]] and y [0]"))
     for probs, y, what in cases:
         loss = _call_for_value(cross_entropy, probs, y, keeps={0: "probs"})
-        expected = float(torch.nn.functional.nll_loss(torch.log(_t(probs)), torch.as_tensor(y)))
-        compare(loss, expected, what, mistakes=CROSS_ENTROPY_MISTAKES, inputs=(probs, y))
+        compare(loss, _torch_nll(probs, y), what, mistakes=CROSS_ENTROPY_MISTAKES, inputs=(probs, y))
 
     # the true class at probability 0: no exact value (it depends on the eps clipped with), but large and finite
     probs, y = np.array([[0.0, 0.6, 0.4], [0.5, 0.3, 0.2]]), np.array([0, 0])
@@ -381,8 +408,9 @@ MLP_BACKWARD_MISTAKES = (  # on (the student's grads, the numerical gradients, N
     Mistake("mlp.mlp_backward.wrong_sign", "every gradient has the wrong sign: look at the order of the "
             "subtraction in the gradient of the scores (section 7, step 1).",
             shows=lambda grads, numeric, n: _scaled(grads, numeric, -1)),
-    Mistake("mlp.mlp_backward.averaged_biases", f"b1 and b2 are {_BATCH} times too small: the 1/N is already in "
-            "the score gradient, so sum (do not average) the bias gradients over the batch.",
+    Mistake("mlp.mlp_backward.averaged_biases", f"b1 and b2 are {_BATCH} times too small: the bias gradients are "
+            "averaged over the batch, while the 1/N is already in the score gradient; the loss's gradient sums "
+            "them over the batch.",
             shows=lambda grads, numeric, n: _scaled(grads, numeric, 1 / n, ("b1", "b2"))
             and _scaled(grads, numeric, 1, ("W1", "W2"))),
     Mistake("mlp.mlp_backward.hidden_layer", "W2 and b2 are right but W1 and b1 are off: check the step back "
@@ -439,17 +467,18 @@ def check_mlp_backward(mlp_backward, mlp_forward) -> None:
 
 # ---------------------------------------------------------------- training helpers
 
-SGD_STEP_MISTAKES = (  # on (a parameter, its gradient, lr)
+SGD_STEP_MISTAKES = (  # on (a parameter, its value after the step worked by hand, lr)
     Mistake("mlp.sgd_step.not_updated", "did not change: update every key (loop over params).",
-            returns=lambda value, grad, lr: value),
+            shows=lambda new, value, expected, lr: close(new, value)),
     Mistake("mlp.sgd_step.uphill", "moved uphill: a step along the gradient increases the loss; gradient descent "
-            "moves against it.", returns=lambda value, grad, lr: value + lr * grad),
+            "moves against it.", shows=lambda new, value, expected, lr: close(new, value - (expected - value))),
     Mistake("mlp.sgd_step.ignores_lr", "ignored the learning rate: lr scales the step.",
-            returns=lambda value, grad, lr: value - grad),
+            shows=lambda new, value, expected, lr: close(new, value + (expected - value) / lr)),
     Mistake("mlp.sgd_step.returned_step", "is the step itself: sgd_step returned the step, not the parameter after "
-            "the step.", shows=lambda new, value, grad, lr: close(new, -lr * grad) or close(new, lr * grad)),
+            "the step.", shows=lambda new, value, expected, lr: close(new, expected - value)
+            or close(new, value - expected)),
     Mistake("mlp.sgd_step.fixed_lr", "is a step with lr=0.1: use the lr argument, not a fixed number.",
-            returns=lambda value, grad, lr: value - 0.1 * grad),
+            shows=lambda new, value, expected, lr: close(new, value + (expected - value) * 0.1 / lr)),
 )
 
 
@@ -472,7 +501,7 @@ def check_sgd_step(sgd_step) -> None:
                "mlp.sgd_step.missing_parameters")
         for key, value in params.items():
             compare(new[key], expected[key], f"params['{key}'] after a step with lr={lr}", mistakes=SGD_STEP_MISTAKES,
-                    inputs=(value, grads[key], lr))
+                    inputs=(value, np.asarray(expected[key]), lr))
     passed("sgd_step")
 
 
@@ -576,67 +605,72 @@ def check_iterations_per_epoch(iterations_per_epoch) -> None:
 
 # ---------------------------------------------------------------- L2 regularisation
 
-def _weights(params):
-    return [v for k, v in params.items() if k.startswith("W")]
+def _torch_penalty(params, penalised, reg, term="squares"):
+    """reg / 2 times the sum, over the parameters named in ``penalised``, of torch's ``term`` of each (the sum of
+    squares by default), and its gradient by torch's autograd for every parameter (zeros where it does not
+    depend on one): (penalty, gradients).
 
-
-def _sum_of_squares(arrays) -> float:
-    return float(sum(np.sum(np.square(a)) for a in arrays))
-
-
-def _sum_of_absolutes(arrays) -> float:
-    return float(sum(np.sum(np.abs(a)) for a in arrays))
-
-
-PENALTY_MISTAKES = (  # on (params, reg)
-    Mistake("mlp.l2_regularization.penalty_without_half", "is twice too large: it is λ/2 times the sum of squares "
-            "(the 1/2 makes its gradient exactly λW).",
-            returns=lambda params, reg: reg * _sum_of_squares(_weights(params))),
-    Mistake("mlp.l2_regularization.penalised_biases", "includes the biases: only the weights (the names starting "
-            "with W) are penalised.", returns=lambda params, reg: reg / 2 * _sum_of_squares(params.values())),
-    Mistake("mlp.l2_regularization.mean_of_squares", "averages the squares: it is the sum of the squares of every "
-            "weight.", returns=lambda params, reg: reg / 2 * sum(np.mean(np.square(w)) for w in _weights(params))),
-    Mistake("mlp.l2_regularization.norm_not_squared", "uses the norms, not the squared norms: no square root.",
-            returns=lambda params, reg: reg / 2 * sum(np.sqrt(np.sum(np.square(w))) for w in _weights(params))),
-    Mistake("mlp.l2_regularization.l1_penalty", "is an L1 penalty (absolute values): square the weights instead.",
-            shows=lambda penalty, params, reg: any(close(penalty, factor * reg * _sum_of_absolutes(_weights(params)))
-                                                   for factor in (0.5, 1))),
-    Mistake("mlp.l2_regularization.only_first_weight", "penalises W1 only: every weight counts (W1, W2, ...).",
-            returns=lambda params, reg: reg / 2 * _sum_of_squares([params["W1"]])),
-    Mistake("mlp.l2_regularization.ignores_reg", "ignores reg: it is λ/2 times the sum of squares.",
-            returns=lambda params, reg: _sum_of_squares(_weights(params)) / 2),
-    Mistake("mlp.l2_regularization.negative_penalty", "is negative: it adds a price on large weights, so it is "
-            "positive.", shows=lambda penalty, params, reg: float(penalty) < 0),
-)
-
-WEIGHT_GRADIENT_MISTAKES = (  # on (a weight, reg)
-    Mistake("mlp.l2_regularization.gradient_without_half", "is twice too large: the 1/2 in the penalty cancels the 2 "
-            "of the square, so the gradient is λW.", returns=lambda W, reg: 2 * reg * W),
-    Mistake("mlp.l2_regularization.l1_gradient", "is λ·sign(W), the gradient of an L1 penalty: the gradient of "
-            "(λ/2)·W² is λW.", returns=lambda W, reg: reg * np.sign(W)),
-    Mistake("mlp.l2_regularization.gradient_without_reg", "ignores reg: the gradient scales with λ.",
-            returns=lambda W, reg: W),
-    Mistake("mlp.l2_regularization.gradient_sign", "has the wrong sign: the penalty grows with |W|, so its gradient "
-            "points along W.", returns=lambda W, reg: -reg * W),
-    Mistake("mlp.l2_regularization.penalty_as_gradient", "is the penalty of each entry, not its derivative.",
-            returns=lambda W, reg: reg * W ** 2 / 2),
-)
-
-BIAS_GRADIENT_MISTAKES = (  # on (a bias, reg)
-    Mistake("mlp.l2_regularization.penalised_bias", "penalises a bias: biases are not penalised, so their gradient "
-            "is zero.", returns=lambda b, reg: reg * b),
-)
-
-
-def _l2_reference(params, reg):
-    """(penalty, gradients) from torch's autograd of reg / 2 times the squared norms of the weights."""
-    import torch
-
+    The terms are torch's losses against zero: "squares" is mse_loss with reduction="sum", "mean squares" with
+    its default mean, "absolutes" l1_loss with reduction="sum", "norms" the vector norm."""
+    torch = _torch()
+    F = torch.nn.functional
+    terms = {"squares": lambda t: F.mse_loss(t, torch.zeros_like(t), reduction="sum"),
+             "mean squares": lambda t: F.mse_loss(t, torch.zeros_like(t)),
+             "absolutes": lambda t: F.l1_loss(t, torch.zeros_like(t), reduction="sum"),
+             "norms": lambda t: torch.linalg.vector_norm(t)}
     tensors = {k: _t(v).requires_grad_(True) for k, v in params.items()}
-    penalty = reg / 2 * sum(torch.linalg.vector_norm(t) ** 2 for k, t in tensors.items() if k.startswith("W"))
+    penalty = reg / 2 * sum(terms[term](tensors[k]) for k in penalised)
     penalty.backward()
     return float(penalty.detach()), {k: (t.grad.numpy() if t.grad is not None else np.zeros(t.shape))
                                      for k, t in tensors.items()}
+
+
+def _entry_penalties(W, reg):
+    """reg / 2 times each entry's square: torch's mse_loss against zero with reduction="none"."""
+    torch = _torch()
+    t = _t(W)
+    return reg / 2 * torch.nn.functional.mse_loss(t, torch.zeros_like(t), reduction="none").numpy()
+
+
+PENALTY_MISTAKES = (  # on (torch's penalties by variant, reg); "reference" is the right one
+    Mistake("mlp.l2_regularization.penalty_without_half", "is twice too large: it is λ/2 times the sum of squares "
+            "(the 1/2 makes its gradient exactly λW).",
+            shows=lambda penalty, by_torch, reg: close(penalty, 2 * by_torch["reference"])),
+    Mistake("mlp.l2_regularization.penalised_biases", "includes the biases: only the weights (the names starting "
+            "with W) are penalised.", shows=lambda penalty, by_torch, reg: close(penalty, by_torch["biases too"])),
+    Mistake("mlp.l2_regularization.mean_of_squares", "averages the squares: it is the sum of the squares of every "
+            "weight.", shows=lambda penalty, by_torch, reg: close(penalty, by_torch["mean squares"])),
+    Mistake("mlp.l2_regularization.norm_not_squared", "uses the norms, not the squared norms: no square root.",
+            shows=lambda penalty, by_torch, reg: close(penalty, by_torch["norms"])),
+    Mistake("mlp.l2_regularization.l1_penalty", "is an L1 penalty (absolute values): square the weights instead.",
+            shows=lambda penalty, by_torch, reg: any(close(penalty, factor * by_torch["absolutes"])
+                                                     for factor in (1, 2))),
+    Mistake("mlp.l2_regularization.only_first_weight", "penalises W1 only: every weight counts (W1, W2, ...).",
+            shows=lambda penalty, by_torch, reg: close(penalty, by_torch["W1 only"])),
+    Mistake("mlp.l2_regularization.ignores_reg", "ignores reg: it is λ/2 times the sum of squares.",
+            shows=lambda penalty, by_torch, reg: close(penalty, by_torch["reference"] / reg)),
+    Mistake("mlp.l2_regularization.negative_penalty", "is negative: it adds a price on large weights, so it is "
+            "positive.", shows=lambda penalty, by_torch, reg: float(penalty) < 0),
+)
+
+WEIGHT_GRADIENT_MISTAKES = (  # on (torch's gradient of this weight, that of an L1 penalty, the weight, reg)
+    Mistake("mlp.l2_regularization.gradient_without_half", "is twice too large: the 1/2 in the penalty cancels the 2 "
+            "of the square, so the gradient is λW.",
+            shows=lambda grad, reference, l1, W, reg: close(grad, 2 * reference)),
+    Mistake("mlp.l2_regularization.l1_gradient", "is λ·sign(W), the gradient of an L1 penalty: the gradient of "
+            "(λ/2)·W² is λW.", shows=lambda grad, reference, l1, W, reg: close(grad, 2 * l1)),
+    Mistake("mlp.l2_regularization.gradient_without_reg", "ignores reg: the gradient scales with λ.",
+            shows=lambda grad, reference, l1, W, reg: close(grad, reference / reg)),
+    Mistake("mlp.l2_regularization.gradient_sign", "has the wrong sign: the penalty grows with |W|, so its gradient "
+            "points along W.", shows=lambda grad, reference, l1, W, reg: close(grad, -reference)),
+    Mistake("mlp.l2_regularization.penalty_as_gradient", "is the penalty of each entry, not its derivative.",
+            shows=lambda grad, reference, l1, W, reg: close(grad, _entry_penalties(W, reg))),
+)
+
+BIAS_GRADIENT_MISTAKES = (  # on (torch's gradient of this bias when the biases are penalised too)
+    Mistake("mlp.l2_regularization.penalised_bias", "penalises a bias: biases are not penalised, so their gradient "
+            "is zero.", shows=lambda grad, penalised: close(grad, penalised)),
+)
 
 
 def check_l2_regularization(l2_regularization) -> None:
@@ -649,24 +683,34 @@ def check_l2_regularization(l2_regularization) -> None:
                "W2": np.array([[2.0, 1.0], [-1.0, 0.5], [0.25, -3.0]]), "b2": np.array([1.5, -1.0])}
     deeper = {"W1": rng.normal(size=(4, 5)), "b1": rng.normal(size=5), "W2": rng.normal(size=(5, 3)),
               "b2": rng.normal(size=3), "W3": rng.normal(size=(3, 2)), "b3": rng.normal(size=2)}
-    for params, reg, case in ((example, 0.1, "the two-layer example with reg=0.1"),
-                              (deeper, 0.05, "a three-layer network (W1, W2, W3) with reg=0.05")):
+    for params, weights, reg, case in (
+            (example, ("W1", "W2"), 0.1, "the two-layer example with reg=0.1"),
+            (deeper, ("W1", "W2", "W3"), 0.05, "a three-layer network (W1, W2, W3) with reg=0.05")):
         penalty, grads = call(l2_regularization, params, reg, returns=("penalty", "grads"), keeps={0: "params"})
-        expected_penalty, expected_grads = _l2_reference(params, reg)
+        expected_penalty, expected_grads = _torch_penalty(params, weights, reg)
+        variants = {"reference": expected_penalty, "biases too": _torch_penalty(params, params, reg)[0],
+                    "W1 only": _torch_penalty(params, ("W1",), reg)[0],
+                    **{term: _torch_penalty(params, weights, reg, term)[0]
+                       for term in ("mean squares", "absolutes", "norms")}}
         expect(np.ndim(penalty) == 0, f"the penalty should be one number for the whole network (add up the sums of "
                                       f"squares of every weight); l2_regularization returned {describe(penalty)}.",
                "wrong_type")
-        compare(penalty, expected_penalty, f"the penalty of {case}", mistakes=PENALTY_MISTAKES, inputs=(params, reg))
+        compare(penalty, expected_penalty, f"the penalty of {case}", mistakes=PENALTY_MISTAKES, inputs=(variants, reg))
         expect(isinstance(grads, dict), f"grads should be a dict name -> gradient; it is {describe(grads)}.",
                "wrong_type")
         missing = [k for k in params if k not in grads]
         expect(not missing, f"grads lacks {', '.join(missing)}: it needs one entry per parameter, the biases included "
                             "(their gradient is zero), so that the training loop can add it to mlp_backward's "
                             "gradients key by key.", "mlp.l2_regularization.missing_gradients")
+        l1_grads = _torch_penalty(params, weights, reg, "absolutes")[1]
+        all_penalised = _torch_penalty(params, params, reg)[1]
         for key, value in params.items():
             expect_shape(grads[key], value.shape, f"grads['{key}']")
-            compare(grads[key], expected_grads[key], f"grads['{key}'] for {case}", inputs=(value, reg),
-                    mistakes=WEIGHT_GRADIENT_MISTAKES if key.startswith("W") else BIAS_GRADIENT_MISTAKES)
+            if key in weights:
+                table, inputs = WEIGHT_GRADIENT_MISTAKES, (expected_grads[key], l1_grads[key], value, reg)
+            else:
+                table, inputs = BIAS_GRADIENT_MISTAKES, (all_penalised[key],)
+            compare(grads[key], expected_grads[key], f"grads['{key}'] for {case}", inputs=inputs, mistakes=table)
         # the gradients must be those of the student's own penalty, not only of torch's on this one point
         for key in params:
             numeric = numerical_gradient(lambda: float(call(l2_regularization, params, reg)[0]), params[key])
