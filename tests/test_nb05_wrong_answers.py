@@ -209,11 +209,11 @@ def risk_of_lists_compared_whole(y_true, y_pred):
     (risk_of_lists_compared_whole, "on Python lists compared the two lists as wholes",
      "tuning.zero_one_risk.lists_compared_whole"),
     (define("zero_one_risk", [("return risk, standard_error", "return risk")]),
-     r"should return a pair \(risk, standard_error\); it returned 0.295", "wrong_type"),
+     r"should return a pair \(risk, standard_error\); it returned 0.375", "wrong_type"),
     (define("zero_one_risk", [("return risk, standard_error", "return risk, None")]),
      "zero_one_risk's standard error is None; expected one number", "returned_none"),
     (define("zero_one_risk", [("risk = float(mistakes.mean())", "risk = round(float(mistakes.mean()), 2)")]),
-     "the risk from zero_one_risk on 400 labels is 0.29; the share of mistakes is 0.295", "unidentified"),
+     "the risk from zero_one_risk on 400 labels is 0.38; the share of mistakes is 0.375", "unidentified"),
 ])
 def test_zero_one_risk_rejects(wrong, match, mistake):
     rejected(NB, "test_zero_one_risk", match, mistake, zero_one_risk=wrong)
@@ -262,7 +262,8 @@ def cv_training_on_one_fold(train_and_predict, X, y, k=5, seed=0):
          ("StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)",
           "StratifiedShuffleSplit(n_splits=k, test_size=1 / k, random_state=seed)")]),
      "validated more than once", "tuning.cross_validate.not_a_partition"),
-    (cv([("np.std(fold_risks, ddof=1)", "np.std(fold_risks)")]), "ddof", "tuning.cross_validate.ddof_zero"),
+    (cv([("np.std(fold_risks, ddof=1)", "np.std(fold_risks)")]), "divides by k, .* divides by k − 1",
+     "tuning.cross_validate.ddof_zero"),
     (cv([("np.std(fold_risks, ddof=1) / math.sqrt(k)", "np.std(fold_risks, ddof=1)")]), "√k",
      "tuning.cross_validate.spread_not_error"),
     (cv([("n_splits=k,", "n_splits=5,")]), "k=4", "tuning.cross_validate.k_ignored"),

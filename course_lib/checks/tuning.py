@@ -1,9 +1,10 @@
 """Checks for notebook 05 (hyperparameter tuning).
 
-The references come from the ecosystem and from properties, never from a copy of an answer:
-scikit-learn's ``ParameterGrid`` and ``zero_one_loss``, SciPy's ``sem``, counts of each class
-in each part of a split, what a toy learner saw and returned, and what Optuna recorded about a
-trial (its distributions, its reported values, its state).
+The references come from the ecosystem, from numbers worked by hand and from properties, never from
+a copy of an answer: scikit-learn's ``ParameterGrid`` and ``zero_one_loss``, SciPy's ``sem``, a
+table of risks and standard errors for fixed labels, counts of each class in each part of a split,
+what a toy learner saw and returned, and what Optuna recorded about a trial (its distributions, its
+reported values, its state).
 
 A split, a cross-validation or an Optuna trial has no single reference value, so their tables
 name mistakes by properties: each entry's ``shows(record)`` returns where the mistake shows, in
@@ -271,29 +272,50 @@ def check_stratified_split(fn) -> None:
 
 
 # ---------------------------------------------------------------- param_grid
+#
+# The reference is scikit-learn's ParameterGrid, which holds every combination but in an order of its own (its
+# keys alphabetically). A grid is judged against it as a set of combinations, and its order by the stated rule
+# read on neighbours: where two neighbouring combinations first differ, reading the space's keys in turn, the
+# later one holds a value listed further on.
 
-def _order_key(combination: dict, space: dict) -> tuple:
-    """Where ``combination`` falls when the first key varies slowest and the last fastest."""
-    return tuple(list(space[key]).index(combination[key]) for key in space)
-
-
-def _grid_in_order(space: dict) -> list:
-    """ParameterGrid's combinations of ``space`` in the stated order: the first key slowest, the last fastest."""
-    from sklearn.model_selection import ParameterGrid
-
-    return sorted(ParameterGrid(space), key=lambda combination: _order_key(combination, space))
-
-
-def _parameter_grid(space: dict) -> list:
+def _combinations(space: dict) -> list:
+    """ParameterGrid's combinations of ``space``, in ParameterGrid's order (not the stated one)."""
     from sklearn.model_selection import ParameterGrid
 
     return list(ParameterGrid(space))
 
 
 def _same_combinations(grid: list, space: dict) -> bool:
-    def as_set(combinations):
-        return sorted(repr(sorted(combination.items())) for combination in combinations)
-    return as_set(grid) == as_set(_grid_in_order(space))
+    """Whether ``grid`` holds each of ParameterGrid's combinations of ``space`` exactly once, and nothing else."""
+    reference = _combinations(space)
+    return len(grid) == len(reference) and all(grid.count(combination) == 1 for combination in reference)
+
+
+def _out_of_order(grid: list, space: dict, keys) -> int | None:
+    """The first position whose combination breaks the order in which ``keys`` vary, the first slowest (None if
+    none does): the first of ``keys`` in which it differs from the combination before must hold a value that
+    ``space`` lists after that combination's."""
+    for position in range(1, len(grid)):
+        before, after = grid[position - 1], grid[position]
+        key = next((key for key in keys if before[key] != after[key]), None)
+        if key is None or list(space[key]).index(after[key]) < list(space[key]).index(before[key]):
+            return position
+    return None
+
+
+def _varying_in_order(keys_of):
+    """A table predicate: the grid holds the right combinations and varies its keys in the order ``keys_of(space)``
+    gives, the first slowest."""
+    return lambda grid, space: _same_combinations(grid, space) and _out_of_order(grid, space, keys_of(space)) is None
+
+
+def _paired_by_position(grid: list, space: dict) -> bool:
+    """Whether the grid has only as many combinations as the space's shortest list, combination i holding each
+    key's i-th listed value."""
+    shortest = min(len(values) for values in space.values())
+    return (0 < len(grid) == shortest < len(_combinations(space))
+            and all(combination == {key: list(values)[position] for key, values in space.items()}
+                    for position, combination in enumerate(grid)))
 
 
 PARAM_GRID_MISTAKES = (
@@ -303,14 +325,12 @@ PARAM_GRID_MISTAKES = (
     Mistake("tuning.param_grid.empty_space", "returned no combination: an empty space has exactly one, the empty "
             "dict (as ParameterGrid gives).", shows=lambda grid, space: grid == [] and not space),
     Mistake("tuning.param_grid.paired_up", "pairs the keys' values up position by position, but every value of each "
-            "key must meet every value of the others.",
-            shows=lambda grid, space: grid == [dict(zip(space, values)) for values in zip(*space.values())]),
+            "key must meet every value of the others.", shows=_paired_by_position),
     Mistake("tuning.param_grid.first_key_fastest", "varies the first key fastest: the stated order has the first key "
             "varying slowest and the last key fastest, like nested loops in the space's key order.",
-            shows=lambda grid, space: grid == _grid_in_order(dict(reversed(space.items())))),
+            shows=_varying_in_order(lambda space: list(space)[::-1])),
     Mistake("tuning.param_grid.alphabetical_order", "follows the keys in alphabetical order (as ParameterGrid does): "
-            "the stated order follows the space's own key order.",
-            shows=lambda grid, space: grid == _parameter_grid(space)),
+            "the stated order follows the space's own key order.", shows=_varying_in_order(sorted)),
     Mistake("tuning.param_grid.one_shared_dict", "holds one and the same dict for every combination, changed in "
             "place and appended again: make a new dict for each.",
             shows=lambda grid, space: len(grid) > 1 and all(combination == grid[-1] for combination in grid)),
@@ -331,7 +351,7 @@ def _combination_words(combination: dict) -> str:
 
 
 def _judge_grid(fn, space: dict) -> None:
-    """param_grid(space) must be ``_grid_in_order(space)``: a list of new dicts in the stated order."""
+    """param_grid(space) must be a list of new dicts: ParameterGrid's combinations, in the stated order."""
     what = f"param_grid on {_space_words(space)}"
     grid = call(fn, space, name="param_grid", shown=_space_words(space), keeps={0: "space"})
     expect(grid is not None, "param_grid returned None: is the result returned at the end of the function?",
@@ -342,15 +362,22 @@ def _judge_grid(fn, space: dict) -> None:
         expect(isinstance(combination, dict), f"{what} returned a list whose entry {position} is "
                                               f"{_described(combination)}; expected one dict per combination.",
                "wrong_type")
-    expected = _grid_in_order(space)
-    if grid == expected:
+    if _same_combinations(grid, space) and _out_of_order(grid, space, list(space)) is None:
         return
     diagnose(grid, what, PARAM_GRID_MISTAKES, inputs=(space,))
-    expect(len(grid) == len(expected), f"{what} gave {len(grid)} combinations; expected {len(expected)}, one for each "
-                                       "way to pick a value of every key.")
-    position = next(i for i, (got, wanted) in enumerate(zip(grid, expected)) if got != wanted)
-    fail(f"{what}: combination {position} is {_combination_words(grid[position])}; expected "
-         f"{_combination_words(expected[position])}.")
+    reference = _combinations(space)
+    expect(len(grid) == len(reference), f"{what} gave {len(grid)} combinations; expected {len(reference)}, one for "
+                                        "each way to pick a value of every key.")
+    for position, combination in enumerate(grid):
+        expect(combination in reference, f"{what}: combination {position} is {_combination_words(combination)}; "
+                                         "expected every key of the space, each with one of its listed values.")
+        first = grid.index(combination)
+        expect(first == position, f"{what}: combination {position} ({_combination_words(combination)}) repeats "
+                                  f"combination {first}; each combination comes once.")
+    position = _out_of_order(grid, space, list(space))
+    fail(f"{what}: combination {position} ({_combination_words(grid[position])}) comes after combination "
+         f"{position - 1} ({_combination_words(grid[position - 1])}), but the first key varies slowest and the last "
+         "fastest, each key's values in their listed order.")
 
 
 def check_param_grid(fn) -> None:
@@ -366,10 +393,94 @@ def check_param_grid(fn) -> None:
 
 
 # ---------------------------------------------------------------- zero_one_risk
+#
+# The reference is a table of numbers worked by hand for fixed labels, and so is what each usual mistake returns
+# on them: a check names a mistake by the numbers it sees.
 
-def _losses(y_true, y_pred) -> np.ndarray:
-    return (np.asarray(y_true) != np.asarray(y_pred)).astype(float)
+TRUE_ROW = (3, 1, 4, 1, 5, 9, 2, 6)   # the labels, repeated to the length a case needs
+PREDICTED_ROW = (3, 7, 4, 1, 0, 9, 8, 6)   # the predictions: 3 of every 8 are wrong, the 2nd, 5th and 7th
 
+
+class _RiskCase(NamedTuple):
+    """Fixed labels for zero_one_risk and the numbers worked by hand for them: the ``risk`` and ``standard_error``
+    expected, and ``usual``, what a usual mistake returns instead (a name -> (risk, standard error))."""
+    setting: str
+    y_true: object
+    y_pred: object
+    risk: float
+    standard_error: float
+    usual: dict
+
+
+def _risk_cases() -> tuple:
+    labels, predictions = np.resize(TRUE_ROW, 400), np.resize(PREDICTED_ROW, 400)
+    return (
+        # 150 of the 400 predictions are wrong
+        _RiskCase("on 400 labels", labels, predictions, 0.375, 0.024206145913796356, {
+            "accuracy": (0.625, 0.024206145913796356),
+            "n_minus_one": (0.375, 0.02423646044779629),
+            "variance": (0.375, 0.0005859375),
+            "spread_of_single_losses": (0.375, 0.4841229182759271),
+        }),
+        _RiskCase("with no mistakes", labels, labels.copy(), 0.0, 0.0, {"accuracy": (1.0, 0.0)}),
+        # 7 of the 20 predictions are wrong; two lists that differ somewhere are unequal as wholes
+        _RiskCase("on Python lists", labels[:20].tolist(), predictions[:20].tolist(), 0.35, 0.1066536450385077, {
+            "accuracy": (0.65, 0.1066536450385077),
+            "n_minus_one": (0.35, 0.1094243309804831),
+            "variance": (0.35, 0.011375),
+            "spread_of_single_losses": (0.35, 0.47696960070847283),
+            "lists_compared_whole": (1.0, 0.0),
+        }),
+    )
+
+
+def _usual(name: str):
+    """What the usual mistake ``name`` returns on a :class:`_RiskCase`, from its table."""
+    return lambda case: case.usual[name]
+
+
+ZERO_ONE_RISK_MISTAKES = (
+    Mistake("tuning.zero_one_risk.accuracy", "returned the accuracy as the risk: the zero-one risk is the share of "
+            "mistakes.", returns=_usual("accuracy")),
+    Mistake("tuning.zero_one_risk.n_minus_one", "divides by n − 1 in the standard error: section 2's formula "
+            "divides by n.", returns=_usual("n_minus_one")),
+    Mistake("tuning.zero_one_risk.variance", "returned the variance of the risk as its standard error: the "
+            "standard error is the standard deviation of the risk, in the risk's own units, not its variance.",
+            returns=_usual("variance")),
+    Mistake("tuning.zero_one_risk.spread_of_single_losses", "returned the spread of single 0/1 losses as the "
+            "standard error: the error of their mean shrinks with the number of examples.",
+            returns=_usual("spread_of_single_losses")),
+    Mistake("tuning.zero_one_risk.lists_compared_whole", "compared the two lists as wholes (one True or False): "
+            "turn y_true and y_pred into arrays before comparing them element by element.",
+            returns=_usual("lists_compared_whole")),
+)
+
+
+def _judge_risk(fn, case: _RiskCase) -> None:
+    """zero_one_risk(case's labels) must return the case's risk and standard error."""
+    pair = call(fn, case.y_true, case.y_pred, name="zero_one_risk", returns=("risk", "standard_error"))
+    risk, error = _number(pair[0], "zero_one_risk's risk"), _number(pair[1], "zero_one_risk's standard error")
+    if close((risk, error), (case.risk, case.standard_error), TOL):
+        return
+    diagnose((risk, error), f"zero_one_risk {case.setting}", ZERO_ONE_RISK_MISTAKES, inputs=(case,), tol=TOL)
+    compare(risk, case.risk, f"the risk from zero_one_risk {case.setting}", tol=TOL,
+            expected_as="the share of mistakes")
+    compare(error, case.standard_error, f"the standard error from zero_one_risk {case.setting}", tol=TOL,
+            expected_as="section 2's formula")
+
+
+def check_zero_one_risk(fn) -> None:
+    """Risk = share of mistakes, with section 2's standard error, against numbers worked by hand for fixed labels.
+
+    zero_one_risk(y_true, y_pred) with (n,) labels, as arrays or lists, must return (risk, standard_error).
+    In place: its arguments are copies, so changing them is not judged.
+    """
+    for case in _risk_cases():
+        _judge_risk(fn, case)
+    passed("zero_one_risk")
+
+
+# ---------------------------------------------------------------- cross_validate
 
 def _sem(values, ddof: int) -> float:
     """SciPy's standard error of the mean of ``values``."""
@@ -377,64 +488,6 @@ def _sem(values, ddof: int) -> float:
 
     return sem(values, ddof=ddof)
 
-
-def _risk_and_error(y_true, y_pred) -> tuple:
-    """The reference: scikit-learn's zero_one_loss and SciPy's sem of the 0/1 losses (ddof 0, section 2)."""
-    from sklearn.metrics import zero_one_loss
-
-    return zero_one_loss(np.asarray(y_true), np.asarray(y_pred)), _sem(_losses(y_true, y_pred), 0)
-
-
-def _with_error(y_true, y_pred, error) -> tuple:
-    """The reference risk with another standard error, ``error(losses)``."""
-    return _risk_and_error(y_true, y_pred)[0], error(_losses(y_true, y_pred))
-
-
-ZERO_ONE_RISK_MISTAKES = (
-    Mistake("tuning.zero_one_risk.accuracy", "returned the accuracy as the risk: the zero-one risk is the share of "
-            "mistakes.", returns=lambda t, p: (1 - _risk_and_error(t, p)[0], _risk_and_error(t, p)[1])),
-    Mistake("tuning.zero_one_risk.n_minus_one", "divides by n − 1 in the standard error: section 2's formula "
-            "divides by n.", returns=lambda t, p: _with_error(t, p, lambda losses: _sem(losses, 1))),
-    Mistake("tuning.zero_one_risk.variance", "returned the variance of the risk as its standard error: take its "
-            "square root.", returns=lambda t, p: _with_error(t, p, lambda losses: np.var(losses) / len(losses))),
-    Mistake("tuning.zero_one_risk.spread_of_single_losses", "returned the spread of single 0/1 losses as the "
-            "standard error: the error of their mean shrinks with the number of examples.",
-            returns=lambda t, p: _with_error(t, p, np.std)),
-    Mistake("tuning.zero_one_risk.lists_compared_whole", "compared the two lists as wholes (one True or False): "
-            "turn y_true and y_pred into arrays before comparing them element by element.",
-            returns=lambda t, p: (float(t != p), 0.0)),
-)
-
-
-def _judge_risk(fn, y_true, y_pred, setting: str) -> None:
-    """zero_one_risk(y_true, y_pred) must be (zero_one_loss, sem of the losses with ddof 0)."""
-    pair = call(fn, y_true, y_pred, name="zero_one_risk", returns=("risk", "standard_error"))
-    risk, error = _number(pair[0], "zero_one_risk's risk"), _number(pair[1], "zero_one_risk's standard error")
-    expected = _risk_and_error(y_true, y_pred)
-    if close((risk, error), expected, TOL):
-        return
-    diagnose((risk, error), f"zero_one_risk {setting}", ZERO_ONE_RISK_MISTAKES, inputs=(y_true, y_pred), tol=TOL)
-    compare(risk, expected[0], f"the risk from zero_one_risk {setting}", tol=TOL, expected_as="the share of mistakes")
-    compare(error, expected[1], f"the standard error from zero_one_risk {setting}", tol=TOL,
-            expected_as="section 2's formula")
-
-
-def check_zero_one_risk(fn) -> None:
-    """Risk = share of mistakes (scikit-learn's zero_one_loss); error = SciPy's sem of the 0/1 losses (ddof 0).
-
-    zero_one_risk(y_true, y_pred) with (n,) labels, as arrays or lists, must return (risk, standard_error).
-    In place: its arguments are copies, so changing them is not judged.
-    """
-    rng = np.random.default_rng(5)
-    y_true = rng.integers(0, 10, 400)
-    y_pred = np.where(rng.random(400) < 0.3, rng.integers(0, 10, 400), y_true)
-    _judge_risk(fn, y_true, y_pred, "on 400 labels")
-    _judge_risk(fn, y_true, y_true.copy(), "with no mistakes")
-    _judge_risk(fn, y_true[:50].tolist(), y_pred[:50].tolist(), "on Python lists")
-    passed("zero_one_risk")
-
-
-# ---------------------------------------------------------------- cross_validate
 
 def recorded_cross_validation(cross_validate, X, y, k, seed):
     """``cross_validate`` run with a deterministic learner that predicts its training labels' most common
@@ -535,14 +588,16 @@ def _accuracies_as_risks(run) -> str:
 
 
 def _error_with_ddof_zero(run) -> str:
-    spread = np.std(run.risks)
-    if spread > 0 and close(run.error, spread / math.sqrt(run.k), TOL):
+    """SciPy's standard error of the folds' mean with its ddof setting at 0."""
+    error = _sem(run.risks, 0)
+    if error > 0 and close(run.error, error, TOL):
         return f"the standard error is {run.error:.4g}"
     return ""
 
 
 def _spread_as_error(run) -> str:
-    spread = np.std(run.risks, ddof=1)
+    """√k times SciPy's standard error of the folds' mean: their spread."""
+    spread = _sem(run.risks, 1) * math.sqrt(run.k)
     if spread > 0 and close(run.error, spread, TOL):
         return f"the standard error is {run.error:.4g}, the folds' spread itself"
     return ""
@@ -566,8 +621,8 @@ CROSS_VALIDATE_MISTAKES = (
             "keeps each class's share in every fold).", shows=_per_run(_unstratified_folds)),
     Mistake("tuning.cross_validate.accuracies", "a fold's risk is its share of mistakes on its validation part.",
             shows=_per_run(_accuracies_as_risks)),
-    Mistake("tuning.cross_validate.ddof_zero", "it uses the folds' spread with ddof=0, but section 3's standard "
-            "error of the mean over k folds uses their spread with n − 1 (ddof=1).",
+    Mistake("tuning.cross_validate.ddof_zero", "the folds' spread in it divides by k, but section 3's standard "
+            "error of the mean over k folds uses their sample spread, which divides by k − 1.",
             shows=_per_run(_error_with_ddof_zero)),
     Mistake("tuning.cross_validate.spread_not_error", "the error of their mean divides that spread by √k.",
             shows=_per_run(_spread_as_error)),
@@ -582,7 +637,7 @@ def _cross_validation(fn, y, k: int, seed: int) -> _CrossValidation:
     """cross_validate(recording learner, X = the examples' ids as one feature, y, k=k, seed=seed)."""
     from sklearn.metrics import zero_one_loss
 
-    ids = np.arange(len(y))[:, None]
+    ids = np.arange(y.size).reshape(-1, 1)
     result, calls = call(in_kernel(recorded_cross_validation), fn, ids, y, k, seed, name="cross_validate",
                          shown=f"learner, X, y, k={k}, seed={seed}")
     expect(result is not None, "cross_validate returned None: is the result returned at the end of the function?",
