@@ -50,13 +50,13 @@ def test_solution_passes(name):
 
 @pytest.mark.parametrize("wrong, match, mistake", [
     (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + 2 * padding) // stride,
-     "counts one position too few.*add 1", "no_plus_one"),
+     "counts one window position too few", "no_plus_one"),
     (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + padding) // stride + 1,
      "adds the padding once: P pixels go on both sides", "padding_once"),
     (lambda n, kernel_size, padding=0, stride=1: n - kernel_size + 2 * padding + 1, "ignores the stride",
      "stride_ignored"),
     (lambda n, kernel_size, padding=0, stride=1: (n - kernel_size + 2 * padding) / stride + 1,
-     r"returned a float: / gives a float, floor division \(//\) an int", "true_division"),
+     r"returned a float: the size is a whole number of window positions", "true_division"),
     (lambda n, kernel_size, padding=0, stride=1: math.ceil((n - kernel_size + 2 * padding) / stride) + 1,
      "rounds up.*round down", "rounded_up"),
     (lambda n, kernel_size, padding=0, stride=1: (n + kernel_size + 2 * padding) // stride + 1,
@@ -344,7 +344,7 @@ def test_linear_accepts(valid):
 # ---------------------------------------------------------------- global_avg_pool
 
 @pytest.mark.parametrize("wrong, match, mistake", [
-    (lambda x: x.sum(axis=(2, 3)), "sums instead of averaging", "sum"),
+    (lambda x: x.sum(axis=(2, 3)), "is H·W times the average, a sum", "sum"),
     (lambda x: x.mean(axis=(2, 3), keepdims=True), "no keepdims", "keepdims"),
     (lambda x: x.max(axis=(2, 3)), r"takes each map's maximum \(global max pooling\)", "max"),
     (lambda x: x.reshape(len(x), -1).mean(axis=1), "averages the channels too", "channels_averaged"),
@@ -355,7 +355,8 @@ def test_global_avg_pool_rejects(wrong, match, mistake):
 
 @pytest.mark.parametrize("axes", [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)])
 def test_global_avg_pool_rejects_wrong_axes(axes):
-    rejects("test_global_avg_pool", rf"averages over axes \({axes[0]}, {axes[1]}\): the spatial axes",
+    rejects("test_global_avg_pool", rf"averages over axes \({axes[0]}, {axes[1]}\): each value should be the average "
+            "of one feature map",
             "conv.global_avg_pool.wrong_axes", global_avg_pool=lambda x: x.mean(axis=axes))
 
 

@@ -341,9 +341,9 @@ def test_step_decay_names_the_setting_and_step_where_it_differs(wrong, message):
     (lambda step, lr0, rate, steps: lr0 * rate ** (step / steps), r"exponential decay", "exponential"),
     (lambda step, lr0, rate, steps: lr0 / (1 + rate * (step + 1) / steps), r"one step ahead.*step 0 should start "
                                                                            r"at lr0", "one_step_ahead"),
-    (lambda step, lr0, rate, steps: lr0 / (1 + rate * step / steps) ** 2, r"where decay_rate and decay_steps enter",
+    (lambda step, lr0, rate, steps: lr0 / (1 + rate * step / steps) ** 2, r"its denominator is squared",
      "squared_denominator"),
-    (lambda step, lr0, rate, steps: lr0 / (1 + step / steps), r"without decay_rate", "decay_rate_ignored"),
+    (lambda step, lr0, rate, steps: lr0 / (1 + step / steps), r"as if decay_rate were 1", "decay_rate_ignored"),
     (lambda step, lr0, rate, steps: 1 / (1 + rate * step / steps), r"decay_steps=100\) never uses lr0",
      "lr0_ignored"),
 ], ids=["staircase", "exponential", "off_by_one", "squared", "no_decay_rate", "no_lr0"])
@@ -525,12 +525,13 @@ class NotAnOptimizer:
 @pytest.mark.parametrize("wrong, match, mistake", [
     (NoSkip, r"raised TypeError: .*NoneType.*\.grad is None.*skip such parameters", "frozen_parameter_not_skipped"),
     (ZeroGradientWhenNone, r"changed a parameter whose \.grad is None", "frozen_parameter_not_skipped"),
-    (SettingsOnSelf, r"pass the settings to torch.optim.Optimizer.__init__", "settings_not_in_groups"),
-    (LrFromInit, r"read lr and the other settings from each group", "settings_not_from_groups"),
-    (FreshVelocity, r"keep each parameter's velocity in self.state\[p\]", "velocity_not_kept"),
+    (SettingsOnSelf, r"each parameter group must hold lr, momentum, nesterov and weight_decay",
+     "settings_not_in_groups"),
+    (LrFromInit, r"a learning rate changed by a scheduler between steps is not used", "settings_not_from_groups"),
+    (FreshVelocity, r"the velocity is not kept from one step to the next", "velocity_not_kept"),
     (Rebinds, r"did not change any parameter", "parameters_not_updated"),
-    (WithGrad, r"torch.no_grad\(\)", "update_recorded_by_autograd"),
-    (VelocityAsAttribute, r"as a tensor in self.state\[p\]", "velocity_outside_state"),
+    (WithGrad, r"The update is recorded by autograd", "update_recorded_by_autograd"),
+    (VelocityAsAttribute, r"the velocities are not in the optimizer's state as tensors", "velocity_outside_state"),
     (IgnoresClosure, r"step\(closure\) returned None", "closure_ignored"),
     (NotAnOptimizer, r"subclasses torch.optim.Optimizer", "not_an_optimizer"),
 ], ids=lambda value: getattr(value, "__name__", None))

@@ -102,9 +102,12 @@ def _writable(fn, *args) -> tuple:
 
 # ---------------------------------------------------------------- counts (output size, parameters)
 
-def _true_division(exercise: str) -> Mistake:
-    return Mistake(f"conv.{exercise}.true_division", "returned a float: / gives a float, floor division (//) an int.",
+def _true_division(exercise: str, why: str) -> Mistake:
+    return Mistake(f"conv.{exercise}.true_division", f"returned a float: {why}",
                    shows=lambda result, *inputs: isinstance(result, (float, np.floating)))
+
+
+_WHOLE_COUNT = "a number of parameters is a whole number, an int."
 
 
 def _compare_count(result, expected: int, what: str, mistakes, inputs, reference: str) -> None:
@@ -124,10 +127,10 @@ def _positions(n, k, p=0, s=1) -> int:
 
 
 CONV_OUTPUT_SIZE_MISTAKES = (  # inputs: n, kernel_size, padding, stride
-    _true_division("conv_output_size"),
+    _true_division("conv_output_size", "the size is a whole number of window positions (rounded down), an int."),
     Mistake("conv.conv_output_size.no_plus_one",
-            "counts one position too few: the first window sits at 0, then one every S pixels, so add 1 (after "
-            "the division by S).", returns=lambda n, k, p, s: _positions(n, k, p, s) - 1),
+            "counts one window position too few: the first window, at the padded axis's first pixel, is a position "
+            "too.", returns=lambda n, k, p, s: _positions(n, k, p, s) - 1),
     Mistake("conv.conv_output_size.padding_once", "adds the padding once: P pixels go on both sides of the input.",
             returns=lambda n, k, p, s: _positions(n + p, k, 0, s)),
     Mistake("conv.conv_output_size.stride_ignored",
@@ -200,6 +203,11 @@ def _bias_added(times):
     return returns
 
 
+def _rotated(kernels) -> np.ndarray:
+    """``kernels`` (F, C, KH, KW) rotated by 180° in their last two axes, by torch.flip."""
+    return torch.flip(_tensor(kernels), dims=(2, 3)).numpy()
+
+
 def _windows_one_apart(x, w, b, stride, padding):
     """The output's size is right, but its windows start 1 pixel apart, as with stride 1."""
     h_out, w_out = _conv_shape(x.shape, w.shape, stride, padding)[2:]
@@ -237,7 +245,7 @@ CONV2D_MISTAKES = (  # conv2d_naive and conv2d_fast; inputs: x, w, b, stride, pa
     Mistake("conv.conv2d.flipped_kernel",
             "flips the kernel: that is the textbook convolution. Deep-learning frameworks compute cross-correlation, "
             "which multiplies each window with w as it is, without flipping it (section 2).",
-            returns=lambda x, w, b, s, p: _torch_conv(x, w[:, :, ::-1, ::-1], b, s, p)),
+            returns=lambda x, w, b, s, p: _torch_conv(x, _rotated(w), b, s, p)),
     Mistake("conv.conv2d.bias_missing", "leaves out the bias: add b[f] to every pixel of output map f.",
             returns=lambda x, w, b, s, p: _torch_conv(x, w, None, s, p)),
     Mistake("conv.conv2d.bias_added_repeatedly",
@@ -385,6 +393,11 @@ def check_linear(linear) -> None:
     passed("linear", f"equal to torch.nn.Linear on {len(cases)} cases")
 
 
+def _torch_global_avg_pool(x) -> np.ndarray:
+    """torch's global average pooling in float64: x (N, C, H, W) → (N, C)."""
+    return F.adaptive_avg_pool2d(_tensor(x), 1).flatten(1).numpy()
+
+
 GLOBAL_AVG_POOL_MISTAKES = (  # inputs: x
     Mistake("conv.global_avg_pool.keepdims",
             "has shape (N, C, 1, 1): return (N, C), without the two axes of size 1 (no keepdims), so that a linear "
@@ -393,14 +406,15 @@ GLOBAL_AVG_POOL_MISTAKES = (  # inputs: x
             "averages the channels too: keep one number per channel, the mean over H and W only.",
             shows=lambda out, x: np.shape(out) == x.shape[:1]),
     *(Mistake("conv.global_avg_pool.wrong_axes",
-              f"averages over axes {axes}: the spatial axes of (N, C, H, W) are 2 and 3 (H and W).",
-              returns=lambda x, axes=axes: x.mean(axis=axes))
+              f"averages over axes {axes}: each value should be the average of one feature map, one image's one "
+              "channel, over its H×W pixels.",
+              returns=lambda x, axes=axes: torch.mean(_tensor(x), dim=axes).numpy())
       for axes in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3))),
-    Mistake("conv.global_avg_pool.sum", "sums instead of averaging: divide by H·W, the number of pixels of a map.",
-            returns=lambda x: x.sum(axis=(2, 3))),
+    Mistake("conv.global_avg_pool.sum", "is H·W times the average, a sum: each map's H·W values should be averaged.",
+            returns=lambda x: _torch_global_avg_pool(x) * x[0, 0].size),
     Mistake("conv.global_avg_pool.max",
             "takes each map's maximum (global max pooling): average its H·W values instead.",
-            returns=lambda x: x.max(axis=(2, 3))),
+            returns=lambda x: F.adaptive_max_pool2d(_tensor(x), 1).flatten(1).numpy()),
 )
 
 
@@ -414,8 +428,7 @@ def check_global_avg_pool(global_avg_pool) -> None:
     for x in cases:
         case = f"x {x.shape}" + (", float32" if x.dtype == np.float32 else "")
         out = call(global_avg_pool, x, shown=case, returns="array")
-        expected = F.adaptive_avg_pool2d(_tensor(x), 1).flatten(1).numpy()
-        compare(out, expected, f"global_avg_pool ({case})", tol=_tolerance(x), mistakes=GLOBAL_AVG_POOL_MISTAKES,
+        compare(out, _torch_global_avg_pool(x), f"global_avg_pool ({case})", tol=_tolerance(x), mistakes=GLOBAL_AVG_POOL_MISTAKES,
                 inputs=(x,), expected_as="torch's")
     passed("global_avg_pool", f"equal to torch's adaptive_avg_pool2d(x, 1) on {len(cases)} cases")
 
@@ -443,7 +456,7 @@ def _mlp(count):
 
 
 COUNT_PARAMS_MLP_MISTAKES = (  # inputs: d_in, hidden_sizes, d_out
-    _true_division("count_params_mlp"),
+    _true_division("count_params_mlp", _WHOLE_COUNT),
     Mistake("conv.count_params_mlp.weights_only",
             "counts the weights only: every Linear layer also has one bias per output unit.", returns=_mlp(_weights)),
     Mistake("conv.count_params_mlp.no_output_biases", "leaves out the output layer's biases, one per output unit.",
@@ -477,34 +490,45 @@ def check_count_params_mlp(count_params_mlp) -> None:
     passed("count_params_mlp", f"equal to torch's count on {len(cases)} MLPs")
 
 
-def _conv_layer(count):
-    """``returns=`` for a count of an nn.Conv2d layer's parameters: ``count(weights, C_in, C_out, KH, KW, bias)``."""
+def _conv_count(**changed):
+    """``returns=`` for the parameter count of an nn.Conv2d layer built with ``changed`` settings replacing the
+    check's (each a function of the check's settings: in_channels, out_channels, kernel_size, bias)."""
     def returns(c_in, c_out, kernel_size, bias):
-        layer = nn.Conv2d(c_in, c_out, kernel_size, bias=bias, device="meta")
-        return count(layer.weight.numel(), c_in, c_out, *layer.kernel_size, bias)
+        settings = dict(in_channels=c_in, out_channels=c_out, kernel_size=kernel_size, bias=bias)
+        settings.update({k: v(**settings) for k, v in changed.items()})
+        return _parameters([nn.Conv2d(**settings, device="meta")])
     return returns
 
 
+def _kernel_rows(kernel_size) -> tuple:
+    """One column of a kernel of ``kernel_size``: (KH, 1)."""
+    return nn.Conv2d(1, 1, kernel_size, device="meta").kernel_size[0], 1
+
+
 COUNT_PARAMS_CONV_MISTAKES = (  # inputs: in_channels, out_channels, kernel_size, bias
-    _true_division("count_params_conv"),
+    _true_division("count_params_conv", _WHOLE_COUNT),
     Mistake("conv.count_params_conv.biases_missing",
             "leaves out the biases: a conv layer has one bias per filter (output channel).",
-            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights)),
+            returns=_conv_count(bias=lambda **s: False)),
     Mistake("conv.count_params_conv.bias_flag_ignored", "counts biases although bias=False: then the layer has none.",
-            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights + c_out)),
+            returns=_conv_count(bias=lambda **s: True)),
     Mistake("conv.count_params_conv.input_channels_missing",
             "leaves out the input channels: each filter spans all C_in of them, with one kernel each.",
-            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights // c_in + c_out * bias)),
+            returns=_conv_count(in_channels=lambda **s: 1)),
     Mistake("conv.count_params_conv.one_kernel_row",
             "counts one row of each kernel: a kernel_size k means a k×k kernel, (KH, KW) a KH×KW one; count all "
             "its positions.",
-            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights // kw + c_out * bias)),
+            returns=_conv_count(kernel_size=lambda kernel_size, **s: _kernel_rows(kernel_size))),
     Mistake("conv.count_params_conv.biases_per_input",
             "counts one bias per input channel: a conv layer has one per output channel (filter).",
-            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights + c_in * bias)),
+            # the layer with C_in and C_out swapped: as many weights, one bias per input channel
+            returns=_conv_count(in_channels=lambda out_channels, **s: out_channels,
+                                out_channels=lambda in_channels, **s: in_channels)),
     Mistake("conv.count_params_conv.biases_per_weight",
             "counts one bias per kernel position: a conv layer has one per filter.",
-            returns=_conv_layer(lambda weights, c_in, c_out, kh, kw, bias: weights + c_out * kh * kw * bias)),
+            # as many as the weights of one more input channel
+            returns=_conv_count(in_channels=lambda in_channels, bias, **s: in_channels + bool(bias),
+                                bias=lambda **s: False)),
 )
 
 
@@ -645,6 +669,12 @@ def _part_shows_shape(part: str, shape_of):
     return lambda got, case: np.shape(got) == tuple(shape_of(case)) != case.grads[part].shape
 
 
+def _times(part: str, factor):
+    """``shows=`` for a result that is torch's ``part`` divided by ``factor(case)`` (an average where torch sums)."""
+    return lambda got, case: np.shape(got) == case.grads[part].shape and close(as_array(got) * factor(case),
+                                                                               case.grads[part], 1e-5)
+
+
 def _first_fails_at(new: str, part: str):
     """``shows=`` for a mistake recognised by the first case that fails, the one that adds ``new`` (``part`` has
     the right shape)."""
@@ -678,7 +708,7 @@ CONV2D_BACKWARD_DX_MISTAKES = (  # conv2d_backward_naive and _fast; inputs: a _C
             "is what the kernels used as they are give: going backwards, kernel offset (u, v) carries dout from "
             "output (i, j) to the input pixel (i·S + u, j·S + v). Written as a correlation over dout, that is the "
             "kernel rotated by 180° (section 7).",
-            returns=lambda case: torch.nn.grad.conv2d_input(case.x.shape, _tensor(case.w[:, :, ::-1, ::-1]),
+            returns=lambda case: torch.nn.grad.conv2d_input(case.x.shape, torch.flip(_tensor(case.w), dims=(2, 3)),
                                                             _tensor(case.dout), stride=case.stride,
                                                             padding=case.padding).numpy()),
     Mistake("conv.conv2d_backward.dx_cut_top_left",
@@ -705,10 +735,10 @@ CONV2D_BACKWARD_DW_MISTAKES = (
     Mistake("conv.conv2d_backward.dw_rotated",
             "is rotated by 180°: weight w[f, c, u, v] multiplied the pixel u rows down and v columns right of each "
             "window's corner, so dw[f, c, u, v] collects that pixel times the window's entry of dout.",
-            returns=lambda case: case.grads["dw"][:, :, ::-1, ::-1]),
+            returns=lambda case: _rotated(case.grads["dw"])),
     Mistake("conv.conv2d_backward.dw_position_mean",
             "is the mean over the output positions: dw is their sum, H_out·W_out times larger.",
-            returns=lambda case: case.grads["dw"] / np.prod(case.dout.shape[2:])),
+            shows=_times("dw", lambda case: case.dout[0, 0].size)),
     *_conv_backward_tail("dw"),
 )
 
@@ -724,7 +754,7 @@ CONV2D_BACKWARD_DB_MISTAKES = (
             "is one number for all filters: each filter has its own bias, so db has one entry per filter.",
             shows=_part_shows_shape("db", lambda case: ())),
     Mistake("conv.conv2d_backward.db_mean", "is the mean of dout: db is its sum over the images and positions.",
-            returns=lambda case: case.grads["db"] / (len(case.x) * np.prod(case.dout.shape[2:]))),
+            shows=_times("db", lambda case: case.dout[:, 0].size)),
     Mistake("conv.conv2d_backward.db_batch_mean", "is the mean over the images: sum over them too, don't average.",
             returns=lambda case: case.grads["db"] / len(case.x)),
     *_conv_backward_tail("db"),
@@ -893,16 +923,18 @@ def _pool_grad(case, pool=F.max_pool2d, dout=None) -> np.ndarray:
     return _grads_of(forward, {"x": case.x}, case.dout if dout is None else dout)["x"]
 
 
-def _offsets_swapped(case) -> np.ndarray:
-    """dx when each window's gradient goes to the entry at offset (v, u) in the window, its maximum being at (u, v)."""
-    _, where = F.max_pool2d(_tensor(case.x), case.kernel_size, case.stride, return_indices=True)
-    rows, cols = np.divmod(where.numpy(), case.x.shape[3])  # of each window's maximum, in x
-    h_out, w_out = case.dout.shape[2:]
-    top, left = (np.arange(h_out) * case.stride)[:, None], (np.arange(w_out) * case.stride)[None, :]
-    n, c = np.indices(case.dout.shape)[:2]
-    dx = np.zeros(case.x.shape)
-    np.add.at(dx, (n, c, top + (cols - left), left + (rows - top)), case.dout)
-    return dx
+def _window_grads(case, transposed=False) -> np.ndarray:
+    """dx from torch alone: each window of x (torch's unfold) pooled on its own by F.max_pool2d, whose autograd
+    marks the window's maximum with its dout; each window's gradient (``transposed``: with its rows and columns
+    swapped) then goes back to its place in x, overlapping windows adding up (torch's fold)."""
+    x, k, s = _tensor(case.x), case.kernel_size, case.stride
+    n, c, h, w = x.shape
+    columns = F.unfold(x.reshape(n * c, 1, h, w), k, stride=s)                # (N·C, K·K, windows)
+    windows = columns.transpose(1, 2).reshape(-1, 1, k, k).requires_grad_(True)
+    F.max_pool2d(windows, k).backward(_tensor(case.dout).reshape(-1, 1, 1, 1))
+    routed = windows.grad.transpose(2, 3) if transposed else windows.grad
+    dx = F.fold(routed.reshape(n * c, -1, k * k).transpose(1, 2), (h, w), k, stride=s)
+    return dx.reshape(n, c, h, w).numpy()
 
 
 MAX_POOL2D_BACKWARD_MISTAKES = (  # inputs: a _PoolGradCase
@@ -923,7 +955,8 @@ MAX_POOL2D_BACKWARD_MISTAKES = (  # inputs: a _PoolGradCase
             returns=lambda case: _pool_grad(case, lambda x, k, s: -F.max_pool2d(-x, k, s))),
     Mistake("conv.max_pool2d_backward.offsets_swapped",
             "sends each window's gradient to the entry with the maximum's row and column offsets swapped: offset "
-            "(u, v) in a window is u rows down and v columns right of its corner.", returns=_offsets_swapped),
+            "(u, v) in a window is u rows down and v columns right of its corner.",
+            returns=lambda case: _window_grads(case, transposed=True)),
     Mistake("conv.max_pool2d_backward.tied_maxima",
             "goes wrong where windows hold several equal maxima (zeros, as after a ReLU). The maximum passed on one "
             "value, so one entry receives the gradient: the first maximum in row-by-row order, as PyTorch picks it "
@@ -985,7 +1018,7 @@ GLOBAL_AVG_POOL_BACKWARD_MISTAKES = (  # inputs: dout, x
             returns=lambda dout, x: _avg_pool_grad(dout, x) / len(x)),
     Mistake("conv.global_avg_pool_backward.same_for_every_image",
             "gives every image the same gradient: each image keeps its own dout[n, c].",
-            returns=lambda dout, x: np.broadcast_to(_avg_pool_grad(dout, x).mean(axis=0), x.shape)),
+            returns=lambda dout, x: _avg_pool_grad(np.tile(dout.mean(axis=0), (len(dout), 1)), x)),
     Mistake("conv.global_avg_pool_backward.ignores_dout",
             "ignores dout: by the chain rule each pixel receives dout[n, c] times its local derivative 1/(H·W).",
             returns=lambda dout, x: np.full(x.shape, 1 / (x.shape[2] * x.shape[3]))),
@@ -1012,7 +1045,7 @@ def check_global_avg_pool_backward(global_avg_pool_backward) -> None:
         what = f"global_avg_pool_backward ({case})"
         compare(dx, _avg_pool_grad(dout, x), what, tol=_tolerance(x), mistakes=GLOBAL_AVG_POOL_BACKWARD_MISTAKES,
                 inputs=(dout, x), expected_as="torch's")
-        expect(writable, f"{what} returned a read-only view (np.broadcast_to shares one value per map): return an "
-                         "array of its own, which the layer before may change in place.",
+        expect(writable, f"{what} returned a read-only view (one value shared by every pixel of a map): the result "
+                         "must be an array of its own, which the layer before may change in place.",
                "conv.global_avg_pool_backward.read_only_view")
     passed("global_avg_pool_backward", f"equal to torch's autograd on {len(cases)} cases")

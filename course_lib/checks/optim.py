@@ -5,7 +5,8 @@ The references are PyTorch's own optimizers and schedulers (``torch.optim.SGD``,
 computed by hand. Each exercise has a table of its usual mistakes (:class:`~course_lib.checks.toolkit.Mistake`):
 what the update or schedule returns under that mistake (Nesterov off, the step counter one ahead,
 bias correction gone, ε in another place, weight decay coupled instead of decoupled, ...), computed
-by torch's own optimizers and schedulers with other settings or state, or by simple formulas; a
+by torch's own optimizers and schedulers with other settings or state, or recognised from the
+values computed by hand; a
 wrong result is named after the first entry it reproduces, or else by the step where it first differs.
 
 The student's functions are called through :func:`~course_lib.checks.toolkit.call` on copies of the
@@ -374,15 +375,20 @@ def _torch_lrs(make_scheduler, lr0: float, steps: int) -> np.ndarray:
 STEP_DECAY_MISTAKES = (          # inputs: (steps, lr0, step_size, gamma)
     Mistake("optim.step_decay.smooth", "decays smoothly, a little every step. StepLR keeps the rate constant for "
             "step_size steps and then multiplies it by gamma: a staircase.",
-            returns=lambda s, lr0, size, gamma: lr0 * gamma ** (s / size)),
+            returns=lambda s, lr0, size, gamma: _torch_exponential(lr0, gamma ** (1 / size), len(s))),
     Mistake("optim.step_decay.every_step", "multiplies by gamma at every step: the decay should come once every "
-            "step_size steps.", returns=lambda s, lr0, size, gamma: lr0 * gamma ** s),
+            "step_size steps.", returns=lambda s, lr0, size, gamma: _torch_exponential(lr0, gamma, len(s))),
     Mistake("optim.step_decay.one_step_ahead", "is one step ahead: its value at step s is StepLR's at step s + 1. "
             "Steps count from 0, and step 0 has the starting learning rate.",
             returns=lambda s, lr0, size, gamma: _torch_step_decay(lr0, size, gamma, len(s) + 1)[1:]),
     Mistake("optim.step_decay.one_step_behind", "is one step behind: its value at step s is StepLR's at step s − 1. "
             "Steps count from 0.", returns=lambda s, lr0, size, gamma: np.r_[lr0, _torch_step_decay(lr0, size, gamma, len(s))[:-1]]),
 )
+
+
+def _torch_exponential(lr0, gamma, steps):
+    """torch's ExponentialLR (the rate times gamma at every step) at steps 0, 1, ..., steps - 1."""
+    return _torch_lrs(lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma), lr0, steps)
 
 
 def _torch_step_decay(lr0, size, gamma, steps):
@@ -403,41 +409,63 @@ def check_step_decay(step_decay) -> None:
     passed(name, "equal to torch.optim.lr_scheduler.StepLR, step for step")
 
 
-# Hand-computed: lr0 = 0.2, decay_rate = 0.5, decay_steps = 100.
-_INVERSE_TIME_CASES = {0: 0.2, 1: 0.2 / 1.005, 50: 0.16, 100: 0.2 / 1.5, 150: 0.2 / 1.75, 300: 0.08,
-                       1000: 0.2 / 6}
+# Hand-computed: lr0 = 0.2, decay_rate = 0.5, decay_steps = 100; each step with its neighbour one step later.
+_INVERSE_TIME_SETTINGS = (0.2, 0.5, 100)
+_INVERSE_TIME_CASES = {0: 0.2, 1: 0.2 / 1.005, 2: 0.2 / 1.01, 50: 0.16, 51: 0.2 / 1.255, 100: 0.2 / 1.5,
+                       101: 0.2 / 1.505, 150: 0.2 / 1.75, 151: 0.2 / 1.755, 300: 0.08, 301: 0.2 / 2.505,
+                       1000: 0.2 / 6, 1001: 0.2 / 6.005}
 
-INVERSE_TIME_MISTAKES = (        # inputs: (steps, lr0, decay_rate, decay_steps)
-    Mistake("optim.inverse_time_decay.lr0_ignored", "never uses lr0: it starts at 1 instead of lr0. Inverse time "
-            "decay divides lr0 by a term that grows linearly with the step (section 5).",
-            returns=lambda s, lr0, rate, n: 1 / (1 + rate * s / n)),
-    Mistake("optim.inverse_time_decay.one_step_ahead", "is one step ahead: its value at step s is the formula's at "
-            "step s + 1. Steps count from 0, and step 0 should start at lr0.",
-            returns=lambda s, lr0, rate, n: lr0 / (1 + rate * (s + 1) / n)),
-    Mistake("optim.inverse_time_decay.staircase", "is still lr0 at step 50: that is the staircase version. The "
-            "formula divides step by decay_steps as real numbers, so the rate falls a little every step.",
-            returns=lambda s, lr0, rate, n: lr0 / (1 + rate * (s // n))),
+
+def _shifted(step_of):
+    """``shows=`` for a schedule whose value at step s is the table's at step ``step_of(s)``, wherever the table
+    has both (and those are not all the same step)."""
+    def shows(rates, steps, expected, lr0, decay_rate, decay_steps):
+        table = dict(zip(steps.tolist(), expected))
+        pairs = [(k, step_of(s)) for k, s in enumerate(steps.tolist()) if step_of(s) in table and step_of(s) != s]
+        return bool(pairs) and all(close(rates[k], table[s], TOL) for k, s in pairs)
+    return shows
+
+
+def _value_at(step, rates, steps) -> float:
+    return rates[list(steps).index(step)]
+
+
+INVERSE_TIME_MISTAKES = (        # inputs: (steps, the table's values there, lr0, decay_rate, decay_steps)
+    Mistake("optim.inverse_time_decay.lr0_ignored", "never uses lr0: it starts at 1 instead of lr0, and every value "
+            "is the right one divided by lr0. Inverse time decay divides lr0 by a term that grows linearly with the "
+            "step (section 5).",
+            shows=lambda rates, steps, expected, lr0, *rest: close(rates, expected / lr0, TOL)),
+    Mistake("optim.inverse_time_decay.one_step_ahead", "is one step ahead: its value at step s is the right value "
+            "at step s + 1. Steps count from 0, and step 0 should start at lr0.", shows=_shifted(lambda s: s + 1)),
+    Mistake("optim.inverse_time_decay.staircase", "is still lr0 at step 50: that is the staircase version, which "
+            "falls only once every decay_steps steps. Here step and decay_steps divide as real numbers, so the rate "
+            "falls a little every step.",
+            shows=lambda rates, steps, expected, lr0, rate, n: close(_value_at(50, rates, steps), lr0, TOL) and close(
+                _value_at(n, rates, steps), _value_at(n, expected, steps), TOL)),
     Mistake("optim.inverse_time_decay.exponential", "is lr0·decay_rate at step decay_steps: that is exponential "
-            "decay. Inverse time decay divides lr0 by a term that grows linearly with the step (section 5).",
-            returns=lambda s, lr0, rate, n: lr0 * rate ** (s / n)),
-    Mistake("optim.inverse_time_decay.squared_denominator", "divides lr0 by the square of 1 + decay_rate·step / "
-            "decay_steps: check where decay_rate and decay_steps enter the denominator (section 5).",
-            returns=lambda s, lr0, rate, n: lr0 / (1 + rate * s / n) ** 2),
-    Mistake("optim.inverse_time_decay.decay_rate_ignored", "is lr0 / (1 + step / decay_steps), without decay_rate: "
-            "check where decay_rate and decay_steps enter the denominator (section 5).",
-            returns=lambda s, lr0, rate, n: lr0 / (1 + s / n)),
+            "decay, which multiplies the rate by decay_rate every decay_steps steps. Inverse time decay divides lr0 by "
+            "a term that grows linearly with the step (section 5).",
+            shows=lambda rates, steps, expected, lr0, rate, n: close(_value_at(n, rates, steps), lr0 * rate, TOL)
+            and close(_value_at(3 * n, rates, steps), lr0 * rate * rate * rate, TOL)),
+    Mistake("optim.inverse_time_decay.squared_denominator", "is the right value squared and divided by lr0, at every "
+            "step: its denominator is squared, where it should grow linearly with the step (section 5).",
+            shows=lambda rates, steps, expected, lr0, *rest: close(rates, expected * expected / lr0, TOL)),
+    Mistake("optim.inverse_time_decay.decay_rate_ignored", "falls twice as fast as it should: its value at step s is "
+            "the right value at step 2·s, as if decay_rate were 1. decay_rate sets how fast the denominator grows "
+            "(section 5).", shows=_shifted(lambda s: 2 * s)),
 )
 
 
 def check_inverse_time_decay(inverse_time_decay) -> None:
     """``inverse_time_decay(step, lr0, decay_rate, decay_steps) -> lr`` (one number) on values computed by hand."""
-    name, settings = "inverse_time_decay", (0.2, 0.5, 100)
-    steps = np.array(list(_INVERSE_TIME_CASES))
+    name, settings = "inverse_time_decay", _INVERSE_TIME_SETTINGS
+    steps, expected = np.array(list(_INVERSE_TIME_CASES)), np.array(list(_INVERSE_TIME_CASES.values()))
     rates = _rates(inverse_time_decay, name, steps, *settings)
-    _compare_steps(rates, np.array(list(_INVERSE_TIME_CASES.values())),
-                   f"{name}({_setting(lr0=0.2, decay_rate=0.5, decay_steps=100)})", lambda k: f" at step {steps[k]}",
-                   "the formula gives", mistakes=INVERSE_TIME_MISTAKES, inputs=(steps, *settings))
-    passed(name, "values at 7 steps equal the formula's")
+    lr0, decay_rate, decay_steps = settings
+    _compare_steps(rates, expected, f"{name}({_setting(lr0=lr0, decay_rate=decay_rate, decay_steps=decay_steps)})",
+                   lambda k: f" at step {steps[k]}", "the formula gives", mistakes=INVERSE_TIME_MISTAKES,
+                   inputs=(steps, expected, *settings))
+    passed(name, f"values at {len(steps)} steps equal the formula's")
 
 
 def _cosine(lr0: float, t_max: int, eta_min: float, steps: int) -> np.ndarray:
@@ -445,9 +473,17 @@ def _cosine(lr0: float, t_max: int, eta_min: float, steps: int) -> np.ndarray:
     return _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, t_max, eta_min), lr0, steps)
 
 
-def _warmup(lr0: float, warmup: int, ahead: int = 0) -> np.ndarray:
-    """The linear warm-up at steps 0, ..., warmup - 1 (``ahead`` steps ahead)."""
-    return lr0 * (np.arange(warmup) + ahead) / max(warmup, 1)
+# Hand-computed: the linear warm-up of each of the check's settings (lr0, warmup_steps) at steps 0, ..., warmup_steps - 1,
+# rising from 0 at step 0 by lr0 / warmup_steps per step.
+_WARMUPS = {(0.4, 10): (0.0, 0.04, 0.08, 0.12, 0.16, 0.2, 0.24, 0.28, 0.32, 0.36),
+            (1e-3, 4): (0.0, 2.5e-4, 5e-4, 7.5e-4),
+            (0.1, 0): ()}
+
+
+def _warmup(lr0: float, warmup: int, ahead: bool = False) -> np.ndarray:
+    """The linear warm-up at steps 0, ..., warmup - 1 (``ahead``: one step ahead, reaching lr0 at its last step)."""
+    values = _WARMUPS[lr0, warmup]
+    return np.array([*values[1:], lr0] if ahead and values else values, dtype=float)
 
 
 def _then(*parts, steps) -> np.ndarray:
@@ -459,7 +495,7 @@ def _then(*parts, steps) -> np.ndarray:
 WARMUP_COSINE_MISTAKES = (       # inputs: (steps, lr0, warmup_steps, total_steps, lr_min)
     Mistake("optim.warmup_cosine.warmup_ahead", "is one step ahead during the warm-up: it starts from 0 at step 0 "
             "(steps count from 0) and rises by lr0 / warmup_steps per step.",
-            returns=lambda s, lr0, warmup, total, low: _then(_warmup(lr0, warmup, 1),
+            returns=lambda s, lr0, warmup, total, low: _then(_warmup(lr0, warmup, ahead=True),
                                                              _cosine(lr0, total - warmup, low, total - warmup + 1),
                                                              steps=s)),
     Mistake("optim.warmup_cosine.lr_min_ignored", "ends at 0 instead of lr_min: the cosine runs from lr0 down to "
@@ -583,8 +619,8 @@ def _step(optimizer) -> None:
         if failure.mistake != "crashed":
             raise
         if "leaf Variable that requires grad" in message:
-            fail(f"{message}. The parameters are updated while autograd is recording: run the update under "
-                 "torch.no_grad() (the optimizer's own arithmetic must not become part of the graph).",
+            fail(f"{message}. The update is recorded by autograd: the parameters are changed while autograd "
+                 "records operations, and the optimizer's own arithmetic must not become part of the graph.",
                  "optim.momentum_sgd.update_recorded_by_autograd")
         if "NoneType" in message:
             fail(f"{message}. This model has a parameter whose .grad is None (a frozen batch-norm scale, as in "
@@ -604,7 +640,7 @@ def _make(build, cls, weights, groups=None, **settings):
 def check_momentum_sgd(MomentumSGD) -> None:
     """``MomentumSGD(params, lr, momentum, nesterov, weight_decay)`` trains like torch.optim.SGD: the parameters of a
     tiny network (with a frozen parameter) over 15 steps, with parameter groups and a StepLR schedule, and
-    ``step(closure)`` returns the closure's loss. The velocities live in ``self.state[p]``."""
+    ``step(closure)`` returns the closure's loss. The velocities live in the optimizer's state."""
     name = "MomentumSGD"
     subclasses, build, backward, step_lr, step_with_closure = (
         in_kernel(f) for f in (_subclasses_optimizer, _tiny_model, _backward, _step_lr, _step_with_closure))
@@ -617,28 +653,28 @@ def check_momentum_sgd(MomentumSGD) -> None:
     theirs, reference = _tiny_model(torch.optim.SGD, weights, **settings)
     groups = optimizer.param_groups
     expect(len(groups) == 1 and all(k in groups[0] for k in settings),
-           f"{name}: pass the settings to torch.optim.Optimizer.__init__ as its defaults, so that each parameter "
-           "group holds lr, momentum, nesterov and weight_decay.", "optim.momentum_sgd.settings_not_in_groups")
+           f"{name}: its parameter groups do not hold its settings; each parameter group must hold lr, momentum, "
+           "nesterov and weight_decay, as torch's optimizers' groups do.", "optim.momentum_sgd.settings_not_in_groups")
     before, batches = _parameters(mine), _batches(15, seed=1)
     _train(backward, mine, optimizer, batches[:1])
     changed = [not torch.equal(p, b) for p, b in zip(_parameters(mine), before)]
-    expect(any(changed), f"{name}.step() did not change any parameter: update each parameter in place (assigning "
-                         "to a local variable changes nothing in the model).",
+    expect(any(changed), f"{name}.step() did not change any parameter: the model's parameters must change in "
+                         "place (a new value bound to a local name changes nothing in the model).",
            "optim.momentum_sgd.parameters_not_updated")
     expect(not changed[1], f"{name}.step() changed a parameter whose .grad is None (a frozen batch-norm scale): "
                            "skip such parameters.", "optim.momentum_sgd.frozen_parameter_not_skipped")
     _train(_backward, theirs, reference, batches[:1])
     expect(_same_parameters(_parameters(mine), _parameters(theirs)),
            f"{name}: after one step the parameters differ from torch.optim.SGD's with {_setting(**settings)}: does "
-           "step() call your sgd_momentum_step with each group's settings, on each parameter and its .grad?")
+           "each parameter's update should be what sgd_momentum_step gives for its gradient and its group's settings.")
     _train(backward, mine, optimizer, batches[1:])
     _train(_backward, theirs, reference, batches[1:])
     expect(_same_parameters(_parameters(mine), _parameters(theirs)),
-           f"{name}: the first step equals torch.optim.SGD's, but after 15 steps the parameters differ: keep each "
-           "parameter's velocity in self.state[p] from one step to the next.", "optim.momentum_sgd.velocity_not_kept")
+           f"{name}: the first step equals torch.optim.SGD's, but after 15 steps the parameters differ: the "
+           "velocity is not kept from one step to the next in the optimizer's state.", "optim.momentum_sgd.velocity_not_kept")
     expect(any(isinstance(v, torch.Tensor) for s in optimizer.state.values() for v in s.values()),
-           f"{name}: keep each parameter's velocity as a tensor in self.state[p] (so that state_dict() saves it and "
-           "fit can move it to the GPU with the model).", "optim.momentum_sgd.velocity_outside_state")
+           f"{name}: the velocities are not in the optimizer's state as tensors, so state_dict() does not save "
+           "them and fit cannot move them to the GPU with the model.", "optim.momentum_sgd.velocity_outside_state")
 
     weights, batches, groups = _initial_weights(3), _batches(5, seed=4), [(0, {}), (4, {"lr": 0.01})]
     mine, optimizer = _make(build, MomentumSGD, weights, groups, lr=0.1, momentum=0.9)
@@ -647,13 +683,13 @@ def check_momentum_sgd(MomentumSGD) -> None:
     _train(_backward, theirs, reference, batches, _step_lr(reference, 2, 0.5))
     expect(_same_parameters(_parameters(mine), _parameters(theirs)),
            f"{name} with two parameter groups (lr 0.1 and 0.01) and a StepLR schedule differs from torch.optim.SGD: "
-           "read lr and the other settings from each group in self.param_groups on every step (a scheduler changes "
-           "group['lr'] between steps).", "optim.momentum_sgd.settings_not_from_groups")
+           "a learning rate changed by a scheduler between steps is not used, or a group's own settings are not: "
+           "each step must use the current settings of each parameter's group.", "optim.momentum_sgd.settings_not_from_groups")
     model, optimizer = _make(build, MomentumSGD, _initial_weights(5), lr=0.01, momentum=0.9)
     x, y = torch.randn(4, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(6)), torch.arange(4)
     returned = call(step_with_closure, model, optimizer, x, y, name=f"{name}.step", shown="closure")
     if not (isinstance(returned, torch.Tensor) and returned.ndim == 0):
-        fail(f"{name}.step(closure) returned {describe(returned)}: when a closure is given, call it (with gradients "
-             "enabled) and return the loss it returns, as torch's optimizers do.", "optim.momentum_sgd.closure_ignored")
+        fail(f"{name}.step(closure) returned {describe(returned)}: step(closure) must evaluate the closure and "
+             "return its loss, as torch's optimizers do.", "optim.momentum_sgd.closure_ignored")
     passed(name, "equal to torch.optim.SGD over 15 steps, with parameter groups, a scheduler, frozen parameters "
                  "and a closure")
