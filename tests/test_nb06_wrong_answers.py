@@ -392,8 +392,8 @@ def test_photo_transforms_written_differently_pass():
 
 
 def test_every_usual_mistake_has_a_wrong_answer():
-    tables = (transfer.ADAPT_MODEL_MISTAKES + transfer.FIRST_LAYER_MISTAKES + transfer.GREY_PHOTO_MISTAKES
-              + transfer.EVALUATION_MISTAKES + transfer.TRAINING_MISTAKES + transfer.PARAM_GROUPS_MISTAKES)
+    tables = (transfer.ADAPT_MODEL_MISTAKES + transfer.GREY_STEM_MISTAKES + transfer.COLOUR_STEM_MISTAKES
+              + transfer.GREY_PHOTO_MISTAKES + transfer.EVALUATION_MISTAKES + transfer.TRAINING_MISTAKES + transfer.PARAM_GROUPS_MISTAKES)
     answered = {mistake for table in (ADAPT_MISTAKES, GROUP_MISTAKES, TRANSFORM_MISTAKES)
                 for _, _, mistake in table.values()}
     answered |= {mistake for _, _, mistake in ADAPT_OTHER_MISTAKES}

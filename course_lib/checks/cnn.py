@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -121,8 +122,9 @@ def _follows(layers: list, first: str, then: str) -> bool:
 
 # Crashes: their ``shows`` reads the crash's message.
 CONSTRUCTION_CRASHES = (
-    Mistake("cnn.three_block_cnn.no_super_init", "Call super().__init__() first in __init__, before creating any "
-                                                 "layer.",
+    Mistake("cnn.three_block_cnn.no_super_init", "The layers were assigned before nn.Module's own initialisation "
+                                                 "ran: __init__ initialises the base class first, before creating "
+                                                 "any layer.",
             shows=lambda message: "before Module.__init__() call" in message),
 )
 FORWARD_CRASHES = (
@@ -137,8 +139,9 @@ FEATURES_MISTAKES = (
             "average pooling and flattening belong in self.classifier.",
             shows=lambda shape: len(shape) != 4),
     Mistake("cnn.three_block_cnn.no_padding",
-            "the maps are 2×2 instead of 4×4: without padding=1 every 3×3 convolution trims a pixel on each side "
-            "(32 → 30 → pool 15 → 13 → pool 6 → 4 → pool 2). Use padding=1 to keep the size.",
+            "the maps are 2×2 instead of 4×4: unpadded, every 3×3 convolution trims a pixel on each side "
+            "(32 → 30 → pool 15 → 13 → pool 6 → 4 → pool 2); the specification pads each convolution by one pixel "
+            "so that it keeps the size.",
             shows=lambda shape: shape[2:] == (2, 2)),
     Mistake("cnn.three_block_cnn.missing_max_pool",
             "the maps are larger than 4×4: is a MaxPool2d(2) missing? Each of the three blocks ends with one, "
@@ -152,11 +155,11 @@ FEATURES_MISTAKES = (
 PARAMETER_MISTAKES = (
     Mistake("cnn.three_block_cnn.plain_cnn",
             "the convs have biases and there is no BatchNorm2d: that is PlainCNN, not this specification, whose "
-            "convs have bias=False and are each followed by a BatchNorm2d.",
+            "convs have no bias and are each followed by a BatchNorm2d.",
             shows=lambda facts: _has(facts, "Conv2d", "bias") and not _has(facts, "BatchNorm2d", "weight")),
     Mistake("cnn.three_block_cnn.conv_bias",
-            "the convolutions' biases (32 + 64 + 128 = 224 parameters) are not in the specification: it says "
-            "bias=False, because the batch norm right after each conv has its own shift, which makes a conv bias "
+            "the convolutions' biases (32 + 64 + 128 = 224 parameters) are not in the specification: its convs have "
+            "no bias, because the batch norm right after each conv has its own shift, which makes a conv bias "
             "redundant.",
             shows=lambda facts: _has(facts, "Conv2d", "bias")),
     Mistake("cnn.three_block_cnn.no_batch_norm",
@@ -164,17 +167,17 @@ PARAMETER_MISTAKES = (
             "BatchNorm2d after each convolution?",
             shows=lambda facts: not _has(facts, "BatchNorm2d", "weight")),
     Mistake("cnn.three_block_cnn.linear_no_bias",
-            "the final Linear layer has no bias: keep nn.Linear's default bias=True.",
+            "the final Linear layer has no bias; the specification's has one, as nn.Linear has by default.",
             shows=lambda facts: _has(facts, "Linear", "weight") and not _has(facts, "Linear", "bias")),
     Mistake("cnn.three_block_cnn.flattened_maps",
-            "the Linear layer reads 2,048 = 128·4·4 inputs instead of 128: did you flatten the 4×4 maps instead of "
-            "global average pooling them first (AdaptiveAvgPool2d(1))? A flatten size tied to 32×32 inputs would "
-            "also break on 28×28 images.",
+            "the Linear layer reads 2,048 = 128·4·4 inputs instead of 128: the 4×4 maps were flattened as they are, "
+            "where global average pooling first averages each channel's map to one number. A flatten size tied to "
+            "32×32 inputs would also break on 28×28 images.",
             shows=lambda facts: any(kind == "Linear" and shape[1:] == (128 * 16,)
                                     for kind, _, shape in facts["params"])),
     Mistake("cnn.three_block_cnn.pooled_to_more",
             "the classifier's average pooling keeps more than one number per channel, so the Linear layer reads "
-            "more than 128 inputs: global average pooling is AdaptiveAvgPool2d(1).",
+            "more than 128 inputs: global average pooling averages each channel's whole map to a single number.",
             shows=lambda facts: any(size not in (1, (1, 1)) for size in facts["avg_pools"])),
 )
 # A model (its facts) whose layers of self.features are not in the specification's order.
@@ -191,7 +194,7 @@ LAYER_ORDER_MISTAKES = (
             shows=lambda facts: _follows(facts["parts"]["features"], "BatchNorm2d", "MaxPool2d")),
 )
 _RULES = {"features": "each block is Conv2d → BatchNorm2d → ReLU → MaxPool2d.",
-          "classifier": "the classifier is AdaptiveAvgPool2d(1) → Flatten → Linear."}
+          "classifier": "the classifier is AdaptiveAvgPool2d → Flatten → Linear."}
 
 
 def _first_parameter_difference(params: list) -> str:
@@ -259,8 +262,8 @@ def check_three_block_cnn(ThreeBlockCNN) -> None:
     if shape != expected_shape:
         what = f"self.features gives shape {shape} for a batch (4, 3, 32, 32), the specification {expected_shape}:"
         diagnose(shape, what, FEATURES_MISTAKES)
-        fail(f"{what} compare your layers with the table: 3×3 convs with padding=1, each block ending in 2×2 max "
-             "pooling.", "cnn.three_block_cnn.features_shape")
+        fail(f"{what} compare your layers with the table: 3×3 convs padded to keep the size, each block ending in "
+             "2×2 max pooling.", "cnn.three_block_cnn.features_shape")
 
     count = sum(math.prod(shape) for *_, shape in facts["params"])
     if count != _SPEC_COUNT:
@@ -309,7 +312,10 @@ class _Scaled(nn.Module):
 
 
 def _grad_norm_cases():
-    """(description, model, its first layer) with gradients of a cross-entropy loss."""
+    """(description, model, its named parts) with gradients of a cross-entropy loss. The parts are known by hand
+    for each of the check's own models: "first", its first layer (the one the exercise asks about), "second" and
+    "last", its 2nd and last layers with weights, and "first_parameter", the parameter that ``parameters()``
+    yields first."""
     g = torch.Generator().manual_seed(3)
     with torch.random.fork_rng(devices=[]):  # fixed weights, without touching the notebook's random state
         torch.manual_seed(3)
@@ -318,66 +324,66 @@ def _grad_norm_cases():
         mlp = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.Sigmoid(), nn.Linear(16, 7))
         nested = _Scaled()
     cases = [
-        ("a small CNN: conv, conv, linear", cnn, torch.randn(8, 3, 6, 6, generator=g), 5, cnn[0]),
-        ("an MLP: flatten, linear, sigmoid, linear", mlp, torch.randn(8, 3, 4, 4, generator=g), 7, mlp[1]),
+        ("a small CNN: conv, conv, linear", cnn, torch.randn(8, 3, 6, 6, generator=g), 5,
+         {"first": cnn[0], "second": cnn[2], "last": cnn[6], "first_parameter": cnn[0].weight}),
+        ("an MLP: flatten, linear, sigmoid, linear", mlp, torch.randn(8, 3, 4, 4, generator=g), 7,
+         {"first": mlp[1], "second": mlp[3], "last": mlp[3], "first_parameter": mlp[1].weight}),
         ("a model whose first conv sits in a nested block, after a learnable input scale", nested,
-         torch.randn(8, 2, 8, 8, generator=g), 3, nested.body[0][0]),
+         torch.randn(8, 2, 8, 8, generator=g), 3,
+         {"first": nested.body[0][0], "second": nested.body[1], "last": nested.body[5],
+          "first_parameter": nested.input_scale}),
     ]
     for _, model, x, classes, _ in cases:
         y = torch.randint(0, classes, (len(x),), generator=g)
         F.cross_entropy(model(x), y).backward()
-    return [(what, model, first) for what, model, _, _, first in cases]
+    return [(what, model, parts) for what, model, _, _, parts in cases]
 
 
 def _norm(t) -> float:
+    """torch's L2 norm of a tensor, all its entries together."""
     return float(torch.linalg.vector_norm(t.detach().double()))
 
 
-def _layers(model) -> list:
-    """The model's Conv2d and Linear layers, in ``model.modules()`` order."""
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-# What each mistake returns for a model with gradients and its first layer.
+# What each mistake returns for a model with gradients and its named parts (see ``_grad_norm_cases``).
 GRAD_NORM_MISTAKES = (
     Mistake("cnn.first_layer_grad_norm.weights_not_gradient",
-            "is the norm of the first layer's weights, not of their gradient (.weight.grad).",
-            returns=lambda model, first: _norm(first.weight)),
+            "is the norm of the first layer's weights, not of their gradient.",
+            returns=lambda model, parts: _norm(parts["first"].weight)),
     Mistake("cnn.first_layer_grad_norm.squared",
             "is the squared norm (the sum of the squares), without the square root.",
-            returns=lambda model, first: _norm(first.weight.grad) ** 2),
+            returns=lambda model, parts: _norm(parts["first"].weight.grad) ** 2),
     Mistake("cnn.first_layer_grad_norm.with_bias",
             "includes the bias's gradient: the norm is of the first layer's weight gradient only.",
-            returns=lambda model, first: math.hypot(_norm(first.weight.grad), _norm(first.bias.grad))),
+            returns=lambda model, parts: math.hypot(_norm(parts["first"].weight.grad), _norm(parts["first"].bias.grad))),
     Mistake("cnn.first_layer_grad_norm.bias_gradient",
-            "is the norm of the first layer's bias gradient; the exercise asks for its weight's (.weight.grad).",
-            returns=lambda model, first: _norm(first.bias.grad)),
+            "is the norm of the first layer's bias gradient; the exercise asks for the gradient of its weight.",
+            returns=lambda model, parts: _norm(parts["first"].bias.grad)),
     Mistake("cnn.first_layer_grad_norm.last_layer",
             "is the last layer's gradient norm: the first layer is the one the input goes into, the first "
             "nn.Conv2d or nn.Linear in model.modules().",
-            returns=lambda model, first: _norm(_layers(model)[-1].weight.grad)),
+            returns=lambda model, parts: _norm(parts["last"].weight.grad)),
     Mistake("cnn.first_layer_grad_norm.second_layer",
             "is the 2nd layer's gradient norm: the first layer is the first nn.Conv2d or nn.Linear in "
             "model.modules().",
-            returns=lambda model, first: _norm(_layers(model)[1].weight.grad)),
+            returns=lambda model, parts: _norm(parts["second"].weight.grad)),
     Mistake("cnn.first_layer_grad_norm.all_parameters",
             "is the norm of all the parameters' gradients together; the exercise asks for the first layer's "
             "weight only.",
-            returns=lambda model, first: math.sqrt(sum(_norm(p.grad) ** 2 for p in model.parameters()
+            returns=lambda model, parts: math.sqrt(sum(_norm(p.grad) ** 2 for p in model.parameters()
                                                                        if p.grad is not None))),
     Mistake("cnn.first_layer_grad_norm.mean_absolute",
             "is the mean absolute gradient: the L2 norm is the square root of the sum of the squared entries.",
-            returns=lambda model, first: float(first.weight.grad.abs().mean())),
+            returns=lambda model, parts: float(parts["first"].weight.grad.abs().mean())),
     Mistake("cnn.first_layer_grad_norm.largest_absolute",
             "is the largest absolute gradient: the L2 norm is the square root of the sum of the squared entries.",
-            returns=lambda model, first: float(first.weight.grad.abs().max())),
+            returns=lambda model, parts: float(parts["first"].weight.grad.abs().max())),
     Mistake("cnn.first_layer_grad_norm.l1_norm",
             "is the L1 norm (the sum of the absolute values), not the L2 norm.",
-            returns=lambda model, first: float(first.weight.grad.abs().sum())),
+            returns=lambda model, parts: float(parts["first"].weight.grad.abs().sum())),
     Mistake("cnn.first_layer_grad_norm.first_parameter",
             "is the gradient norm of the model's first parameter, which need not belong to a layer (here a "
             "learnable input scale): the first layer is the first nn.Conv2d or nn.Linear in model.modules().",
-            returns=lambda model, first: _norm(next(model.parameters()).grad)),
+            returns=lambda model, parts: _norm(parts["first_parameter"].grad)),
 )
 
 
@@ -399,11 +405,12 @@ def _grad_norm_step(first_layer_grad_norm, case: int, weights, grads):
 
 def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
     """``first_layer_grad_norm(model)`` on three models with gradients, against torch's L2 norm of the gradient of
-    the first layer's weight (the first nn.Conv2d or nn.Linear in ``model.modules()``): a Python float, within
-    1e-5 of it. The function only reads the model: changing its weights or gradients is a mistake."""
+    the first layer's weight (the first nn.Conv2d or nn.Linear in ``model.modules()``; for the check's own
+    models, which layer that is is known by hand): a Python float, within 1e-5 of it. The function only reads
+    the model: changing its weights or gradients is a mistake."""
     cases = _grad_norm_cases()
     step = in_kernel(_grad_norm_step)
-    for case, (what, model, first) in enumerate(cases):
+    for case, (what, model, parts) in enumerate(cases):
         call_of = f"first_layer_grad_norm({what})"
         grads = [p.grad.clone() for p in model.parameters()]
         weights = [p.detach().clone() for p in model.parameters()]
@@ -413,16 +420,16 @@ def check_first_layer_grad_norm(first_layer_grad_norm) -> None:
                                                      ("weights", weights_after, weights))
                    if not all(a is not None and torch.equal(a, b) for a, b in zip(after, before))]
         expect(not changed, f"first_layer_grad_norm changed the model's {' and '.join(changed)}: it should only read "
-                            "them (no zero_grad(), no in-place operations such as .pow_() or .mul_()).",
+                            "them, neither resetting them nor changing them in place.",
                "changed_argument")
         if isinstance(got, torch.Tensor):
-            fail(f"{call_of} returned {_tensor_in_words(got)}: return a Python float (.item() converts a 0-d tensor), "
-                 "so that a list of them can be plotted and the tensor's memory is freed.",
+            fail(f"{call_of} returned {_tensor_in_words(got)}: return a Python number, so that a list of them can be "
+                 "plotted and the tensor's memory is freed.",
                  "cnn.first_layer_grad_norm.returned_tensor")
         expect(isinstance(got, numbers.Real) and not isinstance(got, bool),
                f"{call_of} returned {describe(got)}; expected a float.", "wrong_type")
-        compare(float(got), _norm(first.weight.grad), call_of, tol=1e-5, mistakes=GRAD_NORM_MISTAKES,
-                inputs=(model, first), expected_as="torch's L2 norm of its first layer's weight gradient")
+        compare(float(got), _norm(parts["first"].weight.grad), call_of, tol=1e-5, mistakes=GRAD_NORM_MISTAKES,
+                inputs=(model, parts), expected_as="torch's L2 norm of its first layer's weight gradient")
     passed("first_layer_grad_norm",
            f"equal to torch's norm of the first layer's weight gradient on {len(cases)} models")
 
@@ -479,20 +486,17 @@ def _as_loader(batches) -> list:
 
 
 class _Recorded:
-    """Cross-entropy that records, per batch, its mean loss, correct predictions and size, and whether
-    the labels it received were moved with ``.to(device)``."""
+    """Cross-entropy that keeps, per call, the logits and labels it was given (detached copies, for the check to
+    measure), and whether the labels were moved with ``.to(device)``."""
 
     def __init__(self):
-        self.losses, self.correct, self.sizes, self.labels_moved = [], [], [], []
+        self.given, self.labels_moved = [], []
 
     def __call__(self, logits, target):
         self.labels_moved.append(not isinstance(target, _Unmoved))
         target = target.as_subclass(torch.Tensor) if isinstance(target, _Unmoved) else target
-        value = F.cross_entropy(logits, target)
-        self.losses.append(float(value.detach()))
-        self.correct.append(int((logits.detach().argmax(1) == target).sum()))
-        self.sizes.append(len(target))
-        return value
+        self.given.append((logits.detach().clone(), target.clone()))
+        return F.cross_entropy(logits, target)
 
 
 class _KeepsGradients(torch.optim.SGD):
@@ -519,8 +523,7 @@ def _train_step(train_one_epoch, layers: str, state, batches, lr: float, momentu
     loader = _as_loader([(x.clone(), y.clone()) for x, y in batches])
     result = train_one_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum), recorded,
                              torch.device("cpu"))
-    return {"result": result, "calls": model[0].calls, "losses": recorded.losses, "correct": recorded.correct,
-            "sizes": recorded.sizes, "labels_moved": recorded.labels_moved,
+    return {"result": result, "calls": model[0].calls, "given": recorded.given, "labels_moved": recorded.labels_moved,
             "weights": [p.detach() for p in model.parameters()]}
 
 
@@ -549,36 +552,43 @@ def _weights(model) -> list:
     return [p.detach().clone() for p in model.parameters()]
 
 
+def _batch_view(parts: list, loss: float, accuracy: float) -> dict:
+    """What the loss and accuracy mistakes read: each batch measured on its own by course_lib's evaluate
+    (``parts``, its results), the reference's mean loss and accuracy over all the samples, and their number."""
+    return {"batch_losses": [part.loss for part in parts], "batch_accuracies": [part.accuracy for part in parts],
+            "loss": loss, "accuracy": accuracy, "samples": sum(len(part.targets) for part in parts)}
+
+
 def _loss_mistakes(exercise: str) -> tuple:
-    """How a loop's mean loss goes wrong; ``returns`` takes the batches' mean losses and sizes (8, 8, 5)."""
+    """How a loop's mean loss goes wrong; ``returns`` takes a ``_batch_view`` (batches of 8, 8, 5)."""
     return (
         Mistake(f"cnn.{exercise}.mean_of_batch_means",
-                "is the mean of the batch means: the last batch is smaller (8, 8, 5 samples), so weigh each batch's "
-                "mean loss by its size and divide by the number of samples.",
-                returns=lambda losses, sizes, *_: sum(losses) / len(losses)),
-        Mistake(f"cnn.{exercise}.summed_loss", "is the sum over the samples: divide by the number of samples.",
-                returns=lambda losses, sizes, *_: sum(loss * size for loss, size in zip(losses, sizes))),
+                "is the mean of the batch means: the last batch is smaller (8, 8, 5 samples), so each batch's mean "
+                "loss counts as many times as it has samples, and the total is shared among the samples.",
+                returns=lambda view: statistics.fmean(view["batch_losses"])),
+        Mistake(f"cnn.{exercise}.summed_loss", "is the sum over the samples, not their mean.",
+                returns=lambda view: view["loss"] * view["samples"]),
         Mistake(f"cnn.{exercise}.sum_of_batch_means", "is the sum of the batch means: average over the samples.",
-                returns=lambda losses, sizes, *_: sum(losses)),
+                returns=lambda view: sum(view["batch_losses"])),
     )
 
 
 def _accuracy_mistakes(exercise: str) -> tuple:
-    """How a loop's accuracy goes wrong; ``returns`` takes the batches' numbers of correct predictions and sizes."""
+    """How a loop's accuracy goes wrong; ``returns`` takes a ``_batch_view``."""
     return (
         Mistake(f"cnn.{exercise}.correct_count",
-                "is the number of correct predictions: divide by the number of samples.",
-                returns=lambda correct, sizes: sum(correct)),
+                "is the number of correct predictions, not the fraction of the samples they make.",
+                returns=lambda view: view["accuracy"] * view["samples"]),
         Mistake(f"cnn.{exercise}.mean_of_batch_accuracies",
-                "is the mean of the batch accuracies: the last batch is smaller (8, 8, 5 samples), so count the "
-                "correct predictions and divide by the number of samples.",
-                returns=lambda correct, sizes: sum(c / n for c, n in zip(correct, sizes)) / len(sizes)),
+                "is the mean of the batch accuracies: the last batch is smaller (8, 8, 5 samples), so its accuracy "
+                "weighs too much; the accuracy is the fraction of all the samples predicted correctly.",
+                returns=lambda view: statistics.fmean(view["batch_accuracies"])),
     )
 
 
 TRAIN_CRASHES = (
-    Mistake("cnn.train_one_epoch.no_gradients", "Training needs the forward pass's graph: run it outside "
-                                                "torch.no_grad().",
+    Mistake("cnn.train_one_epoch.no_gradients", "The forward pass ran with gradient recording turned off, so the "
+                                                "loss has no graph to backpropagate through: training records it.",
             shows=lambda message: "does not require grad" in message),
 )
 TRAIN_LOSS_MISTAKES = _loss_mistakes("train_one_epoch")
@@ -586,26 +596,26 @@ TRAIN_ACCURACY_MISTAKES = _accuracy_mistakes("train_one_epoch")
 # What a parameter is after the epoch, given it before the epoch and after an epoch that never resets the gradients.
 TRAIN_WEIGHT_MISTAKES = (
     Mistake("cnn.train_one_epoch.no_update",
-            "did not change: after each batch's loss come the backward pass and the optimizer's step, in that "
-            "order, with the gradients reset before the backward pass, not between it and the step.",
+            "did not change: the optimizer never updated the weights with a batch's gradients (no update step, or "
+            "the gradients were reset after the backward pass and before the update).",
             returns=lambda before, without_reset: before),
     Mistake("cnn.train_one_epoch.no_zero_grad",
             "is what a loop that never resets the gradients gives: PyTorch adds every backward pass's gradients "
-            "into .grad, so reset them (optimizer.zero_grad()) before each backward pass.",
+            "to those already stored, so each batch's step also used all the earlier batches' gradients; each "
+            "step should use its own batch's gradients only.",
             returns=lambda before, without_reset: without_reset),
 )
 EVALUATE_LOSS_MISTAKES = _loss_mistakes("evaluate") + (
     Mistake("cnn.evaluate.softmax_before_loss",
             "is the cross-entropy of softmax probabilities: cross-entropy applies its own log-softmax, so it takes "
             "the logits.",
-            returns=lambda losses, sizes, softmax_losses: sum(loss * size for loss, size in zip(softmax_losses, sizes))
-            / sum(sizes)),
+            returns=lambda view: view["softmax_loss"]),
 )
 EVALUATE_ACCURACY_MISTAKES = _accuracy_mistakes("evaluate") + (
     Mistake("cnn.evaluate.last_batch_accuracy",
-            "is the last batch's accuracy: count the correct predictions of every batch and divide by the number "
-            "of samples.",
-            returns=lambda correct, sizes: correct[-1] / sizes[-1]),
+            "is the last batch's accuracy; the accuracy is the fraction of all the samples, of every batch, "
+            "predicted correctly.",
+            returns=lambda view: view["batch_accuracies"][-1]),
 )
 _PARAMETERS = {"1.weight": "the first Linear layer's weight", "1.bias": "the first Linear layer's bias",  # in
                "2.weight": "the batch norm's scale", "2.bias": "the batch norm's shift",                 # _probed_model
@@ -622,8 +632,8 @@ def _two_numbers(result, exercise: str) -> tuple[float, float]:
     values = []
     for value, what in zip(result, ("mean loss", "accuracy")):
         if isinstance(value, torch.Tensor):
-            fail(f"{exercise} returned the {what} as {_tensor_in_words(value)}: return a Python float (.item() "
-                 "converts a 0-d tensor; summing .item()s also frees each batch's graph).",
+            fail(f"{exercise} returned the {what} as {_tensor_in_words(value)}: return a Python float (a tensor "
+                 "summed over the batches also keeps every batch's graph, and its memory, alive).",
                  f"cnn.{exercise}.returned_tensor")
         expect(isinstance(value, numbers.Real) and not isinstance(value, bool),
                f"{exercise} should return the {what} as a float; it returned {describe(value)}.", "wrong_type")
@@ -634,12 +644,19 @@ def _two_numbers(result, exercise: str) -> tuple[float, float]:
 def _expect_moved(recorded: dict, exercise: str) -> None:
     """Every batch moved with .to(device), images and labels (``recorded``: what a ``_..._step`` returned)."""
     expect(all(moved for *_, moved in recorded["calls"]),
-           f"{exercise} gave the model a batch of images as the loader handed it out: move x to the device first "
-           "(.to(device)). Here everything is on the CPU, but on a GPU the model's weights live on the GPU and "
+           f"{exercise} gave the model a batch of images as the loader handed it out, not moved to the model's "
+           "device. Here everything is on the CPU, but on a GPU the model's weights live on the GPU and "
            "a batch left on the CPU stops the forward pass.", f"cnn.{exercise}.images_not_moved")
     expect(all(recorded.get("labels_moved", ())),
-           f"{exercise} gave loss_fn the labels as the loader handed them out: move y to the device too "
-           "(.to(device)), or the loss compares GPU logits with CPU labels.", f"cnn.{exercise}.labels_not_moved")
+           f"{exercise} gave loss_fn the labels as the loader handed them out, not moved to the model's device: "
+           "on a GPU the loss would compare GPU logits with CPU labels.", f"cnn.{exercise}.labels_not_moved")
+
+
+def _per_batch(given: list, device) -> list:
+    """course_lib's evaluate of each (logits, labels) that a loop gave loss_fn, one batch at a time."""
+    from course_lib.trainer import evaluate
+
+    return [evaluate(nn.Identity(), [batch], device=device) for batch in given]
 
 
 def check_train_one_epoch(train_one_epoch) -> None:
@@ -657,15 +674,16 @@ def check_train_one_epoch(train_one_epoch) -> None:
     known = _call(step, train_one_epoch, "linear", zeros, batches, 0.0, 0.0, name=name, shown=shown,
                   crashes=TRAIN_CRASHES)
     loss, accuracy = _two_numbers(known["result"], name)
-    expect(len(known["losses"]) >= len(batches),
-           f"{name} called loss_fn {_times(len(known['losses']))} for a loader of {len(batches)} batches: every batch "
+    expect(len(known["given"]) >= len(batches),
+           f"{name} called loss_fn {_times(len(known['given']))} for a loader of {len(batches)} batches: every batch "
            "needs its loss (loop over all of the loader's batches).", "cnn.train_one_epoch.skipped_batches")
     _expect_moved(known, name)
-    compare(loss, math.log(3), f"{name}'s mean loss with all logits equal", mistakes=TRAIN_LOSS_MISTAKES,
-            inputs=(known["losses"], known["sizes"]), expected_as="ln 3, the cross-entropy of equal logits,")
     class_0 = sum(int((y == 0).sum()) for _, y in batches) / sum(len(y) for _, y in batches)
+    view = _batch_view(_per_batch(known["given"], device), math.log(3), class_0)
+    compare(loss, math.log(3), f"{name}'s mean loss with all logits equal", mistakes=TRAIN_LOSS_MISTAKES,
+            inputs=(view,), expected_as="ln 3, the cross-entropy of equal logits,")
     compare(accuracy, class_0, f"{name}'s accuracy when every prediction is class 0", mistakes=TRAIN_ACCURACY_MISTAKES,
-            inputs=(known["correct"], known["sizes"]), expected_as="the fraction of labels equal to 0")
+            inputs=(view,), expected_as="the fraction of labels equal to 0")
 
     # A small model with batch norm, SGD with momentum, batches of 8, 8 and 5, against fit's epoch.
     batches = _batches(1)
@@ -677,11 +695,11 @@ def check_train_one_epoch(train_one_epoch) -> None:
     _expect_moved(mine, name)
     calls = mine["calls"]
     expect(all(training for training, *_ in calls),
-           f"{name} ran the model in evaluation mode (the model came in eval mode): switch it to training mode "
-           "first (model.train()), so that batch norm uses the batch's statistics and dropout is on.",
+           f"{name} ran the model in evaluation mode (the model came in eval mode) and never switched it to "
+           "training mode, so batch norm used its running statistics and dropout was off.",
            "cnn.train_one_epoch.no_train_mode")
-    expect(all(grad for _, grad, _ in calls), f"{name} ran a forward pass without gradients (torch.no_grad): "
-                                              "training needs them.", "cnn.train_one_epoch.no_gradients")
+    expect(all(grad for _, grad, _ in calls), f"{name} ran a forward pass without gradients, with their recording "
+                                              "turned off: training needs them.", "cnn.train_one_epoch.no_gradients")
     expect(len(calls) == len(batches),
            f"{name} ran {len(calls)} forward passes for {len(batches)} batches: one per batch (compute the "
            "loss and the accuracy from the same logits).", "cnn.train_one_epoch.extra_forward")
@@ -693,21 +711,12 @@ def check_train_one_epoch(train_one_epoch) -> None:
                                                  _weights(without_reset)):
         compare(got, expected.detach(), f"after {name}, {_PARAMETERS[key]}", mistakes=TRAIN_WEIGHT_MISTAKES,
                 inputs=(start, kept), expected_as="fit's")
-    compare(loss, history.train_loss[0], f"{name}'s mean loss", mistakes=TRAIN_LOSS_MISTAKES,
-            inputs=(mine["losses"], mine["sizes"]), expected_as="fit's")
-    compare(accuracy, history.train_acc[0], f"{name}'s accuracy", mistakes=TRAIN_ACCURACY_MISTAKES,
-            inputs=(mine["correct"], mine["sizes"]), expected_as="fit's")
+    view = _batch_view(_per_batch(mine["given"], device), history.train_loss[0], history.train_acc[0])
+    compare(loss, history.train_loss[0], f"{name}'s mean loss", mistakes=TRAIN_LOSS_MISTAKES, inputs=(view,),
+            expected_as="fit's")
+    compare(accuracy, history.train_acc[0], f"{name}'s accuracy", mistakes=TRAIN_ACCURACY_MISTAKES, inputs=(view,),
+            expected_as="fit's")
     passed("train_one_epoch", "equal to course_lib's fit on a known case and a model with batch norm")
-
-
-def _batch_results(model, batches) -> tuple[list, list, list, list]:
-    """Per batch: the mean cross-entropy of ``model``'s logits, that of their softmax, the number of correct
-    predictions, and the size."""
-    with torch.no_grad():
-        logits = [(model(x), y) for x, y in batches]
-    return ([float(F.cross_entropy(z, y)) for z, y in logits],
-            [float(F.cross_entropy(z.softmax(1), y)) for z, y in logits],
-            [int((z.argmax(1) == y).sum()) for z, y in logits], [len(y) for _, y in logits])
 
 
 def check_evaluate(evaluate) -> None:
@@ -727,12 +736,12 @@ def check_evaluate(evaluate) -> None:
     calls = mine["calls"]
     _expect_moved(mine, name)
     expect(not any(training for training, *_ in calls),
-           f"{name} ran the model in training mode (it came in training mode): switch it to evaluation mode "
-           "(model.eval()), so that batch norm uses its running statistics and dropout is off.",
-           "cnn.evaluate.training_mode")
+           f"{name} ran the model in training mode (it came in training mode) and left it there: batch norm used "
+           "each batch's statistics instead of its running ones and dropout stayed on; evaluation runs the model "
+           "in evaluation mode.", "cnn.evaluate.training_mode")
     expect(not any(grad for _, grad, _ in calls),
-           f"{name} recorded gradients during the forward passes: wrap the loop in torch.no_grad(), which "
-           "saves the memory and time of the graph that evaluation never uses.", "cnn.evaluate.gradients")
+           f"{name} recorded gradients during the forward passes: evaluation never backpropagates, so the graph "
+           "it records only costs memory and time; gradient recording should be off.", "cnn.evaluate.gradients")
     after = mine["state"]
     changed = [part for part, same in (
         ("weights or running statistics", after.keys() == before.keys()
@@ -744,11 +753,14 @@ def check_evaluate(evaluate) -> None:
                                        "batches: one per batch.", "cnn.evaluate.extra_forward")
     model.eval()
     expected = reference_evaluate(model, batches, device=device)
-    losses, softmax_losses, correct, sizes = _batch_results(model, batches)
-    compare(loss, expected.loss, f"{name}'s mean loss", mistakes=EVALUATE_LOSS_MISTAKES,
-            inputs=(losses, sizes, softmax_losses), expected_as="course_lib's evaluate's")
-    compare(accuracy, expected.accuracy, f"{name}'s accuracy", mistakes=EVALUATE_ACCURACY_MISTAKES,
-            inputs=(correct, sizes), expected_as="course_lib's evaluate's")
+    view = {**_batch_view([reference_evaluate(model, [batch], device=device) for batch in batches], expected.loss,
+                          expected.accuracy),
+            # the same evaluation of a model that ends in a softmax: cross-entropy of probabilities
+            "softmax_loss": reference_evaluate(nn.Sequential(model, nn.Softmax(dim=1)), batches, device=device).loss}
+    compare(loss, expected.loss, f"{name}'s mean loss", mistakes=EVALUATE_LOSS_MISTAKES, inputs=(view,),
+            expected_as="course_lib's evaluate's")
+    compare(accuracy, expected.accuracy, f"{name}'s accuracy", mistakes=EVALUATE_ACCURACY_MISTAKES, inputs=(view,),
+            expected_as="course_lib's evaluate's")
     passed("evaluate", "equal to course_lib's evaluate; evaluation mode, no gradients, model unchanged")
 
 

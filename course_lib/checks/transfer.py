@@ -18,6 +18,7 @@ outputs on inputs the check sends), which the check compares with references it 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_lib.checks.remote import in_kernel
@@ -96,19 +97,38 @@ ADAPT_MODEL_MISTAKES = (
             shows=lambda v: v["mode"] != "scratch" and v["changed"]),
 )
 
-# Compared with the first layer's filters (``inputs``: the pretrained RGB filters); each hint follows "the
-# first-layer filters of adapt_model(...)".
-FIRST_LAYER_MISTAKES = (
+# The first layer of a model adapted to grey images, judged by how it responds to a grey image (torch's conv2d with
+# its filters alone), compared with the pretrained layer's responses to the same grey shown in colour (``inputs``:
+# ``_pretrained_responses``); each hint follows "the first layer of adapt_model(...), on a grey image,".
+GREY_STEM_MISTAKES = (
     Mistake("transfer.adapt_model.filters_summed",
-            "are the sum of the RGB filters, three times too large: average them.",
-            returns=lambda rgb: rgb.sum(1, keepdim=True)),
+            "responds as the pretrained layer does to the same grey in all three colours at once, three times too "
+            "strongly: its filters are the sum of the RGB filters, where the notebook asks for their average.",
+            returns=lambda responses: responses["all_colours"]),
     Mistake("transfer.adapt_model.filters_of_one_colour",
-            "are one colour's filters: average the three.",
-            shows=lambda stem, rgb: any(close(stem, rgb[:, c:c + 1]) for c in range(rgb.shape[1]))),
-    Mistake("transfer.adapt_model.colour_filters_averaged",
-            "are the RGB filters averaged: for colour images keep the pretrained filters as they are.",
-            returns=lambda rgb: rgb.mean(1, keepdim=True).expand_as(rgb)),
+            "responds as the pretrained layer does to the grey shown in one colour channel alone: its filters are "
+            "one colour's filters, where the notebook asks for the average of the three.",
+            shows=lambda stem, responses: any(close(stem, one) for one in responses["one_colour"])),
 )
+# The first layer's filters of a model adapted to colour images; each hint follows "the first-layer filters of
+# adapt_model(...)".
+COLOUR_STEM_MISTAKES = (
+    Mistake("transfer.adapt_model.colour_filters_averaged",
+            "are the RGB filters averaged (each filter is the same for the three colours): for colour images keep "
+            "the pretrained filters as they are.",
+            shows=lambda stem: stem.shape[1] > 1 and all(close(stem[:, c], stem[:, 0]) for c in range(1, stem.shape[1]))),
+)
+
+
+def _pretrained_responses(rgb: torch.Tensor, grey: torch.Tensor) -> dict:
+    """The pretrained first layer's responses (torch's conv2d with its filters ``rgb`` alone) to the grey image
+    ``grey`` (1, 1, H, W) shown in each colour channel alone ("one_colour", one per channel, with the other
+    channels black) and in all three channels at once ("all_colours")."""
+    black = torch.zeros_like(grey)
+    alone = [torch.cat([grey if channel == shown else black for channel in range(rgb.shape[1])], dim=1)
+             for shown in range(rgb.shape[1])]
+    return {"one_colour": [F.conv2d(image, rgb) for image in alone],
+            "all_colours": F.conv2d(grey.expand(-1, rgb.shape[1], -1, -1), rgb)}
 
 
 def _adapt_in_kernel(adapt_model, num_classes, in_channels, mode, x):
@@ -157,34 +177,34 @@ def _unchanged(before: dict, after: dict) -> bool:
             and all(torch.equal(before["state"][k], after["state"][k]) for k in before["state"]))
 
 
-def _stem_weight(params: dict) -> torch.Tensor:
+def _stem_weight(weights: dict) -> torch.Tensor:
     """The first convolution's weight: the first 4-d parameter (the check's models have one stem)."""
-    return next(p for p in params.values() if p.dim() == 4)
+    return next(p for p in weights.values() if p.dim() == 4)
 
 
 def _adapt_view(found: dict, backbone: nn.Module, reference: dict, mode: str, in_channels: int) -> dict:
     """What ``ADAPT_MODEL_MISTAKES`` read in one adapted model (``found``, from ``_adapt_in_kernel``): flags,
     numbers, and parameter names in words ("" for none). The head's parameters are the only ones with
     ``NEW_CLASSES`` rows; the later convolutions are compared with the backbone's by name."""
-    params = found["params"]
+    weights = found["params"]
     trainable = {name for name, learns in found["trainable"].items() if learns}
-    head = {name for name, p in params.items() if p.dim() <= 2 and p.shape[0] == NEW_CLASSES}
+    head = {name for name, p in weights.items() if p.dim() <= 2 and p.shape[0] == NEW_CLASSES}
     pretrained = {f"{name}.weight": m.weight.detach() for name, m in backbone.named_modules()
                   if isinstance(m, nn.Conv2d)}
-    convs = [name for name in pretrained if name in params]
+    convs = [name for name in pretrained if name in weights]
     later = convs[1:]
     return {
         "mode": mode, "in_channels": in_channels,
         "backbone_changed": found["same_object"] or not _unchanged(reference, found["backbone"]),
-        "stem_channels": _stem_weight(params).shape[1],
+        "stem_channels": _stem_weight(weights).shape[1],
         "outputs": found["out"].shape[-1] if "out" in found else None,
         "backbone_outputs": backbone.head[-1].out_features,
         "head_trainable": bool(head & trainable),
         "trainable_backbone": _named(sorted(trainable - head)),
         "frozen": _named(name for name in convs if name not in trainable),
-        "zero": _named(name for name in convs if not params[name].abs().sum() > 0),
-        "kept": _named(name for name in later if torch.equal(params[name], pretrained[name])),
-        "changed": _named(name for name in later if not torch.equal(params[name], pretrained[name])),
+        "zero": _named(name for name in convs if not weights[name].abs().sum() > 0),
+        "kept": _named(name for name in later if torch.equal(weights[name], pretrained[name])),
+        "changed": _named(name for name in later if not torch.equal(weights[name], pretrained[name])),
     }
 
 
@@ -201,6 +221,8 @@ def check_adapt_model(adapt_model) -> None:
     backbone = tiny_backbone()
     reference = _snapshot(backbone)
     rgb = _stem_weight(dict(backbone.named_parameters())).detach()
+    grey = torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(2))     # a grey image, one channel
+    responses = _pretrained_responses(rgb, grey)
     adapt = in_kernel(_adapt_in_kernel)
     for in_channels in (3, 1):
         x = torch.randn(4, in_channels, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -219,11 +241,16 @@ def check_adapt_model(adapt_model) -> None:
             expect(out_shape == (len(x), NEW_CLASSES), f"the model of {what} gives outputs of shape {out_shape}; "
                                                        f"expected {(len(x), NEW_CLASSES)}, one output per class.",
                    "wrong_shape")
-            if mode != "scratch":
-                averaged = in_channels == 1
-                compare(_stem_weight(found["params"]), rgb.mean(1, keepdim=True) if averaged else rgb,
-                        f"the first-layer filters of {what}", mistakes=FIRST_LAYER_MISTAKES, inputs=(rgb,),
-                        expected_as="the average of the pretrained RGB filters" if averaged else "the pretrained value")
+            if mode != "scratch" and in_channels == 1:
+                # the grey image's response should be the average of the pretrained layer's responses to the grey
+                # shown in each colour alone
+                compare(F.conv2d(grey, _stem_weight(found["params"])), torch.stack(responses["one_colour"]).mean(0),
+                        f"the first layer of {what}, on a grey image,", tol=1e-5, mistakes=GREY_STEM_MISTAKES,
+                        inputs=(responses,), expected_as="the average of the pretrained layer's responses to the grey "
+                                                         "in each colour alone")
+            elif mode != "scratch":
+                compare(_stem_weight(found["params"]), rgb, f"the first-layer filters of {what}",
+                        mistakes=COLOUR_STEM_MISTAKES, expected_as="the pretrained value")
     raised = in_kernel(_unknown_mode_in_kernel)(adapt_model, "finetune")
     expect(raised is not None, "adapt_model accepted mode='finetune', which is not one of the three modes: raise "
                                "ValueError naming them.", "transfer.adapt_model.unknown_mode_accepted")
@@ -399,15 +426,18 @@ def check_photo_transforms(photo_transforms, size: int = 48) -> None:
 
 # ---------------------------------------------------------------- parameter groups
 
+_GROUPS_HEAD = ("5.weight", "5.bias")     # the parameters of groups_model's head, by name
+
+
 def groups_model(probe: bool = False) -> nn.Sequential:
     """The model ``param_groups`` is checked on: a tiny backbone's features (their batch norms' scales are
-    frozen), an earlier ``nn.Linear`` (index 3) and the head (index 5); ``probe``: only the head learns."""
+    frozen), an earlier ``nn.Linear`` (index 3) and the head (index 5); ``probe``: only the head's parameters,
+    named in ``_GROUPS_HEAD``, learn."""
     model = nn.Sequential(tiny_backbone().features, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 8), nn.GELU(),
                           nn.Linear(8, 3))
-    if probe:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        model[5].requires_grad_(True)
+    for name, weight in model.named_parameters():
+        if probe and name not in _GROUPS_HEAD:
+            weight.requires_grad = False
     return model
 
 
