@@ -357,14 +357,23 @@ def _mlp_case(seed: int, n: int = 5, d: int = 4, h: int = 6, c: int = 3):
 
 
 def _torch_probs(params, X, relu_hidden=True, biases=True, relu_out=False):
-    """The network of section 6 in torch, (N, C) probabilities; the switches make its usual mistakes."""
+    """(N, C) probabilities of torch's layers holding ``params`` (nn.Linear stores the transposed weight),
+    stacked as section 6 specifies; the switches build the network of a usual mistake instead."""
     import torch
+    from torch import nn
 
-    W1, b1, W2, b2 = (_t(params[k]) for k in ("W1", "b1", "W2", "b2"))
-    z = _t(X) @ W1 + (b1 if biases else 0)
-    hidden = torch.relu(z) if relu_hidden else z
-    scores = hidden @ W2 + (b2 if biases else 0)
-    return torch.softmax(torch.relu(scores) if relu_out else scores, dim=1).numpy()
+    def layer(weight, bias):
+        linear = nn.Linear(*np.shape(weight), bias=biases).double()
+        with torch.no_grad():
+            linear.weight.copy_(_t(weight).T)
+            if biases:
+                linear.bias.copy_(_t(bias))
+        return linear
+
+    stack = [layer(params["W1"], params["b1"]), nn.ReLU() if relu_hidden else nn.Identity(),
+             layer(params["W2"], params["b2"]), nn.ReLU() if relu_out else nn.Identity(), nn.Softmax(dim=1)]
+    with torch.no_grad():
+        return nn.Sequential(*stack)(_t(X)).numpy()
 
 
 MLP_FORWARD_MISTAKES = (
