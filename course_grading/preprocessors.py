@@ -45,6 +45,7 @@ from course_grading.verdict import Session, grader_namespace, run_verdict
 from course_lib.settings import is_fast
 
 REPORT_SUFFIX = ".integrity.json"
+VERDICTS_SUFFIX = ".verdicts.json"   # every graded cell's verdict and named mistake, for the class report
 # Evaluated in the kernel: the agent, defined from its source text in a namespace of its own, bound to the
 # notebook's namespace as __course_agent__
 INSTALL_AGENT = ("globals().__setitem__('__course_agent__', (lambda scope: exec(compile({source!r}, '<course agent>', "
@@ -174,6 +175,8 @@ class GuardedExecute(Execute):
     def preprocess(self, nb, resources, km=None):
         self._findings = list(nb.metadata.pop("course_integrity", {}).get("cells", []))
         self._review: list = []
+        self._verdicts: list = []  # one per graded cell: grade_id, points, verdict (None: full marks), mistake
+        started = time.monotonic()
         self._stopped = None       # why the cells after this point are not run
         self._deadline = time.monotonic() + self.notebook_timeout
         self._output_bytes, self._output_dropped = 0, False
@@ -212,7 +215,14 @@ class GuardedExecute(Execute):
             self._findings.append(f"the notebook printed or displayed more than {self.output_limit / 2 ** 20:g} MiB: "
                                   "the output beyond that was dropped (the cells still ran and were graded)")
         self._report(nb, resources, workdir)
+        self._record_verdicts(resources, workdir, time.monotonic() - started)
         return nb, resources
+
+    def _record_verdicts(self, resources, workdir: str, seconds: float) -> None:
+        info = resources.get("nbgrader", {})
+        record = {"student": info.get("student"), "assignment": info.get("assignment"),
+                  "notebook": info.get("notebook"), "seconds": round(seconds, 1), "cells": self._verdicts}
+        write_new(Path(workdir, (info.get("notebook") or "notebook") + VERDICTS_SUFFIX), json.dumps(record, indent=2))
 
     def _submitted_folder(self, info) -> Path | None:
         root = self.config.CourseDirectory.get("root")
@@ -291,8 +301,12 @@ class GuardedExecute(Execute):
             return cell
         timed_out = any(o.output_type == "error" and o.ename == "CellTimeoutError" for o in cell.outputs)
         plain_outputs(cell)
+        self._mistake = None
         verdict = self._stopped or (f"the cell ran past its limit of {int(limit)} s" if timed_out else
                                     await self._verdict(test_source, cell, cell_index))
+        grade = cell.metadata.get("nbgrader", {})
+        self._verdicts.append({"grade_id": grade.get("grade_id"), "points": grade.get("points", 0), "verdict": verdict,
+                               "mistake": self._mistake if verdict else None})
         if verdict:
             cell.outputs.append(new_output("error", ename="Autograder", evalue=verdict,
                                            traceback=[f"Autograder: this cell scores 0: {verdict}"]))
@@ -306,6 +320,10 @@ class GuardedExecute(Execute):
             return cell
         cell.outputs = []
         if utils.is_grade(cell) and cell.cell_type == "code":
+            grade = cell.metadata.get("nbgrader", {})
+            if not utils.is_solution(cell):
+                self._verdicts.append({"grade_id": grade.get("grade_id"), "points": grade.get("points", 0),
+                                       "verdict": f"not run: {self._stopped}", "mistake": None})
             cell.source = released_source(cell.source)
             cell.outputs.append(new_output("error", ename="NotRun", evalue=self._stopped,
                                            traceback=[f"NotRun: this cell was not run: {self._stopped}"]))
@@ -330,6 +348,7 @@ class GuardedExecute(Execute):
         name = cell.metadata.get("nbgrader", {}).get("grade_id", "test cell")
         verdict = await loop.run_in_executor(None, run_verdict, source, self._namespace, session, f"<{name}>")
         self._review += [f"{self._where(cell, cell_index)}: {line}" for line in session.review]
+        self._mistake = session.mistake
         return verdict
 
     async def _evaluate(self, expression: str, timeout: float, cell, cell_index: int) -> str:

@@ -56,6 +56,7 @@ class Session:
         self.channel = channel
         self.sources = list(sources)   # the student's code cells, for what the source says
         self.review: list = []         # what the grader could not decide, for the instructor
+        self.mistake: str | None = None  # the id of the named mistake the cell failed on (CheckFailed.mistake)
 
     def request(self, **request):
         try:
@@ -256,6 +257,8 @@ def run_verdict(source: str, namespace: dict, session: Session, filename: str = 
     except SyntaxError as err:
         return f"SyntaxError in the test cell: {err}"
     except Exception as err:  # an assertion of the test, or the student's code failing in the kernel
+        mistake = getattr(err, "mistake", None)
+        session.mistake = mistake if isinstance(mistake, str) else None
         return f"{type(err).__name__}: {str(err).strip() or '(no message)'}"
     return None
 

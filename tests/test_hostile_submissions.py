@@ -359,6 +359,36 @@ def test_instructor_report_lists_every_flagged_student(graded):
     assert "\ncorrect (" not in done.stdout
 
 
+def test_class_report_counts_each_cells_verdicts_and_named_mistakes(graded, tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    from course_grading.report import verdict_records
+
+    root, scores, _ = graded
+    records = {record["student"]: record for record in verdict_records(root, NAME)}
+    assert {"correct", "untouched", "victim"} <= records.keys()
+    for student, record in records.items():   # the records agree with nbgrader's gradebook, cell by cell
+        earned = sum(cell["points"] for cell in record["cells"] if cell["verdict"] is None)
+        assert earned == scores[student], (student, earned, scores[student])
+    assert all(cell["verdict"] is None and cell["mistake"] is None for cell in records["correct"]["cells"])
+    untouched = records["untouched"]["cells"]
+    assert sum(cell["mistake"] == "not_implemented" for cell in untouched) >= len(untouched) - 2, untouched
+    done = subprocess.run([sys.executable, "-m", "course_grading", "report", NAME, str(root)],
+                          capture_output=True, text=True, check=True)
+    assert f"{NAME}: {len(records)} graded submission(s)" in done.stdout and "not_implemented" in done.stdout
+    folder = root / "reports" / NAME
+    with open(folder / "mistakes.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert any(row["mistake"] == "not_implemented" and int(row["students"]) >= 1 for row in rows)
+    cells = {row["cell"]: row for row in csv.DictReader(open(folder / "cells.csv"))}
+    assert int(cells["test_relu"]["full_marks"]) == sum(
+        1 for record in records.values() for cell in record["cells"] if cell["grade_id"] == "test_relu"
+        and cell["verdict"] is None)
+    assert "What the class got wrong" in (folder / "report.html").read_text()
+
+
 def test_no_secret_of_the_grader_reaches_the_student(graded):
     root, _, _ = graded
     folder = root / "autograded" / "prints_environment" / NAME
