@@ -194,6 +194,24 @@ def test_sigmoid_rejects(wrong, match, mistake):
     rejects("test_sigmoid", match, f"mlp.sigmoid.{mistake}", sigmoid=wrong)
 
 
+def sigmoid_flattened(z):  # the piecewise form written on z.ravel(): the values right, the shape lost
+    z = np.ravel(z)
+    return 0.5 * (1 + np.tanh(z / 2))
+
+
+def sigmoid_in_place(z):  # computes into z itself
+    z[...] = 0.5 * (1 + np.tanh(z / 2))
+    return z
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (sigmoid_flattened, "has lost z's shape", "mlp.sigmoid.lost_shape"),
+    (sigmoid_in_place, "sigmoid changed its argument z in place", "changed_argument"),
+])
+def test_sigmoid_rejects_breaking_its_contract(wrong, match, mistake):
+    rejects("test_sigmoid", match, mistake, sigmoid=wrong)
+
+
 @pytest.mark.parametrize("valid", [
     lambda z: 0.5 * (1 + np.tanh(z / 2)),
     lambda z: 1 / (1 + np.exp(-np.clip(z, -500, 500))),
@@ -299,7 +317,18 @@ def test_cross_entropy_rejects(wrong, match, mistake):
     rejects("test_cross_entropy", match, f"mlp.cross_entropy.{mistake}", cross_entropy=wrong)
 
 
+def cross_entropy_clips_in_place(probs, y):
+    np.clip(probs, 1e-12, 1, out=probs)  # the caller's probabilities (the forward pass's cache) change
+    return float(-np.mean(np.log(_true(probs, y))))
+
+
+def test_cross_entropy_rejects_changing_probs():
+    rejects("test_cross_entropy", "cross_entropy changed its argument probs in place", "changed_argument",
+            cross_entropy=cross_entropy_clips_in_place)
+
+
 @pytest.mark.parametrize("valid", [
+    lambda probs, y: np.float32(-np.mean(np.log(np.clip(_true(probs, y), 1e-12, 1)))),
     lambda probs, y: -np.mean(np.sum(np.eye(probs.shape[1])[y] * np.log(np.clip(probs, 1e-12, 1)), axis=1)),
     lambda probs, y: -np.log(np.maximum(_true(probs, y), 1e-15)).mean(),
     lambda probs, y: float(-np.mean(np.log(_true(probs, y) + 1e-10))),
@@ -373,6 +402,31 @@ def test_mlp_forward_accepts_any_cache():
     run_test_cell(NB, "test_mlp_forward", mlp_forward=forward_dict_cache)
 
 
+def forward_centres_x(params, X):
+    X -= X.mean(axis=0)  # "normalises" the caller's batch in place
+    return forward_dict_cache(params, X)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (forward_centres_x, "mlp_forward changed its argument X in place"),
+], ids=["centres_x"])
+def test_mlp_forward_rejects_changing_its_arguments(wrong, match):
+    rejects("test_mlp_forward", match, "changed_argument", mlp_forward=wrong)
+
+
+def forward_relu_in_place(params, X):  # in place on its own arrays only
+    z = X @ params["W1"]
+    z += params["b1"]
+    h = np.maximum(z, 0, out=z.copy())
+    s = h @ params["W2"]
+    s += params["b2"]
+    return _softmax(s), (X, z, h)
+
+
+def test_mlp_forward_accepts_in_place_work_on_its_own_arrays():
+    run_test_cell(NB, "test_mlp_forward", mlp_forward=forward_relu_in_place)
+
+
 # ---------------------------------------------------------------- mlp_backward
 
 def make_backward(scale_scores=True, sign=1, sum_bias=True, mean_bias=False, relu_mask=True, transpose_w1=False,
@@ -414,9 +468,32 @@ def test_mlp_backward_asks_for_a_correct_forward_first(solution):
             mlp_backward=solution["mlp_backward"], mlp_forward=forward_no_bias)
 
 
-def test_mlp_backward_accepts_float64_labels(solution):
-    run_test_cell(NB, "test_mlp_backward", mlp_backward=make_backward(float64_labels=True),
-                  mlp_forward=solution["mlp_forward"])
+def test_mlp_backward_rejects_float64_gradients_of_float32_parameters(solution):
+    """The docstring promises the parameters' dtype: float64 one-hot labels widen every gradient after them."""
+    message = rejects("test_mlp_backward", r"float32 parameters returned grads\['W1'\] as float64",
+                      "mlp.mlp_backward.float64_gradients", mlp_backward=make_backward(float64_labels=True),
+                      mlp_forward=solution["mlp_forward"])
+    assert "astype" not in message  # the pitfall in words, not the fix as code
+
+
+def test_mlp_backward_rejects_changing_params(solution):
+    def mlp_backward(params, cache, y):  # takes the SGD step itself
+        grads = make_backward()(params, cache, y)
+        for key in params:
+            params[key] -= 0.1 * grads[key]
+        return grads
+
+    rejects("test_mlp_backward", "mlp_backward changed its argument params in place", "changed_argument",
+            mlp_backward=mlp_backward, mlp_forward=solution["mlp_forward"])
+
+
+def test_mlp_backward_accepts_float64_everywhere(solution):
+    """float64 labels are fine where the parameters are float64 (only float32 ones must stay float32)."""
+    def mlp_backward(params, cache, y):
+        grads = make_backward(float64_labels=True)(params, cache, y)
+        return {k: v.astype(params[k].dtype) for k, v in grads.items()}
+
+    run_test_cell(NB, "test_mlp_backward", mlp_backward=mlp_backward, mlp_forward=solution["mlp_forward"])
 
 
 # ---------------------------------------------------------------- sgd_step, step_lr, iterations_per_epoch
@@ -573,6 +650,17 @@ def test_l2_regularization_rejects(wrong, match, mistake):
 
 
 @pytest.mark.parametrize("wrong, match, mistake", [
+    (l2_variant(keys=lambda params: [k for k in ("W1", "W2") if k in params]), "leaves out W3: the weights are every "
+     "parameter whose name starts with W", "mlp.l2_regularization.fixed_weight_names"),
+    (lambda params, reg: (l2_loop(params, reg)[0], {k: (reg * v if k.startswith("W") else 0.0)
+                                                    for k, v in params.items()}),
+     r"grads\['b1'\] should be an array of shape \(3,\); it is 0", "wrong_type"),
+], ids=["fixed_names", "scalar_bias_gradients"])
+def test_l2_regularization_rejects_breaking_its_contract(wrong, match, mistake):
+    rejects("test_l2_regularization", match, mistake, l2_regularization=wrong)
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
     (l2_variant(as_float=False), "one number for the whole network", "wrong_type"),
     (l2_decays_in_place, "l2_regularization changed its argument params in place", "changed_argument"),
     (lambda params, reg: {k: reg * v for k, v in params.items()}, r"should return a pair \(penalty, grads\)",
@@ -598,7 +686,9 @@ def l2_loop(params, reg):
     l2_variant(penalty_of=lambda W: 0.5 * np.linalg.norm(W) ** 2),
     l2_variant(penalty_of=lambda W: 0.5 * np.einsum("ij,ij->", W, W), as_float=True),
     lambda params, reg: (np.float64(l2_loop(params, reg)[0]), l2_loop(params, reg)[1]),
-], ids=["loop", "linalg_norm", "einsum", "numpy_scalar"])
+    lambda params, reg: (l2_loop(params, reg)[0], {k: (reg * v if v.ndim == 2 else np.zeros(v.shape, v.dtype))
+                                                   for k, v in params.items()}),
+], ids=["loop", "linalg_norm", "einsum", "numpy_scalar", "zeros_by_shape"])
 def test_l2_regularization_accepts(valid):
     run_test_cell(NB, "test_l2_regularization", l2_regularization=valid)
 

@@ -983,3 +983,128 @@ def test_speed_is_timed_in_the_kernel(name, monkeypatch):
 
     monkeypatch.setattr(notebook_cells, "loopback", slow_loopback)
     run_test_cell(NB, f"test_{name}", **{name: solution(name)})
+
+
+# ---------------------------------------------------------------- every clause of the contracts (issue 21)
+
+def conv_into_float32(x, w, b=None, stride=1, padding=0):
+    """Right sums, written into a float32 array whatever the inputs' dtype."""
+    return naive_variant(accumulate=np.float32)(x, w, b, stride, padding)
+
+
+def conv_into_integers(x, w, b=None, stride=1, padding=0):
+    """Right sums, written into an integer array (np.zeros(..., dtype=int))."""
+    return naive_variant(accumulate=np.int64)(x, w, b, stride, padding)
+
+
+def conv_zeroes_w(x, w, b=None, stride=1, padding=0):
+    out = im2col_conv(x, w, b, stride, padding)
+    w[...] = 0  # reuses the filters' memory as scratch space once done
+    return out
+
+
+def conv_zeroes_x(x, w, b=None, stride=1, padding=0):
+    out = im2col_conv(x, w, b, stride, padding)
+    x[...] = 0
+    return out
+
+
+@pytest.mark.parametrize("name", ["conv2d_naive", "conv2d_fast"])
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (conv_into_float32, r"is stored at a lower precision than x and w", "conv.conv2d.lost_precision"),
+    (conv_into_integers, r"is stored at a lower precision than x and w", "conv.conv2d.lost_precision"),
+    (conv_zeroes_w, r"changed its argument w in place", "changed_argument"),
+    (conv_zeroes_x, r"changed its argument x in place", "changed_argument"),
+], ids=["float32_output", "integer_output", "changes_w", "changes_x"])
+def test_conv2d_rejects_breaking_its_contract(name, wrong, match, mistake):
+    if name == "conv2d_fast" and wrong in (conv_into_float32, conv_into_integers):
+        wrong = {conv_into_float32: lambda x, w, b=None, stride=1, padding=0:
+                 im2col_conv(x, w, b, stride, padding).astype(np.float32),
+                 conv_into_integers: lambda x, w, b=None, stride=1, padding=0:
+                 im2col_conv(x, w, b, stride, padding).astype(np.int64)}[wrong]
+    rejects(f"test_{name}", match, mistake, **{name: wrong})
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (lambda x: x.mean(axis=(2, 3), dtype=np.float32), "is stored at a lower precision than x",
+     "conv.global_avg_pool.lost_precision"),
+    (lambda x: x.mean(axis=(2, 3)).astype(np.float32), "is stored at a lower precision than x",
+     "conv.global_avg_pool.lost_precision"),
+], ids=["float32_accumulator", "float32_result"])
+def test_global_avg_pool_rejects_lost_precision(wrong, match, mistake):
+    rejects("test_global_avg_pool", match, mistake, global_avg_pool=wrong)
+
+
+def count_conv_square_of_first(in_channels, out_channels, kernel_size, bias=True):
+    k = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+    return in_channels * k * k * out_channels + (out_channels if bias else 0)
+
+
+def test_count_params_conv_rejects_a_square_kernel_from_a_pair():
+    rejects("test_count_params_conv", r"counts a \(KH, KW\) kernel as KH×KH",
+            "conv.count_params_conv.square_of_first_size", count_params_conv=count_conv_square_of_first)
+
+
+def test_count_params_conv_names_the_pair_that_crashes_an_int_only_count():
+    rejects("test_count_params_conv", r"count_params_conv\(3, 64, \(5, 3\), bias=True\) raised TypeError", "crashed",
+            count_params_conv=lambda c_in, c_out, k, bias=True: c_in * k * k * c_out + (c_out if bias else 0))
+
+
+def count_mlp_from_a_list(d_in, hidden_sizes, d_out):
+    sizes = [d_in] + hidden_sizes + [d_out]  # a tuple of hidden sizes cannot be added to a list
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def count_mlp_needs_a_hidden_layer(d_in, hidden_sizes, d_out):
+    total = d_in * hidden_sizes[0] + hidden_sizes[0]
+    for a, b in zip(hidden_sizes[:-1], hidden_sizes[1:]):
+        total += a * b + b
+    return total + hidden_sizes[-1] * d_out + d_out
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (count_mlp_from_a_list, r"count_params_mlp\(784, \(256, 128, 64\), 10\) raised TypeError"),
+    (count_mlp_needs_a_hidden_layer, r"count_params_mlp\(10, \[\], 3\) raised IndexError"),
+], ids=["tuple_of_sizes", "no_hidden_layer"])
+def test_count_params_mlp_names_the_case_its_contract_allows(wrong, match):
+    rejects("test_count_params_mlp", match, "crashed", count_params_mlp=wrong)
+
+
+def pool_zeroes_x(x, kernel_size=2, stride=None):
+    out = max_pool_loops(x, kernel_size, stride)
+    x[...] = 0
+    return out
+
+
+def pool_backward_masks_x(dout, cache):
+    """Marks each maximum it has routed by overwriting it in x (the cache)."""
+    x, k, stride = cache
+    dx = pool_backward()(dout, cache)
+    x[dx != 0] = -np.inf
+    return dx
+
+
+def pool_backward_scales_dout(dout, cache):
+    dx = pool_backward()(dout, cache)
+    dout *= 0
+    return dx
+
+
+@pytest.mark.parametrize("grade_id, wrong, match", [
+    ("test_max_pool2d", pool_zeroes_x, "max_pool2d changed its argument x in place"),
+    ("test_max_pool2d_backward", pool_backward_masks_x, "max_pool2d_backward changed its argument cache in place"),
+    ("test_max_pool2d_backward", pool_backward_scales_dout, "max_pool2d_backward changed its argument dout in place"),
+    ("test_global_avg_pool_backward", lambda dout, x: np.repeat(np.repeat(
+        np.divide(dout, x.shape[2] * x.shape[3], out=dout)[:, :, None, None], x.shape[2], 2), x.shape[3], 3),
+     "global_avg_pool_backward changed its argument dout in place"),
+], ids=["pool_x", "pool_backward_cache", "pool_backward_dout", "gap_backward_dout"])
+def test_pooling_rejects_changing_its_arguments(grade_id, wrong, match):
+    name = grade_id.removeprefix("test_")
+    rejects(grade_id, match, "changed_argument", **{name: wrong})
+
+
+@pytest.mark.parametrize("valid", [
+    lambda n, kernel_size, padding=0, stride=1: np.floor_divide(n - kernel_size + 2 * padding, stride) + 1,
+], ids=["numpy_int"])
+def test_conv_output_size_accepts_numpy_integers(valid):
+    run_test_cell(NB, "test_conv_output_size", conv_output_size=valid)

@@ -569,3 +569,104 @@ def test_tiers_use_the_tests_own_thresholds(tier):
     else:
         rejected(f"test_my_model_tier_{tier}", rf"validation accuracy {100 * right / len(y):.1f}% is below tier {tier}",
                  **cheat)
+
+
+# ---------------------------------------------------------------- every clause of the contracts (issue 21)
+
+def train_then_eval_mode(model, loader, optimizer, loss_fn, device):
+    """Right epoch, then "tidies up" by switching the model to evaluation mode."""
+    result = train_variant()(model, loader, optimizer, loss_fn, device)
+    model.eval()
+    return result
+
+
+def train_counting_with_len(model, loader, optimizer, loss_fn, device):
+    """Counts the samples as len(loader) times the first batch's size: needs a loader with a length."""
+    model.train()
+    total, correct, batches, size = 0.0, 0, len(loader), None
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        size = size or len(y)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+    return total / (batches * size), correct / (batches * size)
+
+
+def train_with_its_own_loss(model, loader, optimizer, loss_fn, device):
+    """Ignores the loss_fn it is given and uses a cross-entropy of its own."""
+    model.train()
+    total, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total, correct, seen = total + loss.item() * len(y), correct + int((logits.argmax(1) == y).sum()), seen + len(y)
+    return total / seen, correct / seen
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (train_then_eval_mode, r"left the model in evaluation mode", "cnn.train_one_epoch.left_in_eval_mode"),
+    (train_counting_with_len, r"loader \(a generator of batches\).*raised TypeError.*has no len\(\).*any iterable",
+     "cnn.train_one_epoch.needs_len"),
+    (train_with_its_own_loss, r"never called loss_fn: each batch's loss comes from the loss_fn it is given",
+     "cnn.train_one_epoch.loss_fn_unused"),
+], ids=["left_in_eval_mode", "needs_len", "own_loss"])
+def test_train_one_epoch_rejects_breaking_its_contract(wrong, match, mistake):
+    rejected("test_train_one_epoch", match, mistake, train_one_epoch=wrong)
+
+
+def train_zero_grad_after_step(model, loader, optimizer, loss_fn, device):
+    """Resets the gradients after each step instead of before (the model's come in as None): the same steps."""
+    model.train()
+    total, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        total, correct, seen = total + float(loss) * y.numel(), correct + (logits.argmax(1) == y).sum().item(), seen + y.numel()
+    return np.float64(total / seen), np.float64(correct / seen)
+
+
+def test_train_one_epoch_accepts_zero_grad_after_the_step_and_numpy_floats():
+    run_test_cell(NB, "test_train_one_epoch", train_one_epoch=train_zero_grad_after_step)
+
+
+def evaluate_nll_of_logits(model, loader, device):
+    model.eval()
+    total, correct, seen = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            total += nn.functional.nll_loss(logits, y, reduction="sum").item()   # logits, not log-probabilities
+            correct, seen = correct + int((logits.argmax(1) == y).sum()), seen + len(y)
+    return total / seen, correct / seen
+
+
+def test_evaluate_rejects_the_nll_of_raw_logits():
+    rejected("test_evaluate", r"negative log-likelihood of the raw logits", "cnn.evaluate.nll_of_logits",
+             evaluate=evaluate_nll_of_logits)
+
+
+def evaluate_restores_mode(model, loader, device):
+    """Evaluates in evaluation mode, then puts the model back in the mode it came in (also fine)."""
+    was_training = model.training
+    try:
+        return eval_variant()(model, loader, device)
+    finally:
+        model.train(was_training)
+
+
+def test_evaluate_accepts_restoring_the_mode():
+    run_test_cell(NB, "test_evaluate", evaluate=evaluate_restores_mode)

@@ -506,11 +506,11 @@ class _KeepsGradients(torch.optim.SGD):
         pass
 
 
-def _train_step(train_one_epoch, layers: str, state, batches, lr: float, momentum: float):
+def _train_step(train_one_epoch, layers: str, state, batches, lr: float, momentum: float, as_generator=False):
     """``train_one_epoch`` on a probed model holding ``state`` (``layers``: "linear", a Linear(12, 3) behind the
     probe, or "batch_norm", ``_probed_model``'s), in evaluation mode at first, with SGD, the batches as a loader
-    hands them out and a recording cross-entropy; what the check reads, as plain data. Runs where the function
-    lives."""
+    hands them out (``as_generator``: a generator of them, which has no len()) and a recording cross-entropy; what
+    the check reads, as plain data. Runs where the function lives."""
     import torch
     from torch import nn
 
@@ -521,10 +521,12 @@ def _train_step(train_one_epoch, layers: str, state, batches, lr: float, momentu
     model.eval()
     recorded = _Recorded()
     loader = _as_loader([(x.clone(), y.clone()) for x, y in batches])
+    if as_generator:
+        loader = (batch for batch in loader)
     result = train_one_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum), recorded,
                              torch.device("cpu"))
     return {"result": result, "calls": model[0].calls, "given": recorded.given, "labels_moved": recorded.labels_moved,
-            "weights": [p.detach() for p in model.parameters()]}
+            "weights": [p.detach() for p in model.parameters()], "training": model.training}
 
 
 def _evaluate_step(evaluate, state, batches):
@@ -590,6 +592,10 @@ TRAIN_CRASHES = (
     Mistake("cnn.train_one_epoch.no_gradients", "The forward pass ran with gradient recording turned off, so the "
                                                 "loss has no graph to backpropagate through: training records it.",
             shows=lambda message: "does not require grad" in message),
+    Mistake("cnn.train_one_epoch.needs_len", "The loader here is a generator of batches, which has no len(): a "
+                                             "loader is any iterable of batches, so the samples are counted as the "
+                                             "batches go by.",
+            shows=lambda message: "has no len()" in message),
 )
 TRAIN_LOSS_MISTAKES = _loss_mistakes("train_one_epoch")
 TRAIN_ACCURACY_MISTAKES = _accuracy_mistakes("train_one_epoch")
@@ -610,6 +616,10 @@ EVALUATE_LOSS_MISTAKES = _loss_mistakes("evaluate") + (
             "is the cross-entropy of softmax probabilities: cross-entropy applies its own log-softmax, so it takes "
             "the logits.",
             returns=lambda view: view["softmax_loss"]),
+    Mistake("cnn.evaluate.nll_of_logits",
+            "is the negative log-likelihood of the raw logits: that loss expects log-probabilities, so it is not "
+            "the cross-entropy, which takes the logits and applies the log-softmax itself.",
+            returns=lambda view: view["nll_of_logits"]),
 )
 EVALUATE_ACCURACY_MISTAKES = _accuracy_mistakes("evaluate") + (
     Mistake("cnn.evaluate.last_batch_accuracy",
@@ -671,9 +681,13 @@ def check_train_one_epoch(train_one_epoch) -> None:
     # Known numbers: zero weights give equal logits (loss ln 3, prediction class 0); lr = 0 keeps them.
     batches = _batches(0)
     zeros = {"1.weight": torch.zeros(3, 12, dtype=torch.float64), "1.bias": torch.zeros(3, dtype=torch.float64)}
-    known = _call(step, train_one_epoch, "linear", zeros, batches, 0.0, 0.0, name=name, shown=shown,
-                  crashes=TRAIN_CRASHES)
+    known = _call(step, train_one_epoch, "linear", zeros, batches, 0.0, 0.0, True, name=name,
+                  shown="model, loader (a generator of batches), optimizer, loss_fn, device", crashes=TRAIN_CRASHES)
     loss, accuracy = _two_numbers(known["result"], name)
+    expect(known["given"] or not known["calls"],
+           f"{name} never called loss_fn: each batch's loss comes from the loss_fn it is given (the caller chooses "
+           "the loss, with label smoothing for instance), not from a loss of your own.",
+           "cnn.train_one_epoch.loss_fn_unused")
     expect(len(known["given"]) >= len(batches),
            f"{name} called loss_fn {_times(len(known['given']))} for a loader of {len(batches)} batches: every batch "
            "needs its loss (loop over all of the loader's batches).", "cnn.train_one_epoch.skipped_batches")
@@ -703,6 +717,8 @@ def check_train_one_epoch(train_one_epoch) -> None:
     expect(len(calls) == len(batches),
            f"{name} ran {len(calls)} forward passes for {len(batches)} batches: one per batch (compute the "
            "loss and the accuracy from the same logits).", "cnn.train_one_epoch.extra_forward")
+    expect(mine["training"], f"{name} left the model in evaluation mode: it trains in training mode and leaves the "
+                             "model there (the caller decides when to evaluate).", "cnn.train_one_epoch.left_in_eval_mode")
     history = fit(reference, batches, None, 1, torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9),
                   loss_fn=F.cross_entropy, device=device, progress=False)
     fit(without_reset, batches, None, 1, _KeepsGradients(without_reset.parameters(), lr=0.1, momentum=0.9),
@@ -717,6 +733,14 @@ def check_train_one_epoch(train_one_epoch) -> None:
     compare(accuracy, history.train_acc[0], f"{name}'s accuracy", mistakes=TRAIN_ACCURACY_MISTAKES, inputs=(view,),
             expected_as="fit's")
     passed("train_one_epoch", "equal to course_lib's fit on a known case and a model with batch norm")
+
+
+def _nll_of_logits(model, batches) -> float:
+    """The mean over the samples of ``F.nll_loss`` applied to ``model``'s raw logits (in evaluation mode)."""
+    model.eval()
+    with torch.no_grad():
+        total = sum(float(F.nll_loss(model(x), y, reduction="sum")) for x, y in batches)
+    return total / sum(len(y) for _, y in batches)
 
 
 def check_evaluate(evaluate) -> None:
@@ -756,7 +780,9 @@ def check_evaluate(evaluate) -> None:
     view = {**_batch_view([reference_evaluate(model, [batch], device=device) for batch in batches], expected.loss,
                           expected.accuracy),
             # the same evaluation of a model that ends in a softmax: cross-entropy of probabilities
-            "softmax_loss": reference_evaluate(nn.Sequential(model, nn.Softmax(dim=1)), batches, device=device).loss}
+            "softmax_loss": reference_evaluate(nn.Sequential(model, nn.Softmax(dim=1)), batches, device=device).loss,
+            # the mean of -logit of the true class: what nll_loss gives on logits
+            "nll_of_logits": _nll_of_logits(model, batches)}
     compare(loss, expected.loss, f"{name}'s mean loss", mistakes=EVALUATE_LOSS_MISTAKES, inputs=(view,),
             expected_as="course_lib's evaluate's")
     compare(accuracy, expected.accuracy, f"{name}'s accuracy", mistakes=EVALUATE_ACCURACY_MISTAKES, inputs=(view,),

@@ -188,6 +188,20 @@ def _padded(x, before, after):
     return np.pad(x, ((0, 0), (0, 0), (before, after), (before, after)))
 
 
+def _rounded(reference):
+    """``shows=`` for a result that is ``reference(*inputs)`` stored at a lower precision than the inputs': whole
+    numbers, or float32 from float64 inputs."""
+    def shows(out, *inputs):
+        kind, expected = np.asarray(out).dtype, reference(*inputs)
+        inputs_kind = np.result_type(*(a.dtype for a in inputs if isinstance(a, np.ndarray)))
+        if np.shape(out) != np.shape(expected):
+            return False
+        if np.issubdtype(kind, np.integer):
+            return True
+        return kind == np.float32 and inputs_kind == np.float64 and close(out, expected, 1e-5)
+    return shows
+
+
 def _conv_gives_shape(shape_of):
     """``shows=`` for a mistake recognised by its output shape ``shape_of(x, w, stride, padding)``, where that
     differs from torch's."""
@@ -217,6 +231,11 @@ def _windows_one_apart(x, w, b, stride, padding):
 CONV2D_MISTAKES = (  # conv2d_naive and conv2d_fast; inputs: x, w, b, stride, padding
     Mistake("conv.conv2d.not_finite", "holds NaN or inf: is the output array initialised (np.zeros, not np.empty)?",
             shows=_holds_nan_or_inf),
+    Mistake("conv.conv2d.lost_precision",
+            "is stored at a lower precision than x and w (whole numbers, or float32 from float64 inputs): every "
+            "entry was rounded when it was written. The result keeps the inputs' precision, so the array that "
+            "receives the sums needs their dtype.",
+            shows=_rounded(lambda x, w, b, s, p: _torch_conv(x, w, b, s, p))),
     Mistake("conv.conv2d.padding_ignored",
             "has the shape of the unpadded image: add P zeros on every side of the image before sliding the kernel.",
             shows=_conv_gives_shape(lambda x, w, s, p: _conv_shape(x.shape, w.shape, s, 0))),
@@ -281,10 +300,11 @@ def _compare_conv(fn, name, x, w, b=None, stride=1, padding=0, use_defaults=Fals
     case = (f"x {x.shape}, w {w.shape}, {'no bias' if b is None else 'bias'}, stride={stride}, padding={padding}"
             + (", float32" if x.dtype == np.float32 else ""))
     if use_defaults:
-        out = _call(fn, x, w, crash_hint=_CONV_LAYOUT, name=name, shown=case, returns="array", keeps={0: "x"})
+        out = _call(fn, x, w, crash_hint=_CONV_LAYOUT, name=name, shown=case, returns="array",
+                    keeps={0: "x", 1: "w"})
     else:
         out = _call(fn, x, w, b, stride=stride, padding=padding, crash_hint=_CONV_LAYOUT, name=name, shown=case,
-                    returns="array", keeps={0: "x"})
+                    returns="array", keeps={0: "x", 1: "w"})
     compare(out, _torch_conv(x, w, b, stride, padding), f"{name} ({case})", tol=_tolerance(x, w, b),
             mistakes=CONV2D_MISTAKES, inputs=(x, w, b, stride, padding), expected_as="torch's")
 
@@ -321,7 +341,8 @@ def _cifar_batch(seed: int, third: tuple) -> tuple:
 
 def check_conv2d_naive(conv2d_naive) -> None:
     """``conv2d_naive(x, w, b=None, stride=1, padding=0)``: x (N, C, H, W), w (F, C, KH, KW), b (F,) →
-    (N, F, H_out, W_out), against torch's conv2d on small cases. It must leave x as it was."""
+    (N, F, H_out, W_out), against torch's conv2d on small cases, in the inputs' precision. It must leave x and w
+    as they were."""
     n = _check_conv(numpy_only(conv2d_naive), "conv2d_naive")
     passed("conv2d_naive", f"equal to torch's conv2d on {n} cases")
 
@@ -415,6 +436,9 @@ GLOBAL_AVG_POOL_MISTAKES = (  # inputs: x
     Mistake("conv.global_avg_pool.max",
             "takes each map's maximum (global max pooling): average its H·W values instead.",
             returns=lambda x: F.adaptive_max_pool2d(_tensor(x), 1).flatten(1).numpy()),
+    Mistake("conv.global_avg_pool.lost_precision",
+            "is stored at a lower precision than x (whole numbers, or float32 from float64 maps): the means keep x's "
+            "precision.", shows=_rounded(_torch_global_avg_pool)),
 )
 
 
@@ -519,6 +543,10 @@ COUNT_PARAMS_CONV_MISTAKES = (  # inputs: in_channels, out_channels, kernel_size
             "counts one row of each kernel: a kernel_size k means a k×k kernel, (KH, KW) a KH×KW one; count all "
             "its positions.",
             returns=_conv_count(kernel_size=lambda kernel_size, **s: _kernel_rows(kernel_size))),
+    Mistake("conv.count_params_conv.square_of_first_size",
+            "counts a (KH, KW) kernel as KH×KH: a pair gives the kernel's height and its width, which may differ.",
+            returns=_conv_count(kernel_size=lambda kernel_size, **s:
+                                nn.Conv2d(1, 1, kernel_size, device="meta").kernel_size[0])),
     Mistake("conv.count_params_conv.biases_per_input",
             "counts one bias per input channel: a conv layer has one per output channel (filter).",
             # the layer with C_in and C_out swapped: as many weights, one bias per input channel

@@ -174,21 +174,25 @@ SIGMOID_MISTAKES = (
             returns=lambda z: _torch().sigmoid(_t(-z)).numpy()),
     Mistake("mlp.sigmoid.not_finite", "is NaN or inf for large |z|; it must stay in [0, 1] (inf/inf = NaN).",
             shows=lambda out, z: not _finite(out)),
+    Mistake("mlp.sigmoid.lost_shape", "has lost z's shape: the values are there, but flattened into one axis; "
+            "the result has z's shape, entry for entry.",
+            shows=lambda out, z: np.size(out) == np.size(z) and np.shape(out) != np.shape(z)
+            and close(np.ravel(as_array(out)), np.ravel(_torch().sigmoid(_t(z)).numpy()))),
 )
 
 
 def check_sigmoid(sigmoid) -> None:
     """sigmoid(z) against torch.sigmoid on (6,) values, on |z| up to 1e4 (no floating-point warning) and on a
-    (2, 2) array: an array of z's shape."""
+    (2, 2) array: an array of z's shape. Contract: z is left as it was."""
     import torch
 
     sigmoid = numpy_only(sigmoid)
     z = np.array([-3.0, -1.0, 0.0, 0.5, 2.0, 4.0])
-    out = call(sigmoid, z, returns="array")
+    out = call(sigmoid, z, returns="array", keeps={0: "z"})
     compare(out, torch.sigmoid(_t(z)).numpy(), "sigmoid(z)", mistakes=SIGMOID_MISTAKES, inputs=(z,))
 
     large = np.array([-1e4, -800.0, -50.0, 50.0, 800.0, 1e4])
-    out, warned = _call_recording(sigmoid, large, returns="array")
+    out, warned = _call_recording(sigmoid, large, returns="array", keeps={0: "z"})
     overflow = [m for m in warned if "overflow" in m]
     expect(not overflow, f"sigmoid warned '{overflow[0] if overflow else ''}' for z down to -10000: exp(-z) is too "
                          "big for floating point there. Negative z need the equal form of section 3, in which exp "
@@ -200,7 +204,7 @@ def check_sigmoid(sigmoid) -> None:
                        "no inf along the way.", "mlp.sigmoid.computes_inf")
 
     matrix = np.array([[0.0, 1.0], [-1.0, 3.0]])
-    out = call(sigmoid, matrix, returns="array")
+    out = call(sigmoid, matrix, returns="array", keeps={0: "z"})
     compare(out, torch.sigmoid(_t(matrix)).numpy(), "sigmoid of a 2×2 array", mistakes=SIGMOID_MISTAKES,
             inputs=(matrix,))
     passed("sigmoid")
@@ -441,7 +445,8 @@ GRADIENT_SHAPE_MISTAKES = (  # on (a gradient, its parameter's name, the paramet
 
 def check_mlp_backward(mlp_backward, mlp_forward) -> None:
     """mlp_backward(params, cache, y) -> dict of gradients (one per parameter, of its shape), compared with the
-    numerical gradients of the mean cross-entropy of ``mlp_forward``, for N=5 samples.
+    numerical gradients of the mean cross-entropy of ``mlp_forward``, for N=5 samples; with float32 parameters
+    (and a forward pass that keeps float32) the gradients are float32 too.
     Contract: params are left as they were (sgd_step updates them); the cache may change."""
     import torch
 
@@ -471,6 +476,20 @@ def check_mlp_backward(mlp_backward, mlp_forward) -> None:
     for key in params:
         compare(grads[key], numeric[key], f"grads['{key}']", expected_as="the numerical gradient")
     worst = max(rel_error(grads[k], numeric[k]) for k in params)
+
+    # float32 parameters: float32 gradients (when mlp_forward kept float32, the backward pass must too)
+    params32 = {k: v.astype(np.float32) for k, v in params.items()}
+    probs32, cache32 = call(mlp_forward, params32, X.astype(np.float32), returns=("probs", "cache"))
+    if np.asarray(probs32).dtype == np.float32:
+        grads32 = _call_for_value(mlp_backward, params32, cache32, y)
+        expect(isinstance(grads32, dict), f"mlp_backward should return a dict of gradients; it returned "
+                                          f"{describe(grads32)}.", "wrong_type")
+        widened = [k for k in params32 if k in grads32 and np.asarray(grads32[k]).dtype != np.float32]
+        if widened:
+            fail(f"mlp_backward on float32 parameters returned grads['{widened[0]}'] as "
+                 f"{np.asarray(grads32[widened[0]]).dtype}: the gradients keep the parameters' dtype. A float64 array "
+                 "met on the way (one_hot's result is one) turns every product after it into float64, which makes "
+                 "training about twice as slow.", "mlp.mlp_backward.float64_gradients")
     passed("mlp_backward", f"largest relative error vs numerical gradient {worst:.1e}")
 
 
@@ -656,6 +675,10 @@ PENALTY_MISTAKES = (  # on (torch's penalties by variant, reg); "reference" is t
                                                      for factor in (1, 2))),
     Mistake("mlp.l2_regularization.only_first_weight", "penalises W1 only: every weight counts (W1, W2, ...).",
             shows=lambda penalty, by_torch, reg: close(penalty, by_torch["W1 only"])),
+    Mistake("mlp.l2_regularization.fixed_weight_names", "leaves out W3: the weights are every parameter whose name "
+            "starts with W, however many layers the network has, not a fixed list of names.",
+            shows=lambda penalty, by_torch, reg: "W1 and W2 only" in by_torch
+            and close(penalty, by_torch["W1 and W2 only"])),
     Mistake("mlp.l2_regularization.ignores_reg", "ignores reg: it is λ/2 times the sum of squares.",
             shows=lambda penalty, by_torch, reg: close(penalty, by_torch["reference"] / reg)),
     Mistake("mlp.l2_regularization.negative_penalty", "is negative: it adds a price on large weights, so it is "
@@ -699,6 +722,7 @@ def check_l2_regularization(l2_regularization) -> None:
         expected_penalty, expected_grads = _torch_penalty(params, weights, reg)
         variants = {"reference": expected_penalty, "biases too": _torch_penalty(params, params, reg)[0],
                     "W1 only": _torch_penalty(params, ("W1",), reg)[0],
+                    **({"W1 and W2 only": _torch_penalty(params, ("W1", "W2"), reg)[0]} if "W3" in params else {}),
                     **{term: _torch_penalty(params, weights, reg, term)[0]
                        for term in ("mean squares", "absolutes", "norms")}}
         expect(np.ndim(penalty) == 0, f"the penalty should be one number for the whole network (add up the sums of "
