@@ -283,8 +283,10 @@ def best_so_far(study) -> dict:
     """Best value after each finished trial, in order of completion.
 
     Returns arrays ``trial`` (1..n), ``seconds`` (summed duration of the finished trials so far,
-    pruned ones included) and ``best`` (best value of the complete trials so far; NaN before the
-    first one). A pruned trial's last reported value never counts as a best.
+    pruned ones included), ``steps`` (summed number of intermediate reports of the finished trials
+    so far: epochs trained, for an objective that reports once per epoch) and ``best`` (best value
+    of the complete trials so far; NaN before the first one). A pruned trial's last reported value
+    never counts as a best.
     """
     trials = sorted(finished_trials(study), key=lambda trial: (trial.datetime_complete, trial.number))
     pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
@@ -294,31 +296,65 @@ def best_so_far(study) -> dict:
             best = trial.value if best is None else pick(best, trial.value)
         bests.append(np.nan if best is None else best)
     seconds = [(trial.datetime_complete - trial.datetime_start).total_seconds() for trial in trials]
+    steps = [len(trial.intermediate_values) for trial in trials]
     return {"trial": np.arange(1, len(trials) + 1), "seconds": np.cumsum(seconds, dtype=float),
-            "best": np.array(bests, dtype=float)}
+            "steps": np.cumsum(steps, dtype=float), "best": np.array(bests, dtype=float)}
 
 
-def plot_best_so_far(studies: dict, axes=None):
-    """Best value so far against finished trials and against compute seconds, one line per study.
+_COMPUTE_LABELS = {"seconds": "compute seconds (all trials summed)",
+                   "steps": "epochs trained (reports of all trials summed)"}
 
-    ``studies``: label → study. ``axes``: two matplotlib axes to draw into (default: a new
-    figure). Compute seconds add up every trial's duration, whichever worker ran it. Returns the figure.
+
+def plot_best_so_far(studies: dict, axes=None, compute: str = "seconds"):
+    """Best value so far against finished trials and against compute, one line per study.
+
+    ``studies``: label → study, or label → a list of studies (the same race run with several
+    seeds): then the left panel shows the mean over the studies with error bars of ± one standard
+    deviation at each number of trials (over the studies that have that many), and the right
+    panel one thin line per study. ``axes``: two matplotlib axes to draw into (default: a new
+    figure). ``compute``: ``"seconds"`` adds up every trial's duration, whichever worker ran it;
+    ``"steps"`` adds up the trials' intermediate reports (epochs, when the objective reports once
+    per epoch), which does not depend on the machine. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
-    if not isinstance(studies, dict) or not studies or not all(isinstance(s, optuna.Study) for s in studies.values()):
-        raise CourseTypeError(f"studies must be a dict of label -> Optuna study, with at least one, got "
-                              f"{describe(studies)}")
+    def is_study(value) -> bool:
+        return isinstance(value, optuna.Study)
+
+    def is_group(value) -> bool:
+        return isinstance(value, (list, tuple)) and bool(value) and all(is_study(s) for s in value)
+
+    if not isinstance(studies, dict) or not studies or not all(is_study(s) or is_group(s) for s in studies.values()):
+        raise CourseTypeError(f"studies must be a dict of label -> Optuna study (or a non-empty list of studies), "
+                              f"with at least one, got {describe(studies)}")
+    check_choice("compute", compute, tuple(_COMPUTE_LABELS))
     if axes is None:
         axes = plt.subplots(1, 2, figsize=(10, 3.6))[1]
     if len(axes) != 2:
         raise CourseValueError(f"plot_best_so_far draws two panels, got {len(axes)} axes")
-    for label, study in studies.items():
-        curve = best_so_far(study)
-        axes[0].step(curve["trial"], curve["best"], where="post", marker="o", ms=3, label=label)
-        axes[1].step(curve["seconds"], curve["best"], where="post", marker="o", ms=3, label=label)
+    for number, (label, value) in enumerate(studies.items()):
+        colour = f"C{number % 10}"
+        if is_study(value):
+            curve = best_so_far(value)
+            axes[0].step(curve["trial"], curve["best"], where="post", marker="o", ms=3, label=label, color=colour)
+            axes[1].step(curve[compute], curve["best"], where="post", marker="o", ms=3, label=label, color=colour)
+            continue
+        curves = [best_so_far(study) for study in value]
+        longest = max(len(curve["best"]) for curve in curves)
+        table = np.full((len(curves), longest), np.nan)
+        for row, curve in zip(table, curves):
+            row[:len(curve["best"])] = curve["best"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # a column without any value yet
+            mean, spread = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
+        trials = np.arange(1, longest + 1)
+        axes[0].errorbar(trials + 0.06 * (number - len(studies) / 2), mean, yerr=spread, marker="o", ms=3,
+                         capsize=2, color=colour, label=f"{label} (mean ± SD of {len(curves)})")
+        for index, curve in enumerate(curves):
+            axes[1].step(curve[compute], curve["best"], where="post", lw=1, alpha=0.7, color=colour,
+                         label=label if index == 0 else None)
     axes[0].set(xlabel="finished trials", ylabel="best value so far")
-    axes[1].set(xlabel="compute seconds (all trials summed)", ylabel="best value so far")
+    axes[1].set(xlabel=_COMPUTE_LABELS[compute], ylabel="best value so far")
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="best")

@@ -46,9 +46,10 @@ def test_solutions_pass():
     run_test_cell(NB, "test_zero_one_risk", zero_one_risk=zero_one_risk)
     run_test_cell(NB, "test_cross_validate", cross_validate=define("cross_validate", zero_one_risk=zero_one_risk))
     run_test_cell(NB, "test_param_grid", param_grid=define("param_grid"))
+    run_test_cell(NB, "test_mcnemar", mcnemar=define("mcnemar"))
 
 
-@pytest.mark.parametrize("name", ["stratified_split", "zero_one_risk", "cross_validate", "param_grid"])
+@pytest.mark.parametrize("name", ["stratified_split", "zero_one_risk", "cross_validate", "param_grid", "mcnemar"])
 def test_stubs_fail(name):
     def stub(*args, **kwargs):
         raise NotImplementedError()
@@ -56,7 +57,7 @@ def test_stubs_fail(name):
     rejected(NB, f"test_{name}", "not implemented yet", "not_implemented", **{name: stub})
 
 
-@pytest.mark.parametrize("name", ["stratified_split", "zero_one_risk", "cross_validate", "param_grid"])
+@pytest.mark.parametrize("name", ["stratified_split", "zero_one_risk", "cross_validate", "param_grid", "mcnemar"])
 def test_a_missing_return_is_named(name):
     def returns_nothing(*args, **kwargs):
         pass
@@ -155,6 +156,10 @@ def split_shuffling_y(y, fractions=(0.8, 0.1, 0.1), seed=0):
      "run from 1 to 1000, but y has 1000 labels", "out_of_range"),
     (lambda y, fractions=(0.8, 0.1, 0.1), seed=0: (), r"should return a tuple \(train_idx, val_idx, test_idx\); it "
                                                      "returned \\(\\)", "wrong_type"),
+    (lambda y, fractions=(0.8, 0.1, 0.1), seed=0: tuple(p[:, None] for p in define("stratified_split")(y, fractions, seed)),
+     "train_idx should be a 1-D array of indices", "wrong_shape"),
+    (lambda y, fractions=(0.8, 0.1, 0.1), seed=0: tuple(p.astype(float) for p in define("stratified_split")(y, fractions, seed)),
+     "train_idx should hold integer indices; it holds float64 values", "wrong_type"),
 ])
 def test_stratified_split_rejects(wrong, match, mistake):
     rejected(NB, "test_stratified_split", match, mistake, stratified_split=wrong)
@@ -219,6 +224,17 @@ def test_zero_one_risk_rejects(wrong, match, mistake):
     rejected(NB, "test_zero_one_risk", match, mistake, zero_one_risk=wrong)
 
 
+def risk_of_a_bool_tensor(y_true, y_pred):
+    """Wrong for tensors: the mean of a boolean tensor, which torch refuses."""
+    mistakes = y_true != y_pred if hasattr(y_true, "detach") else np.asarray(y_true) != np.asarray(y_pred)
+    risk = float(mistakes.mean())
+    return risk, math.sqrt(risk * (1 - risk) / len(mistakes))
+
+
+def test_zero_one_risk_on_tensors_is_checked():
+    rejected(NB, "test_zero_one_risk", "raised RuntimeError: mean", "crashed", zero_one_risk=risk_of_a_bool_tensor)
+
+
 def risk_as_numpy_and_tensor(y_true, y_pred):
     import torch
 
@@ -228,6 +244,127 @@ def risk_as_numpy_and_tensor(y_true, y_pred):
 
 def test_zero_one_risk_accepts_numpy_scalars_and_tensors():
     run_test_cell(NB, "test_zero_one_risk", zero_one_risk=risk_as_numpy_and_tensor)
+
+
+# ---------------------------------------------------------------- mcnemar
+
+def mcnemar_chi_square(correction):
+    def mcnemar(y_true, pred_a, pred_b):
+        """Wrong: the chi-square approximation, not the exact binomial form the contract asks for."""
+        from scipy.stats import chi2
+
+        truth = np.asarray(y_true)
+        a_right, b_right = np.asarray(pred_a) == truth, np.asarray(pred_b) == truth
+        b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
+        return b, c, float(chi2.sf((abs(b - c) - correction) ** 2 / (b + c), 1))
+    return mcnemar
+
+
+def mcnemar_unpaired(y_true, pred_a, pred_b):
+    """Wrong: a normal test on the two accuracies with the unpaired standard error."""
+    from scipy.stats import norm
+
+    truth = np.asarray(y_true)
+    a_right, b_right = np.asarray(pred_a) == truth, np.asarray(pred_b) == truth
+    accuracy_a, accuracy_b = a_right.mean(), b_right.mean()
+    error = math.sqrt((accuracy_a * (1 - accuracy_a) + accuracy_b * (1 - accuracy_b)) / len(truth))
+    return int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right)), 2 * norm.sf(abs(accuracy_a - accuracy_b) / error)
+
+
+def mcnemar_lists_whole(y_true, pred_a, pred_b):
+    """Wrong: compares the inputs as they come, which for two lists is one True or False."""
+    a_right, b_right = np.asarray(pred_a == y_true), np.asarray(pred_b == y_true)
+    b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
+    return b, c, min(1.0, 2 * sum(math.comb(b + c, i) for i in range(min(b, c) + 1)) / 2 ** (b + c))
+
+
+def mcnemar_marking_mistakes(y_true, pred_a, pred_b):
+    """Wrong: marks A's wrong predictions in the caller's array."""
+    truth, a = np.asarray(y_true), np.asarray(pred_a)
+    a[a != truth] = -1
+    return define("mcnemar")(truth, a, pred_b)
+
+
+def mcnemar_scipy_unguarded(y_true, pred_a, pred_b):
+    """Wrong: SciPy's binomial test, which refuses b + c = 0."""
+    from scipy.stats import binomtest
+
+    truth = np.asarray(y_true)
+    a_right, b_right = np.asarray(pred_a) == truth, np.asarray(pred_b) == truth
+    b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
+    return b, c, binomtest(b, b + c).pvalue
+
+
+COUNT_B = "b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))"
+
+
+@pytest.mark.parametrize("wrong, match, mistake", [
+    (define("mcnemar", [("return b, c, p_value", "return c, b, p_value")]), "other order", "tuning.mcnemar.swapped"),
+    (define("mcnemar", [(COUNT_B, "b = int(np.sum(a_right & ~b_right))\n"
+                                  "    c = int(np.sum(np.asarray(pred_a) != np.asarray(pred_b))) - b")]),
+     "on 300 labels counts the examples where the two predictions differ but both are wrong",
+     "tuning.mcnemar.every_disagreement"),
+    (define("mcnemar", [("tail = sum(math.comb(b + c, i) for i in range(min(b, c) + 1)) / 2 ** (b + c)",
+                         "n = int(np.sum(np.asarray(pred_a) != np.asarray(pred_b)))\n"
+                         "    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n")]),
+     "both are wrong", "tuning.mcnemar.every_disagreement"),
+    (define("mcnemar", [("p_value = min(1.0, 2 * tail)", "p_value = min(1.0, tail)")]), "one-sided",
+     "tuning.mcnemar.one_sided"),
+    (mcnemar_chi_square(1.0), "chi-square approximation \\(with the continuity correction\\)",
+     "tuning.mcnemar.chi_square_corrected"),
+    (mcnemar_chi_square(0.0), "without the continuity correction", "tuning.mcnemar.chi_square"),
+    (mcnemar_unpaired, "independent test sets", "tuning.mcnemar.unpaired"),
+    (define("mcnemar", [("p_value = min(1.0, 2 * tail)", "p_value = 2 * tail")]), "with b = c is above 1",
+     "tuning.mcnemar.uncapped"),
+    (define("mcnemar", [("p_value = min(1.0, 2 * tail)", "p_value = min(1.0, 2 * tail) if b + c else float('nan')")]),
+     "when no example is right for only one model is not 1", "tuning.mcnemar.no_disagreement"),
+    (mcnemar_scipy_unguarded, "raised ValueError: .* b \\+ c = 0, and the exact test gives p = 1",
+     "tuning.mcnemar.no_disagreement"),
+    (mcnemar_lists_whole, "on 60 labels as Python lists looks like the lists were compared as wholes",
+     "tuning.mcnemar.lists_compared_whole"),
+    (define("mcnemar", [(COUNT_B, "b, c = int(np.sum(a_right)), int(np.sum(b_right))")]),
+     "counts every example that a model gets right", "tuning.mcnemar.accuracies_counted"),
+    (mcnemar_marking_mistakes, "changed its argument pred_a in place", "changed_argument"),
+    (define("mcnemar", [("return b, c, p_value", "return p_value")]),
+     r"should return a tuple \(b, c, p_value\)", "wrong_type"),
+    (define("mcnemar", [("return b, c, p_value", "return b / len(truth), c / len(truth), p_value")]),
+     "mcnemar's b is 0.0766667; expected a count of examples", "wrong_type"),
+    (define("mcnemar", [("for i in range(min(b, c) + 1)", "for i in range(min(b, c))")]),
+     "on 300 labels: p_value is .*; the exact two-sided binomial test's is", "unidentified"),
+])
+def test_mcnemar_rejects(wrong, match, mistake):
+    rejected(NB, "test_mcnemar", match, mistake, mcnemar=wrong)
+
+
+def mcnemar_with_scipy(y_true, pred_a, pred_b):
+    from scipy.stats import binomtest
+
+    truth = np.asarray(y_true)
+    a_right, b_right = np.asarray(pred_a) == truth, np.asarray(pred_b) == truth
+    b, c = np.sum(a_right & ~b_right), np.sum(b_right & ~a_right)
+    return b, c, binomtest(int(min(b, c)), int(b + c)).pvalue if b + c else 1
+
+
+def mcnemar_with_torch(y_true, pred_a, pred_b):
+    import torch
+    from scipy.stats import binom
+
+    truth = torch.as_tensor(y_true)
+    a_right, b_right = torch.as_tensor(pred_a) == truth, torch.as_tensor(pred_b) == truth
+    b, c = (a_right & ~b_right).sum(), (b_right & ~a_right).sum()
+    return b, c, torch.tensor(min(1.0, 2 * binom.cdf(int(min(b, c)), int(b + c), 0.5)))
+
+
+def mcnemar_with_loops(y_true, pred_a, pred_b):
+    pairs = [(int(a == t), int(p == t)) for t, a, p in zip(y_true, pred_a, pred_b)]
+    b, c = pairs.count((1, 0)), pairs.count((0, 1))
+    tail = sum(math.comb(b + c, i) * 0.5 ** (b + c) for i in range(min(b, c) + 1))
+    return [b, c, min(1, 2 * tail)]
+
+
+@pytest.mark.parametrize("valid", [mcnemar_with_scipy, mcnemar_with_torch, mcnemar_with_loops])
+def test_mcnemar_accepts_scipy_torch_and_plain_python(valid):
+    run_test_cell(NB, "test_mcnemar", mcnemar=valid)
 
 
 # ---------------------------------------------------------------- cross_validate
@@ -329,6 +466,9 @@ def grid_popping_keys(space):
     (grid_popping_keys, "changed its argument space in place", "changed_argument"),
     (lambda space: list(itertools.product(*space.values())), "entry 0 is .*; expected one dict per combination",
      "wrong_type"),
+    (lambda space: [{key: value for key, value in combination.items() if len(space[key]) > 1}
+                    for combination in define("param_grid")(space)],
+     "combination 0 is the empty dict; expected every key of the space", "unidentified"),
     (lambda space: define("param_grid")(space)[:-1],
      "on a space of 3 × 2 × 2 values gave 11 combinations; expected 12", "unidentified"),
 ])
@@ -458,6 +598,11 @@ PRUNE_AT_THE_END = [("        if trial.should_prune():\n            raise optuna
     ([("raise optuna.TrialPruned()", "pass")], "went on", "tuning.objective.pruning_ignored"),
     (PRUNE_AT_THE_END, "pruned after 2 reports", "tuning.objective.pruned_late"),
     ([("val=tune_val", "val=test")], "used the test set", "tuning.objective.used_test_set"),
+    ([("train_model(params, tune_train,", "train_model(params, train,")], "the objective read train: its trials train on "
+     "tune_train", "tuning.objective.used_full_sets"),
+    ([("val=tune_val", "val=val")], "the objective read val", "tuning.objective.used_full_sets"),
+    ([("TUNE_EPOCHS, val=tune_val", "3, val=tune_val")], "reported at steps \\[0, 1, 2\\] for 2 epochs",
+     "tuning.objective.steps_not_epochs"),
     ([("*_, final_accuracy = history.val_acc", "*_, final_accuracy = history.train_acc")],
      "return the final validation accuracy", "tuning.objective.last_report_not_returned"),
     ([("    return final_accuracy", "    final_accuracy")], "objective returned None", "returned_none"),
@@ -497,3 +642,52 @@ def test_accuracy_comes_from_tuned_model_not_from_the_notebooks_number():
     torch.manual_seed(0)
     rejected(NB, "test_accuracy", "official test accuracy of tuned_model .* is below",
              tuned_model=FastCIFARNet(widths=(16, 32, 64, 64)), test_accuracy=0.9)
+
+
+# ---------------------------------------------------------------- the open task's tiers (CIFAR-10's official validation split)
+
+class Lookup:
+    """A stand-in for recheck_model: answers the normalised images it was given with the labels it was given, as
+    one-hot logits; class 0 for any other image."""
+
+    def __new__(cls, x, labels):
+        import torch
+        from torch import nn
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = nn.Parameter(torch.ones(()))   # a parameter, so that the model has a device
+                self.answers = {image.contiguous().numpy().tobytes(): int(label) for image, label in zip(x, labels)}
+
+            def forward(self, images):
+                found = [self.answers.get(image.detach().contiguous().cpu().numpy().tobytes(), 0) for image in images]
+                return nn.functional.one_hot(torch.tensor(found), 10).float() * self.scale
+
+        return Model()
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("tier", [1, 2, 3])
+def test_tiers_recompute_the_accuracy_from_recheck_model(tier):
+    import torch
+    from course_lib import fast_or_full
+    from course_lib.data import cifar10_splits
+    from course_lib.trainer import DeviceLoader
+
+    splits = cifar10_splits("official")
+    pixels = splits.train.sample(5_000).x.reshape(-1, 3) / 255
+    val = splits.val.sample(fast_or_full(500, None))
+    x = torch.cat([x for x, _ in DeviceLoader(val.x, val.y, 1000, mean=pixels.mean(axis=0), std=pixels.std(axis=0),
+                                              device="cpu")])
+    y = torch.as_tensor(val.y)
+    tiers = fast_or_full((0.13, 0.16, 0.2), (0.55, 0.65, 0.69))
+    run_test_cell(NB, f"test_my_search_tier_{tier}", recheck_model=Lookup(x, y), recheck_val_accuracy=1.0, TIERS=tiers)
+    right = round(len(y) * (tiers[0] + tiers[1]) / 2)   # between tiers 1 and 2
+    cheat = {"recheck_model": Lookup(x, torch.cat([y[:right], (y[right:] + 1) % 10])), "recheck_val_accuracy": 1.0,
+             "TIERS": (0.0, 0.0, 0.0)}
+    if tier == 1:
+        run_test_cell(NB, "test_my_search_tier_1", **cheat)
+    else:
+        rejected(NB, f"test_my_search_tier_{tier}", rf"validation accuracy {100 * right / len(y):.1f}% is below tier {tier}",
+                 **cheat)

@@ -291,3 +291,30 @@ def test_plot_best_so_far_draws_both_panels():
         np.testing.assert_array_equal(by_seconds.lines[0].get_xdata(), [1, 3, 7, 9, 12])
     finally:
         plt.close(fig)
+
+
+def test_best_so_far_counts_reports_as_steps():
+    # each finished trial reported once; completion order 0, 2, 1, 3, 4
+    curve = tuning.best_so_far(study_with_known_trials("maximize"))
+    np.testing.assert_array_equal(curve["steps"], [1, 2, 3, 4, 5])
+
+
+def test_plot_best_so_far_averages_seeds_with_error_bars_and_plots_steps():
+    import matplotlib.pyplot as plt
+
+    races = {"seeds": [study_with_known_trials("maximize"), study_with_known_trials("minimize")],
+             "one": study_with_known_trials("maximize")}
+    fig = tuning.plot_best_so_far(races, compute="steps")
+    try:
+        by_trials, by_compute = fig.axes
+        (bars,) = by_trials.containers
+        np.testing.assert_array_equal(bars.lines[0].get_ydata(), [np.nan, 5, 3.5, 3.5, 3.5])
+        assert "mean ± SD of 2" in bars.get_label()
+        assert len(by_compute.lines) == 3 and by_compute.get_xlabel().startswith("epochs trained")
+        np.testing.assert_array_equal(by_compute.lines[0].get_xdata(), [1, 2, 3, 4, 5])
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="compute"):
+        tuning.plot_best_so_far(races, compute="minutes")
+    with pytest.raises(Exception, match="list of studies"):
+        tuning.plot_best_so_far({"empty": []})

@@ -1,7 +1,8 @@
 """Checks for notebook 05 (hyperparameter tuning).
 
 The references come from the ecosystem, from numbers worked by hand and from properties, never from
-a copy of an answer: scikit-learn's ``ParameterGrid`` and ``zero_one_loss``, SciPy's ``sem``, a
+a copy of an answer: scikit-learn's ``ParameterGrid`` and ``zero_one_loss``, SciPy's ``sem`` and ``binomtest``
+(McNemar's exact test on counts the check builds), a
 table of risks and standard errors for fixed labels, counts of each class in each part of a split,
 what a toy learner saw and returned, and what Optuna recorded about a trial (its distributions, its
 reported values, its state).
@@ -25,10 +26,11 @@ from typing import NamedTuple
 import numpy as np
 
 from course_lib.checks.remote import forbid, in_kernel, runs_in_kernel
-from course_lib.checks.toolkit import Mistake, call, close, compare, describe, diagnose, expect, fail, passed
+from course_lib.checks.toolkit import (CheckFailed, Mistake, as_array, call, close, compare, describe, diagnose, expect,
+                                      fail, passed)
 
 __all__ = [
-    "without_course_lib", "check_stratified_split", "check_param_grid", "check_zero_one_risk",
+    "without_course_lib", "check_stratified_split", "check_param_grid", "check_zero_one_risk", "check_mcnemar",
     "check_cross_validate", "check_objective",
 ]
 
@@ -47,6 +49,7 @@ DISTRIBUTION_WORDS = {"FloatDistribution": "a float range", "IntDistribution": "
 USED_COURSE_LIB = "tuning.stratified_split.used_course_lib"
 BOOLEAN_MASK = "tuning.stratified_split.boolean_mask"
 USED_TEST_SET = "tuning.objective.used_test_set"
+USED_FULL_SETS = "tuning.objective.used_full_sets"
 SETTINGS_UNDEFINED = "tuning.objective.settings_undefined"
 
 
@@ -413,6 +416,8 @@ class _RiskCase(NamedTuple):
 
 
 def _risk_cases() -> tuple:
+    import torch
+
     labels, predictions = np.resize(TRUE_ROW, 400), np.resize(PREDICTED_ROW, 400)
     return (
         # 150 of the 400 predictions are wrong
@@ -431,6 +436,14 @@ def _risk_cases() -> tuple:
             "spread_of_single_losses": (0.35, 0.47696960070847283),
             "lists_compared_whole": (1.0, 0.0),
         }),
+        # 15 of the 40 predictions are wrong, as CPU tensors
+        _RiskCase("on CPU tensors", torch.as_tensor(labels[:40]), torch.as_tensor(predictions[:40]), 0.375,
+                  0.07654655446197431, {
+                      "accuracy": (0.625, 0.07654655446197431),
+                      "n_minus_one": (0.375, 0.07752170911825529),
+                      "variance": (0.375, 0.005859375),
+                      "spread_of_single_losses": (0.375, 0.4841229182759271),
+                  }),
     )
 
 
@@ -472,12 +485,189 @@ def _judge_risk(fn, case: _RiskCase) -> None:
 def check_zero_one_risk(fn) -> None:
     """Risk = share of mistakes, with section 2's standard error, against numbers worked by hand for fixed labels.
 
-    zero_one_risk(y_true, y_pred) with (n,) labels, as arrays or lists, must return (risk, standard_error).
+    zero_one_risk(y_true, y_pred) with (n,) labels, as arrays, lists or CPU tensors, must return (risk, standard_error).
     In place: its arguments are copies, so changing them is not judged.
     """
     for case in _risk_cases():
         _judge_risk(fn, case)
     passed("zero_one_risk")
+
+
+# ---------------------------------------------------------------- mcnemar
+#
+# The reference is SciPy's exact binomial test on the counts, which the check knows because it builds the
+# predictions itself: each case is made of examples of five kinds (both models right, only A right, only B right,
+# both wrong with the same label, both wrong with different labels) in counts it chooses. What a usual mistake
+# returns comes from SciPy too, with other settings (one-sided, chi-square with or without the continuity
+# correction, a normal test on the two accuracies as if they were independent), or is a property of the counts.
+
+class _PairedCase(NamedTuple):
+    """Labels and two models' predictions built from ``kinds``: (both right, only A right, only B right, both wrong
+    alike, both wrong differently), as ``form`` says ("arrays", "lists", "tensors" or "booleans")."""
+    setting: str
+    y_true: object
+    pred_a: object
+    pred_b: object
+    only_a: int
+    only_b: int
+    disagreements: int
+
+
+def _paired_case(setting: str, kinds, form: str = "arrays", seed: int = 0, classes: int = 10) -> _PairedCase:
+    both, only_a, only_b, alike, unlike = kinds
+    rng = np.random.default_rng(seed)
+    n = sum(kinds)
+    y = rng.integers(0, classes, n)
+    wrong = (y + rng.integers(1, classes, n)) % classes           # a label other than y
+    other = (wrong + 1) % classes
+    other = np.where(other == y, (other + 1) % classes, other)   # neither y nor wrong (for more than 2 classes)
+    kind = rng.permutation(np.repeat(np.arange(5), kinds))
+    a = np.where(np.isin(kind, (0, 1)), y, wrong)
+    b = np.select([np.isin(kind, (0, 2)), kind == 3], [y, wrong], other)
+    if form == "booleans":
+        y, a, b = y.astype(bool), a.astype(bool), b.astype(bool)
+    elif form == "lists":
+        y, a, b = y.tolist(), a.tolist(), b.tolist()
+    elif form == "tensors":
+        import torch
+
+        y, a, b = torch.as_tensor(y), torch.as_tensor(a), torch.as_tensor(b)
+    return _PairedCase(setting, y, a, b, only_a, only_b, only_a + only_b + unlike)
+
+
+def _exact(case: _PairedCase, alternative: str = "two-sided") -> float:
+    """SciPy's exact binomial test of the discordant counts (1 when there are none)."""
+    from scipy.stats import binomtest
+
+    n = case.only_a + case.only_b
+    return 1.0 if n == 0 else binomtest(min(case.only_a, case.only_b), n, 0.5, alternative=alternative).pvalue
+
+
+def _chi_square(case: _PairedCase, correction: float) -> float:
+    from scipy.stats import chi2
+
+    b, c = case.only_a, case.only_b
+    return chi2.sf((abs(b - c) - correction) ** 2 / (b + c), 1)
+
+
+def _unpaired(case: _PairedCase) -> float:
+    """The two-sided p-value of a normal test on the two accuracies as if they came from independent test sets."""
+    from scipy.stats import norm
+
+    truth = as_array(case.y_true)
+    accuracies = [np.mean(as_array(pred) == truth) for pred in (case.pred_a, case.pred_b)]
+    error = math.sqrt(sum(acc * (1 - acc) / truth.size for acc in accuracies))
+    return 2 * norm.sf(abs(accuracies[0] - accuracies[1]) / error)
+
+
+def _counts_as(only_a, only_b, p_value):
+    """A mistake's ``returns``: (b, c, p) from functions of the case."""
+    return lambda case: (only_a(case), only_b(case), p_value(case))
+
+
+def _right(case: _PairedCase):
+    return case.only_a, case.only_b
+
+
+def _counted_every_disagreement(result, case: _PairedCase) -> bool:
+    """b + c, or the number of trials behind p, counts the examples where both are wrong with different labels."""
+    from scipy.stats import binomtest
+
+    b, c, p = result
+    if case.disagreements == case.only_a + case.only_b:
+        return False
+    if b + c == case.disagreements:
+        return True
+    small = min(case.only_a, case.only_b)
+    return (b, c) == _right(case) and math.isclose(p, binomtest(small, case.disagreements, 0.5).pvalue, rel_tol=1e-6)
+
+
+MCNEMAR_MISTAKES = (
+    Mistake("tuning.mcnemar.swapped", "returned the two counts in the other order: b counts the examples that "
+            "model A gets right and model B wrong, c the other way round.",
+            returns=_counts_as(lambda case: case.only_b, lambda case: case.only_a, _exact)),
+    Mistake("tuning.mcnemar.every_disagreement", "counts the examples where the two predictions differ but both are "
+            "wrong: only the examples that exactly one of the two models gets right say which is better.",
+            shows=_counted_every_disagreement),
+    Mistake("tuning.mcnemar.one_sided", "returned a one-sided p-value: the exact two-sided one counts splits as "
+            "lopsided as the one seen in either direction.",
+            returns=_counts_as(lambda case: case.only_a, lambda case: case.only_b,
+                               lambda case: _exact(case, "less"))),
+    Mistake("tuning.mcnemar.chi_square_corrected", "returned the chi-square approximation (with the continuity "
+            "correction): the contract asks for the exact binomial form, which is right for small b + c too.",
+            returns=_counts_as(lambda case: case.only_a, lambda case: case.only_b,
+                               lambda case: _chi_square(case, 1.0))),
+    Mistake("tuning.mcnemar.chi_square", "returned the chi-square approximation without the continuity correction: "
+            "the contract asks for the exact binomial form.",
+            returns=_counts_as(lambda case: case.only_a, lambda case: case.only_b,
+                               lambda case: _chi_square(case, 0.0))),
+    Mistake("tuning.mcnemar.unpaired", "compares the two accuracies as if they came from independent test sets (the "
+            "unpaired standard error): the paired test uses only the examples on which the models disagree.",
+            returns=_counts_as(lambda case: case.only_a, lambda case: case.only_b, _unpaired)),
+    Mistake("tuning.mcnemar.uncapped", "is above 1: twice the tail probability passes 1 when b and c are close, and a "
+            "p-value is a probability, capped at 1.", shows=lambda result, case: result[2] > 1 + 1e-12),
+    Mistake("tuning.mcnemar.no_disagreement", "is not 1: when no example is right for one model and wrong for the "
+            "other, nothing speaks for either, and the exact test gives p = 1.",
+            shows=lambda result, case: case.only_a + case.only_b == 0 and not result[2] == 1),
+    Mistake("tuning.mcnemar.lists_compared_whole", "looks like the lists were compared as wholes (one True or False): "
+            "compare the labels example by example.",
+            shows=lambda result, case: isinstance(case.y_true, list) and result[0] + result[1] <= 1
+            and case.only_a + case.only_b > 1),
+    Mistake("tuning.mcnemar.accuracies_counted", "counts every example that a model gets right: b and c count only "
+            "the examples that one model gets right and the other wrong.",
+            shows=lambda result, case: result[0] >= case.only_a + 1 and result[1] >= case.only_b + 1
+            and result[0] - result[1] == case.only_a - case.only_b),
+)
+
+
+def _paired_cases() -> tuple:
+    return (
+        _paired_case("on 300 labels", (200, 23, 11, 30, 36), seed=1),
+        _paired_case("on 40 boolean labels", (29, 5, 0, 6, 0), form="booleans", seed=2, classes=2),
+        _paired_case("on 120 labels as tensors", (80, 9, 21, 4, 6), form="tensors", seed=3),
+        _paired_case("on 60 labels as Python lists", (35, 4, 12, 3, 6), form="lists", seed=4),
+        _paired_case("with b = c", (50, 6, 6, 5, 3), seed=5),
+        _paired_case("when no example is right for only one model", (40, 0, 0, 5, 7), seed=6),
+    )
+
+
+def _count(value, what: str) -> float:
+    number = _number(value, what)
+    expect(number == int(number) and number >= 0, f"{what} is {number:g}; expected a count of examples.", "wrong_type")
+    return number
+
+
+def _judge_paired(fn, case: _PairedCase) -> None:
+    """mcnemar(case's labels and predictions) must return (b, c, p) of SciPy's exact two-sided test."""
+    try:
+        result = call(fn, case.y_true, case.pred_a, case.pred_b, name="mcnemar", returns=("b", "c", "p_value"),
+                      keeps={0: "y_true", 1: "pred_a", 2: "pred_b"})
+    except CheckFailed as failure:
+        if failure.mistake == "crashed" and case.only_a + case.only_b == 0:
+            fail(f"{failure} It happened {case.setting}: then b + c = 0, and the exact test gives p = 1.",
+                 "tuning.mcnemar.no_disagreement")
+        raise
+    result = (_count(result[0], "mcnemar's b"), _count(result[1], "mcnemar's c"),
+              _number(result[2], "mcnemar's p_value"))
+    expected = (case.only_a, case.only_b, _exact(case))
+    if close(result, expected, TOL):
+        return
+    what = f"mcnemar {case.setting}"
+    diagnose(result, what, MCNEMAR_MISTAKES, inputs=(case,), tol=TOL)
+    compare(result[0], case.only_a, f"{what}: b", tol=TOL, expected_as="the count of examples only model A gets right")
+    compare(result[1], case.only_b, f"{what}: c", tol=TOL, expected_as="the count of examples only model B gets right")
+    compare(result[2], expected[2], f"{what}: p_value", tol=TOL, expected_as="the exact two-sided binomial test's")
+
+
+def check_mcnemar(fn) -> None:
+    """(b, c, p) of McNemar's exact two-sided test, against SciPy's binomial test on counts the check builds.
+
+    mcnemar(y_true, pred_a, pred_b) with (n,) labels and two models' predictions (arrays, lists, CPU tensors;
+    integer or boolean labels) must return (b, c, p_value). In place: its arguments must stay as they were.
+    """
+    for case in _paired_cases():
+        _judge_paired(fn, case)
+    passed("mcnemar")
 
 
 # ---------------------------------------------------------------- cross_validate
@@ -693,11 +883,14 @@ def objective_trials(objective, tune_train, tune_val, epochs: int, n: int = 64) 
     used = []
 
     class Sealed:
-        """Stands in for the test set: any use of it is recorded, and fails."""
+        """Stands in for a set the objective must not read (``name``): any use of it is recorded, and fails."""
 
-        def __getattr__(self, name):
-            used.append(name)
-            raise RuntimeError("the test set is sealed while the objective is checked")
+        def __init__(self, name):
+            object.__setattr__(self, "sealed_name", name)
+
+        def __getattr__(self, attribute):
+            used.append(object.__getattribute__(self, "sealed_name"))
+            raise RuntimeError(f"{object.__getattribute__(self, 'sealed_name')} is sealed while the objective is checked")
 
         def __len__(self):
             return self.__getattr__("__len__")
@@ -727,8 +920,9 @@ def objective_trials(objective, tune_train, tune_val, epochs: int, n: int = 64) 
     if missing:
         return {"missing": missing}
     settings = {"tune_train": tune_train.sample(n, seed=1), "tune_val": tune_val.sample(n, seed=1), "TUNE_EPOCHS": epochs}
-    if "test" in namespace:
-        settings["test"] = Sealed()
+    for name in ("test", "train", "val"):
+        if name in namespace:
+            settings[name] = Sealed(name)
     saved = {name: namespace[name] for name in settings}
     namespace.update(settings)
     try:
@@ -746,7 +940,7 @@ def objective_trials(objective, tune_train, tune_val, epochs: int, n: int = 64) 
         runs = {}
     finally:
         namespace.update(saved)
-    return {**runs, "used_test_set": bool(used), "missing": []}
+    return {**runs, "used_test_set": "test" in used, "used_full_sets": sorted(set(used) - {"test"}), "missing": []}
 
 
 def _distributions(runs: dict) -> dict:
@@ -858,6 +1052,9 @@ def check_objective(objective, tune_train, tune_val) -> None:
     expect(not runs["used_test_set"], "the objective used the test set: tuning decisions (every trial) are made on "
                                       "training and validation data only; the test set is for the very end (section 1).",
            USED_TEST_SET)
+    expect(not runs.get("used_full_sets"), f"the objective read {' and '.join(runs.get('used_full_sets', []))}: its "
+                                           "trials train on tune_train and validate on tune_val, the smaller sets "
+                                           "section 5 made for the search.", USED_FULL_SETS)
     for value in runs["fixed"]:
         expect(value is not None, "objective returned None: is the result returned at the end of the function?",
                "returned_none")
