@@ -5,6 +5,9 @@
 - ``train_backbone()``: notebook 03's recipe, for when that checkpoint is missing
 - ``TransformedImages``: uint8 images with a per-image torchvision transform, for a ``DataLoader``
 - ``imagenet_backbone()``: torchvision's ResNet-18 with ImageNet weights, where they can be downloaded
+- ``keep_frozen_norms_in_eval()``: a true linear probe: frozen batch norms stay in evaluation mode in training
+- ``stratified_folds()``: fold indices for k-fold cross-validation, each class spread evenly over the folds
+- ``activations_and_gradients()``, ``saliency()``: what a model's class score depends on, for heat maps
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from course_lib.settings import checkpoint_dir, downloads_allowed, fast_or_full,
 
 __all__ = [
     "load_backbone", "Backbone", "BackboneNotFoundError", "TransformedImages", "imagenet_backbone", "backbone_path",
-    "train_backbone", "write_json", "IMAGENET_MEAN", "IMAGENET_STD",
+    "train_backbone", "write_json", "IMAGENET_MEAN", "IMAGENET_STD", "keep_frozen_norms_in_eval", "stratified_folds",
+    "activations_and_gradients", "saliency", "backbone_blocks",
 ]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -109,7 +113,8 @@ def train_backbone(images: int | None = None, epochs: int | None = None, path=No
     loader = DeviceLoader(train.x, train.y, 256, shuffle=True, crop_padding=2, flip=True, mean=mean, std=std,
                           drop_last=True)
     model = FastCIFARNet()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.4, momentum=0.85, nesterov=True, weight_decay=5e-4)
+    weights = list(model.parameters())
+    optimizer = torch.optim.SGD(weights, lr=0.4, momentum=0.85, nesterov=True, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.4, total_steps=epochs * len(loader), pct_start=0.2,
                                                     anneal_strategy="linear", div_factor=10, final_div_factor=100)
     start = time.perf_counter()
@@ -179,3 +184,125 @@ def imagenet_backbone() -> Backbone:
                                     "use load_backbone() instead") from None
     return Backbone(model.eval(), IMAGENET_MEAN, IMAGENET_STD,
                     "ResNet-18 with torchvision's ImageNet weights (IMAGENET1K_V1, 69.8% top-1)")
+
+
+# ---------------------------------------------------------------- frozen batch norms
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _frozen_norms_to_eval(model: nn.Module, inputs) -> None:
+    """Forward pre-hook of ``keep_frozen_norms_in_eval``."""
+    if model.training:
+        for module in model.modules():
+            if isinstance(module, _NORMS) and not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+
+
+def keep_frozen_norms_in_eval(model: nn.Module) -> nn.Module:
+    """Keep ``model``'s frozen batch norms in evaluation mode while it trains; returns ``model``.
+
+    ``requires_grad`` stops a batch norm's scale and shift from learning, but not its running statistics:
+    in training mode a batch norm normalises with each batch's own mean and variance and moves its running
+    ones towards them. ``fit`` puts the whole model in training mode at every epoch, so a "frozen" backbone
+    would still change what it computes. After this call, every forward pass in training mode first puts back
+    in evaluation mode each batch norm none of whose parameters learns (checked at each pass, so layers
+    unfrozen later train as usual): they normalise with the running statistics they came with and keep them.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"keep_frozen_norms_in_eval takes a model (an nn.Module), got a {type(model).__name__}")
+    if not getattr(model, "_keeps_frozen_norms_in_eval", False):
+        model.register_forward_pre_hook(_frozen_norms_to_eval)
+        model._keeps_frozen_norms_in_eval = True
+    return model
+
+
+def backbone_blocks(model: nn.Module) -> list:
+    """A ``FastCIFARNet``'s stem and its three blocks, bottom to top: four lists of layers (leaf modules).
+
+    Found from the order of its convolutions (the stem's, then two per block; a block starts at its first), so
+    it works on any model built from the same layers in the same order; the head's ``nn.Linear`` is in none.
+    """
+    leaves = [m for m in model.modules() if not list(m.children())]
+    convs = [m for m in leaves if isinstance(m, nn.Conv2d)]
+    if len(convs) != 7:
+        raise ValueError(f"backbone_blocks expects FastCIFARNet's 7 convolutions, found {len(convs)}")
+    starts = {id(convs[i]) for i in (0, 1, 3, 5)}
+    blocks: list = []
+    for module in leaves:
+        if id(module) in starts:
+            blocks.append([])
+        if blocks and not isinstance(module, nn.Linear):
+            blocks[-1].append(module)
+    return blocks
+
+
+# ---------------------------------------------------------------- folds
+
+def stratified_folds(y, k: int = 5, seed: int = 0) -> list:
+    """``k`` folds for cross-validation: a list of ``(train_index, held_out_index)`` pairs, sorted index arrays.
+
+    Each example is held out exactly once. Each class is shuffled (``seed``) and dealt out in turn, so every
+    fold holds its share of each class to within one example, and the folds' sizes differ by at most one.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or not 2 <= int(k) <= len(y):
+        raise ValueError(f"stratified_folds needs 1-D labels and 2 <= k <= {len(y)}, got shape {y.shape} and k={k}")
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(y), dtype=np.int64)
+    dealt = 0
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        fold_of[members] = (dealt + np.arange(len(members))) % k     # carry on where the last class stopped
+        dealt += len(members)
+    return [(np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)) for fold in range(int(k))]
+
+
+# ---------------------------------------------------------------- what the model looks at
+
+def activations_and_gradients(model: nn.Module, layer: nn.Module, images: torch.Tensor, classes) -> tuple:
+    """What ``layer`` of ``model`` gives for ``images``, and how each image's score for its class depends on it.
+
+    images: normalised (N, C, H, W); classes: (N,) one class per image (the true or the predicted one).
+    Returns ``(activations, gradients)``, both (N, K, h, w) and detached: ``layer``'s output, and the
+    gradient of the logit ``model(images)[i, classes[i]]`` with respect to it. The model runs in evaluation
+    mode and is left in the mode it was in; its parameters' gradients are not touched.
+    """
+    saved = {}
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        saved["out"] = output
+
+    classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
+    training = model.training
+    handle = layer.register_forward_hook(keep)
+    try:
+        model.eval()
+        with torch.set_grad_enabled(True):
+            logits = model(images.detach().clone().requires_grad_(True))
+            if "out" not in saved:
+                raise ValueError("the layer given to activations_and_gradients did not run in the model's forward pass")
+            score = logits.gather(1, classes[:, None].to(logits.device)).sum()
+            gradients, = torch.autograd.grad(score, saved["out"])
+    finally:
+        handle.remove()
+        model.train(training)
+    return saved["out"].detach(), gradients.detach()
+
+
+def saliency(model: nn.Module, images: torch.Tensor, classes) -> torch.Tensor:
+    """A saliency map per image (Simonyan, Vedaldi and Zisserman, 2014): how strongly the logit of its class
+    reacts to each pixel, the largest absolute gradient over the colour channels. images: normalised (N, C, H, W);
+    classes: (N,). Returns (N, H, W), detached; the model runs in evaluation mode and is left as it was."""
+    classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
+    training = model.training
+    try:
+        model.eval()
+        with torch.set_grad_enabled(True):
+            pixels = images.detach().clone().requires_grad_(True)
+            score = model(pixels).gather(1, classes[:, None]).sum()
+            gradient, = torch.autograd.grad(score, pixels)
+    finally:
+        model.train(training)
+    return gradient.abs().amax(dim=1)

@@ -41,13 +41,14 @@ def test_solutions_pass():
     run_test_cell(NB, "test_adapt_model", adapt_model=define("adapt_model"))
     run_test_cell(NB, "test_param_groups", param_groups=define("param_groups"))
     run_test_cell(NB, "test_photo_transforms", photo_transforms=define("photo_transforms"))
+    run_test_cell(NB, "test_grad_cam", grad_cam=define("grad_cam"))
 
 
 def test_stubs_fail():
     def stub(*args, **kwargs):
         raise NotImplementedError()
 
-    for name in ("adapt_model", "param_groups", "photo_transforms"):
+    for name in ("adapt_model", "param_groups", "photo_transforms", "grad_cam"):
         rejects(f"test_{name}", "not implemented yet", "not_implemented", **{name: stub})
 
 
@@ -87,6 +88,22 @@ ADAPT_MISTAKES = {
     "first layer's filters repeated wrongly": ([("averaged.repeat(1, in_channels, 1, 1)", "averaged.repeat(in_channels)")],
                                                "adapt_model\\(backbone, 5, 1, 'linear_probe'\\) raised RuntimeError",
                                                "crashed"),
+    "frozen batch-norm scales unfrozen in fine-tuning": ([('    if mode == "linear_probe":\n',
+                                                          '    if mode != "linear_probe":\n'
+                                                          '        model.requires_grad_(True)\n'
+                                                          '    if mode == "linear_probe":\n')],
+                                                        "'fine_tune'\\) lets features.1.weight and 6 others learn, which "
+                                                        "the backbone kept frozen",
+                                                        "transfer.adapt_model.frozen_unfrozen"),
+    "backbone frozen before it is copied": ([("    model = copy.deepcopy(backbone)\n",
+                                              "    if mode == \"linear_probe\":\n"
+                                              "        backbone.requires_grad_(False)\n"
+                                              "    model = copy.deepcopy(backbone)\n")],
+                                            "changed the backbone", "transfer.adapt_model.changed_backbone"),
+    "backbone run in training mode to find its width": ([("    model = copy.deepcopy(backbone)\n",
+                                                          "    backbone.train()(torch.zeros(2, 3, 32, 32))\n"
+                                                          "    model = copy.deepcopy(backbone)\n")],
+                                                        "changed the backbone", "transfer.adapt_model.changed_backbone"),
     "unknown mode raises KeyError": ([('        raise ValueError(f"mode must be', '        raise KeyError(f"mode must be')],
                                      "mode='finetune'\\) raised KeyError.*should raise ValueError",
                                      "transfer.adapt_model.unknown_mode_wrong_error"),
@@ -400,6 +417,135 @@ def test_every_usual_mistake_has_a_wrong_answer():
     assert {m.id for m in tables} - answered == set()
 
 
+# ---------------------------------------------------------------- grad_cam
+
+GRAD_CAM_WEIGHTS = "    channel_weights = gradients.mean(dim=(2, 3), keepdim=True)\n"
+GRAD_CAM_RETURN = "    return torch.relu((channel_weights * activations).sum(dim=1))\n"
+GRAD_CAM_MISTAKES = {
+    "no ReLU": ([(GRAD_CAM_RETURN, "    return (channel_weights * activations).sum(dim=1)\n")], "not passed through a ReLU",
+                "transfer.grad_cam.no_relu"),
+    "absolute value for ReLU": ([(GRAD_CAM_RETURN, "    return (channel_weights * activations).sum(dim=1).abs()\n")],
+                                "magnitude is taken", "transfer.grad_cam.absolute_value"),
+    "weights summed over the positions": ([("gradients.mean(dim=(2, 3)", "gradients.sum(dim=(2, 3)")], "H·W times too large",
+                                          "transfer.grad_cam.weights_summed"),
+    "maps averaged over the channels": ([(".sum(dim=1))", ".mean(dim=1))")], "C times too small",
+                                        "transfer.grad_cam.channels_averaged"),
+    "gradients multiplied in position by position": ([(GRAD_CAM_WEIGHTS, "    channel_weights = gradients\n")],
+                                                     "gradient at the same position",
+                                                     "transfer.grad_cam.elementwise_gradients"),
+    "weights averaged over the channel axis": ([("gradients.mean(dim=(2, 3)", "gradients.mean(dim=1")],
+                                               "one weight per position", "transfer.grad_cam.weights_per_position"),
+    "weights averaged over the batch too": ([("gradients.mean(dim=(2, 3)", "gradients.mean(dim=(0, 2, 3)")],
+                                            "same channel weights", "transfer.grad_cam.weights_shared_by_images"),
+    "ReLU before the sum": ([(GRAD_CAM_RETURN, "    return torch.relu(channel_weights * activations).sum(dim=1)\n")],
+                            "ReLU of each channel's weighted map", "transfer.grad_cam.relu_before_sum"),
+    "rescaled to a maximum of 1": ([(GRAD_CAM_RETURN, "    maps = torch.relu((channel_weights * activations).sum(dim=1))\n"
+                                                      "    return maps / maps.amax(dim=(1, 2), keepdim=True)\n")],
+                                   "maximum is 1", "transfer.grad_cam.rescaled"),
+    "activations weighted in place": ([(GRAD_CAM_RETURN, "    activations.mul_(channel_weights)\n"
+                                                         "    return torch.relu(activations.sum(dim=1))\n")],
+                                      "changed its argument activations in place", "changed_argument"),
+    "the channel axis kept": ([(".sum(dim=1))", ".sum(dim=1, keepdim=True))")], "expected \\(3, 4, 6\\)", "wrong_shape"),
+    "stretched to another size": ([(GRAD_CAM_RETURN, "    maps = torch.relu((channel_weights * activations).sum(dim=1))\n"
+                                                     "    return torch.nn.functional.interpolate(maps[:, None], size=(32, 32))[:, 0]\n")],
+                                  "returned shape \\(3, 32, 32\\)", "wrong_shape"),
+    "averaged over the wrong axes": ([("gradients.mean(dim=(2, 3)", "gradients.mean(dim=(1, 2)")], "grad_cam\\(activations",
+                                     None),
+    "nothing returned": ([(GRAD_CAM_RETURN, "    torch.relu((channel_weights * activations).sum(dim=1))\n")],
+                         "returned None", "returned_none"),
+}
+
+
+@pytest.mark.parametrize("mistake", GRAD_CAM_MISTAKES)
+def test_grad_cam_mistake_is_named(mistake):
+    edits, match, mistake_id = GRAD_CAM_MISTAKES[mistake]
+    rejects("test_grad_cam", match, mistake_id, grad_cam=define("grad_cam", edits))
+
+
+def grad_cam_in_numpy(activations, gradients):
+    """Valid: NumPy inside, a NumPy array out."""
+    a, g = np.asarray(activations, dtype=np.float64), np.asarray(gradients, dtype=np.float64)
+    weights = g.reshape(*g.shape[:2], -1).mean(axis=2)
+    return np.maximum(np.einsum("nc,nchw->nhw", weights, a), 0)
+
+
+def grad_cam_pooled(activations, gradients):
+    """Valid: torch's pooling, one image at a time, clamp for the ReLU, float64."""
+    maps = []
+    for a, g in zip(activations.double(), gradients.double()):
+        weights = torch.nn.functional.adaptive_avg_pool2d(g, 1)
+        maps.append((a * weights).sum(0).clamp(min=0))
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize("valid", [grad_cam_in_numpy, grad_cam_pooled])
+def test_grad_cam_written_differently_passes(valid):
+    run_test_cell(NB, "test_grad_cam", grad_cam=valid)
+
+
+def test_every_grad_cam_mistake_has_a_wrong_answer():
+    answered = {mistake for _, _, mistake in GRAD_CAM_MISTAKES.values()}
+    assert {m.id for m in transfer.GRAD_CAM_MISTAKES} - answered == set()
+
+
+# ---------------------------------------------------------------- the open task's tiers
+
+class Constant(nn.Module):
+    """Wrong: an untrained model that calls every image class 0."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(()))
+        self.classes = classes
+
+    def forward(self, x):
+        return nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), self.classes).float() + self.scale
+
+
+class Memorised(nn.Module):
+    """A model that knows every photo: its label by the nearest stored image (a stand-in for a perfect recipe)."""
+
+    def __init__(self, images, labels):
+        super().__init__()
+        self.register_buffer("images", images.flatten(1))
+        self.register_buffer("labels", torch.as_tensor(labels))
+
+    def forward(self, x):
+        nearest = torch.cdist(x.flatten(1), self.images).argmin(1)
+        return nn.functional.one_hot(self.labels[nearest], 2).float()
+
+
+@pytest.fixture
+def memorised(saved_backbone):
+    """Three fold models that know every photo, normalised as the hidden test does (fast mode)."""
+    from conftest import real_data_dir
+    from course_lib import transfer as transfer_lib
+    from course_lib.data import load_muffin_chihuahua
+
+    real_data_dir()
+    photos = load_muffin_chihuahua(image_size=64)
+    saved = transfer_lib.load_backbone()
+    evaluation = define("photo_transforms")(32, False, saved.mean, saved.std)
+    x = torch.stack([evaluation(torch.from_numpy(image).permute(2, 0, 1)) for image in photos.x])
+    return [Memorised(x, photos.y) for _ in range(3)]
+
+
+@pytest.mark.parametrize("tier", [1, 2, 3])
+def test_the_tiers_are_recomputed_from_the_fold_models(tier, memorised, monkeypatch):
+    """The grader loads the photos, makes the folds and normalises the held-out photos itself; the kernel's
+    models only predict: a typed-in risk earns nothing, a wrong number of models is named."""
+    monkeypatch.setenv("COURSE_FAST", "1")
+    grade_id = f"test_my_photo_recipe_tier_{tier}"
+    tiers = (0.42, 0.36, 0.32)            # what the locked cell sets in fast mode; the hidden test has its own
+    run_test_cell(NB, grade_id, my_cv_risk=0.1, my_cv_models=memorised, PHOTO_TIERS=tiers)
+    rejects(grade_id, f"above tier {tier}", my_cv_risk=0.0, my_cv_models=[Constant(2)] * 3, PHOTO_TIERS=tiers)
+    rejects(grade_id, f"above tier {tier}", my_cv_risk=0.0, my_cv_models=[Constant(2)] * 3, PHOTO_TIERS=(1, 1, 1))
+    rejects(grade_id, "my_cv_models holds 2 models for 3 folds", my_cv_risk=0.0, my_cv_models=memorised[:2],
+            PHOTO_TIERS=tiers)
+    rejects(grade_id, f"tier {tier} needs a cross-validated risk", my_cv_risk=0.9, my_cv_models=memorised,
+            PHOTO_TIERS=tiers)
+
+
 # ---------------------------------------------------------------- the Fashion-MNIST test accuracy
 
 GREY_MEAN, GREY_STD = 0.3, 0.35   # what the hidden test reads from the saved backbone (patched in below)
@@ -439,17 +585,6 @@ def saved_backbone(monkeypatch):
 
     saved = transfer.Backbone(None, (GREY_MEAN - 0.1, GREY_MEAN, GREY_MEAN + 0.1), (GREY_STD,) * 3, "for the tests")
     monkeypatch.setattr(transfer, "load_backbone", lambda: saved)
-
-
-class Constant(nn.Module):
-    """Wrong: an untrained model that calls every image class 0."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        return nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 10).float() + self.scale
 
 
 class Unflattened(nn.Module):

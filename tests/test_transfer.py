@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from PIL import Image
 
 from conftest import real_data_dir
@@ -208,3 +209,90 @@ def test_the_course_photos_load(monkeypatch):
     real_data_dir()
     photos = load_muffin_chihuahua(image_size=32)
     assert photos.x.shape == (150, 32, 32, 3) and photos.class_names == ["chihuahua", "muffin"]
+
+
+# ---------------------------------------------------------------- folds, frozen batch norms, heat maps
+
+def test_stratified_folds_hold_each_photo_out_once_and_keep_the_class_shares():
+    from course_lib.transfer import stratified_folds
+
+    y = np.array([0] * 82 + [1] * 68)
+    folds = stratified_folds(y, 5, seed=0)
+    held_out = np.concatenate([held for _, held in folds])
+    assert sorted(held_out.tolist()) == list(range(len(y)))
+    for train, held in folds:
+        assert set(train.tolist()) | set(held.tolist()) == set(range(len(y))) and not set(train) & set(held)
+        assert len(held) == 30 and abs((y[held] == 1).sum() - 68 / 5) < 1
+    again = stratified_folds(y, 5, seed=0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, stratified_folds(y, 5, seed=1)))
+    with pytest.raises(ValueError):
+        stratified_folds(y, 1)
+
+
+def test_a_frozen_backbone_keeps_its_batch_norm_statistics_in_training():
+    from course_lib.trainer import fit
+    from course_lib.transfer import keep_frozen_norms_in_eval
+
+    torch.manual_seed(0)
+    model = FastCIFARNet(widths=(4, 8, 8, 8), num_classes=2)
+    model.features.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    assert keep_frozen_norms_in_eval(model) is model and keep_frozen_norms_in_eval(model) is model
+    x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 2, (16,))
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    fit(model, [(x, y)], None, 2, optimizer, progress=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    model.features[-3:].requires_grad_(True)          # the top block's last conv and batch norm learn again
+    model.features[-2].weight.requires_grad_(False)   # its scale stays frozen, as FastCIFARNet has it
+    model.train()(x)
+    assert model.features[-2].training and not model.features[1].training
+    assert not torch.equal(before["features.22.running_mean"], model.state_dict()["features.22.running_mean"])
+
+
+def test_backbone_blocks_split_fastcifarnet_at_its_blocks():
+    from course_lib.transfer import backbone_blocks
+
+    model = FastCIFARNet()
+    blocks = backbone_blocks(model)
+    assert [sum(isinstance(m, nn.Conv2d) for m in block) for block in blocks] == [1, 2, 2, 2]
+    assert not any(isinstance(m, nn.Linear) for block in blocks for m in block)
+    with pytest.raises(ValueError, match="7 convolutions"):
+        backbone_blocks(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(4, 2)))
+
+
+def test_activations_and_gradients_match_autograd_and_leave_the_model_as_it_was():
+    from course_lib.transfer import activations_and_gradients, saliency
+
+    torch.manual_seed(1)
+    model = FastCIFARNet(widths=(4, 8, 8, 8), num_classes=3).train()
+    x, classes = torch.randn(2, 3, 16, 16), np.array([2, 0])
+    layer = model.features[-1]
+    acts, grads = activations_and_gradients(model, layer, x, classes)
+    assert model.training and all(p.grad is None for p in model.parameters())
+    model.eval()
+    kept = {}
+    handle = layer.register_forward_hook(lambda m, i, o: kept.setdefault("out", o))
+    logits = model(x)
+    handle.remove()
+    want, = torch.autograd.grad(logits[[0, 1], [2, 0]].sum(), kept["out"])
+    assert acts.shape == (2, 8, 2, 2) and torch.allclose(acts, kept["out"].detach()) and torch.allclose(grads, want)
+    maps = saliency(model, x, classes)
+    pixels = x.clone().requires_grad_(True)
+    want, = torch.autograd.grad(model(pixels)[[0, 1], [2, 0]].sum(), pixels)
+    assert maps.shape == (2, 16, 16) and torch.allclose(maps, want.abs().amax(1))
+
+
+def test_show_heat_maps_draws_maps_over_photos():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib.errors import CourseValueError
+    from course_lib.plots import show_heat_maps
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    fig = show_heat_maps(images, torch.rand(3, 4, 4), ["a", "b", "c"], ncols=2, title="maps")
+    assert len(fig.axes) == 4
+    show_heat_maps(images / 255, np.zeros((3, 2, 2)))
+    with pytest.raises(CourseValueError):
+        show_heat_maps(images, torch.rand(2, 4, 4))

@@ -1,5 +1,6 @@
 """Checks for notebook 06 (transfer to new datasets): a backbone adapted to new data, photo
-transforms for training and evaluation, and parameter groups with their own learning rates.
+transforms for training and evaluation, parameter groups with their own learning rates, and the
+weighting of Grad-CAM's heat maps.
 
 References come from properties, not from a model answer: a small random ``FastCIFARNet`` is
 adapted and inspected (which parameters learn, which weights were kept, what the first layer's
@@ -26,7 +27,7 @@ from course_lib.checks.toolkit import (Mistake, call, close, compare, describe, 
                                        passed)
 from course_lib.models import FastCIFARNet
 
-__all__ = ["check_adapt_model", "check_photo_transforms", "check_param_groups"]
+__all__ = ["check_adapt_model", "check_photo_transforms", "check_param_groups", "check_grad_cam"]
 
 MODES = ("linear_probe", "fine_tune", "scratch")
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)     # a backbone's statistics, for the transform checks
@@ -86,6 +87,10 @@ ADAPT_MODEL_MISTAKES = (
     Mistake("transfer.adapt_model.network_frozen",
             "freezes {frozen}: this mode trains the whole network.",
             shows=lambda v: v["mode"] != "linear_probe" and v["frozen"]),
+    Mistake("transfer.adapt_model.frozen_unfrozen",
+            "lets {unfrozen} learn, which the backbone kept frozen (the batch norms' scales): a mode decides which of "
+            "the backbone's learning parameters learn, and what it froze stays frozen.",
+            shows=lambda v: v["unfrozen"]),
     Mistake("transfer.adapt_model.scratch_from_zeros",
             "starts {zero} from weights that are all zero: a network that starts from zeros cannot learn different "
             "filters.", shows=lambda v: v["mode"] == "scratch" and v["zero"]),
@@ -202,6 +207,7 @@ def _adapt_view(found: dict, backbone: nn.Module, reference: dict, mode: str, in
         "head_trainable": bool(head & trainable),
         "trainable_backbone": _named(sorted(trainable - head)),
         "frozen": _named(name for name in convs if name not in trainable),
+        "unfrozen": _named(sorted(name for name in trainable - head if reference["trainable"].get(name) is False)),
         "zero": _named(name for name in convs if not weights[name].abs().sum() > 0),
         "kept": _named(name for name in later if torch.equal(weights[name], pretrained[name])),
         "changed": _named(name for name in later if not torch.equal(weights[name], pretrained[name])),
@@ -562,3 +568,102 @@ def check_param_groups(param_groups) -> None:
                 expect(close(lr_of[name], lr), f"{what} trains {name} at {describe(lr_of[name])}; expected {part} = "
                                                f"{lr}.")
     passed("param_groups")
+
+
+# ---------------------------------------------------------------- Grad-CAM
+
+def _cam(activations: torch.Tensor, weights: torch.Tensor, relu: bool = True) -> torch.Tensor:
+    """Each image's activation maps (N, C, H, W) combined by a 1x1 convolution with its own channel weights
+    (N, C), then torch's ReLU unless ``relu`` is False: (N, H, W)."""
+    maps = torch.cat([F.conv2d(a[None], w.reshape(1, -1, 1, 1)) for a, w in zip(activations, weights)])[:, 0]
+    return F.relu(maps) if relu else maps
+
+
+def _pooled(gradients: torch.Tensor) -> torch.Tensor:
+    """torch's adaptive average pooling of each gradient map to one number: (N, C)."""
+    return F.adaptive_avg_pool2d(gradients, 1).flatten(1)
+
+
+def grad_cam_reference(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al., 2017) computed with torch's layers: the gradients pooled to one weight per
+    image and channel, the activation maps combined by a 1x1 convolution with them, then ReLU."""
+    return _cam(activations, _pooled(gradients))
+
+
+def _rescaled(maps: torch.Tensor) -> torch.Tensor:
+    peaks = maps.flatten(1).amax(1).clamp_min(1e-12)
+    return maps / peaks[:, None, None]
+
+
+# Tried in order on the student's maps; ``returns`` takes (activations, gradients); each hint follows
+# "grad_cam(activations, gradients)".
+GRAD_CAM_MISTAKES = (
+    Mistake("transfer.grad_cam.no_relu",
+            "has negative values: the weighted sum of the activation maps is not passed through a ReLU, which keeps "
+            "only the places that raise the class score.",
+            returns=lambda a, g: _cam(a, _pooled(g), relu=False)),
+    Mistake("transfer.grad_cam.absolute_value",
+            "turns negative places positive: the weighted sum's magnitude is taken where a ReLU should set "
+            "them to 0 (they lower the class score).",
+            returns=lambda a, g: _cam(a, _pooled(g), relu=False).abs()),
+    Mistake("transfer.grad_cam.relu_before_sum",
+            "sums the ReLU of each channel's weighted map: the ReLU comes after the sum over the channels, so that "
+            "channels pulling the score down cancel those pushing it up.",
+            returns=lambda a, g: F.relu(a * _pooled(g)[:, :, None, None]).sum(1)),
+    Mistake("transfer.grad_cam.weights_summed",
+            "is H·W times too large: each channel's weight is the sum of its gradient over the positions, where the "
+            "contract asks for their mean.",
+            returns=lambda a, g: _cam(a, _pooled(g)) * g.shape[-2] * g.shape[-1]),
+    Mistake("transfer.grad_cam.channels_averaged",
+            "is C times too small: the weighted activation maps are averaged over the channels where the contract "
+            "sums them.", returns=lambda a, g: _cam(a, _pooled(g)) / g.shape[1]),
+    Mistake("transfer.grad_cam.elementwise_gradients",
+            "multiplies each activation by the gradient at the same position: the weights should be one number per "
+            "channel, the gradient's mean over the positions.",
+            returns=lambda a, g: F.relu(torch.einsum("nchw,nchw->nhw", g, a))),
+    Mistake("transfer.grad_cam.weights_per_position",
+            "averages the gradients over the channels (one weight per position): average each channel's gradient "
+            "over the positions, the last two axes.",
+            returns=lambda a, g: F.relu(torch.einsum("nhw,nchw->nhw", g.mean(1), a))),
+    Mistake("transfer.grad_cam.weights_shared_by_images",
+            "gives every image the same channel weights, averaged over the whole batch: each image's weights come "
+            "from its own gradients.",
+            returns=lambda a, g: _cam(a, _pooled(g).mean(0, keepdim=True).expand(len(g), -1))),
+    Mistake("transfer.grad_cam.rescaled",
+            "rescales each map so that its maximum is 1: return the maps as computed (the plot rescales them).",
+            shows=lambda m, a, g: close(m, _rescaled(_cam(a, _pooled(g))), 1e-4)),
+)
+
+
+def grad_cam_inputs(seed: int, n: int = 3, channels: int = 5, height: int = 4, width: int = 6) -> tuple:
+    """Activations (N, C, H, W) as a GELU layer gives them and gradients whose spatial means vary by channel and
+    image; the map of each image is positive in some places and clipped in others."""
+    generator = torch.Generator().manual_seed(seed)
+    activations = F.gelu(torch.randn(n, channels, height, width, generator=generator) * 1.5)
+    gradients = (torch.randn(n, channels, 1, 1, generator=generator)
+                 + torch.randn(n, channels, height, width, generator=generator))
+    return activations, gradients
+
+
+def check_grad_cam(grad_cam) -> None:
+    """``grad_cam(activations, gradients)``: Grad-CAM's heat maps from a layer's activations and the class
+    score's gradients with respect to them.
+
+    Contract: activations and gradients are tensors (N, C, H, W); it returns (N, H, W) (a tensor, or a NumPy
+    array): for each image, the weight of channel c is the mean over the H·W positions of its gradient, and the
+    map is the ReLU of the sum over channels of weight times activation map, not rescaled; the inputs are left
+    unchanged. Checked on random batches of two shapes (H differs from W, C from both).
+    """
+    for seed, shape in ((0, (3, 5, 4, 6)), (1, (2, 7, 5, 3))):
+        activations, gradients = grad_cam_inputs(seed, *shape)
+        n, c, h, w = shape
+        shown = f"activations and gradients of shape {shape}"
+        maps = call(grad_cam, activations, gradients, name="grad_cam", shown=shown, returns="array",
+                    keeps={0: "activations", 1: "gradients"})
+        expect(tuple(getattr(maps, "shape", ())) == (n, h, w),
+               f"grad_cam({shown}) returned shape {tuple(getattr(maps, 'shape', ()))}; expected {(n, h, w)}: one "
+               "H x W map per image, at the layer's resolution.", "wrong_shape")
+        compare(maps, grad_cam_reference(activations, gradients), f"grad_cam({shown})", tol=1e-4,
+                mistakes=GRAD_CAM_MISTAKES, inputs=(activations, gradients),
+                expected_as="Grad-CAM (computed with torch's pooling and 1x1 convolution)")
+    passed("grad_cam", "channel weights, weighted sum and ReLU on two batches")
