@@ -14,8 +14,10 @@ from course_lib.errors import CourseTypeError, CourseValueError
 from course_lib.validation import check_int, check_number, describe
 
 __all__ = [
-    "plot_history", "show_images", "plot_confusion_matrix", "compare_histories", "scaled_for_display", "MAX_IMAGES",
+    "plot_history", "show_images", "plot_confusion_matrix", "compare_histories", "plot_spread", "scaled_for_display",
+    "MAX_IMAGES",
     "CURVES",
+    "show_heat_maps",
 ]
 
 MAX_IMAGES = 256  # more than this in one grid takes minutes to draw and shows nothing
@@ -92,6 +94,46 @@ def show_images(images, labels=None, class_names=None, ncols: int = 8, scale: fl
     return fig
 
 
+def show_heat_maps(images, maps, titles=None, ncols: int = 6, alpha: float = 0.5, scale: float = 1.6,
+                   title: str | None = None):
+    """Heat maps over their images: ``images`` (N, H, W, 3) uint8 or in [0, 1], ``maps`` (N, h, w) numbers >= 0
+    (a tensor or an array; a coarse map is stretched smoothly to H x W). Each map is shown on its own scale,
+    from 0 (transparent) to its maximum (red); a map that is 0 everywhere shows nothing. ``titles``: one short
+    string per image."""
+    import torch
+    import torch.nn.functional as F
+
+    images = _numbers("images", images)
+    maps = _numbers("maps", maps)
+    if images.ndim != 4 or images.shape[-1] != 3 or maps.ndim != 3 or len(maps) != len(images):
+        raise CourseValueError(f"show_heat_maps needs images (N, H, W, 3) and maps (N, h, w) for the same N, got "
+                               f"{describe(images)} and {describe(maps)}")
+    if not 0 < len(images) <= MAX_IMAGES:
+        raise CourseValueError(f"show_heat_maps draws 1 to {MAX_IMAGES} images, got {len(images)}: pass a slice")
+    if titles is not None and len(titles) != len(images):
+        raise CourseValueError(f"{len(images)} images but {len(titles)} titles")
+    ncols = check_int("ncols", ncols, low=1, hint="images per row")
+    stretched = F.interpolate(torch.as_tensor(np.nan_to_num(maps), dtype=torch.float32)[:, None],
+                              size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0].numpy()
+    peaks = stretched.max(axis=(1, 2), keepdims=True)
+    stretched = np.where(peaks > 0, stretched / np.where(peaks > 0, peaks, 1), 0.0)
+    n, ncols = len(images), min(ncols, len(images))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(scaled_for_display(images[i]))
+        ax.imshow(stretched[i], cmap="jet", alpha=alpha * stretched[i], vmin=0, vmax=1)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def scaled_for_display(image: np.ndarray) -> np.ndarray:
     """uint8 as it is; anything else scaled from its finite range to [0, 1] (NaN and inf as 0)."""
     if image.dtype == np.uint8:
@@ -144,13 +186,15 @@ _LABELS = {"train_loss": "training loss", "train_acc": "training accuracy", "val
 def compare_histories(histories: dict, keys=("train_loss", "val_acc"), title: str | None = None, axes=None):
     """Several runs overlaid: one panel per ``History`` field in ``keys``, one line per run.
 
-    ``histories``: run name → a ``History`` (or a mapping of lists). Losses get a log axis.
-    ``axes``: one matplotlib axes per key to draw into (default: a new figure). Returns the figure.
+    ``histories``: run name → a ``History`` (or a mapping of lists), or a list of them (the same
+    run with several seeds: their mean is drawn, with a band from the lowest to the highest seed).
+    Losses get a log axis. ``axes``: one matplotlib axes per key to draw into (default: a new
+    figure). Returns the figure.
     """
     if not isinstance(histories, Mapping) or not histories:
         raise CourseTypeError(f"histories must be a dict of run name -> History with at least one run, got "
                               f"{describe(histories)}")
-    curves = {name: _curves(f"histories[{name!r}]", history) for name, history in histories.items()}
+    curves = {name: _seed_curves(f"histories[{name!r}]", history) for name, history in histories.items()}
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
     for name, record in curves.items():
         missing = [key for key in keys if key not in record]
@@ -166,8 +210,12 @@ def compare_histories(histories: dict, keys=("train_loss", "val_acc"), title: st
         raise CourseValueError(f"got {len(axes)} axes for {len(keys)} keys {keys}: pass one axes per key")
     for ax, key in zip(axes, keys):
         for name, record in curves.items():
-            values = record[key]
-            ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
+            values = np.atleast_2d(np.asarray(record[key], dtype=float))    # (seeds, epochs)
+            epochs = np.arange(1, values.shape[1] + 1)
+            line, = ax.plot(epochs, values.mean(axis=0), marker="o", ms=3,
+                            label=name if len(values) == 1 else f"{name} ({len(values)} seeds)")
+            if len(values) > 1:
+                ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
         ax.set(xlabel="epoch", ylabel=_LABELS.get(key, key), yscale="log" if key.endswith("loss") else "linear")
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7, loc="best")
@@ -176,6 +224,50 @@ def compare_histories(histories: dict, keys=("train_loss", "val_acc"), title: st
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _seed_curves(name: str, history) -> dict:
+    """One run's curves, or several seeds' (a list of runs): key -> list of numbers, or list of such lists."""
+    if not isinstance(history, (list, tuple)):
+        return _curves(name, history)
+    if not history:
+        raise CourseValueError(f"{name} is an empty list: give at least one History")
+    runs = [_curves(f"{name}[{i}]", run) for i, run in enumerate(history)]
+    keys = [key for key in runs[0] if all(key in run and isinstance(run[key], (list, tuple)) for run in runs)]
+    lengths = {key: {len(run[key]) for run in runs} for key in keys}
+    uneven = [key for key in keys if len(lengths[key]) > 1]
+    if uneven:
+        raise CourseValueError(f"the runs of {name} have {uneven[0]} of different lengths {sorted(lengths[uneven[0]])}: "
+                               "give runs of the same number of epochs")
+    return {key: [list(run[key]) for run in runs] for key in keys}
+
+
+def plot_spread(results: dict, xlabel: str = "validation accuracy", title: str | None = None, ax=None):
+    """Each run's value over several seeds: one row per name, a dot per seed, the mean ± one standard deviation.
+
+    ``results``: name → a list of numbers (one per seed), drawn top to bottom in the dict's order.
+    Returns the axes.
+    """
+    if not isinstance(results, Mapping) or not results:
+        raise CourseTypeError(f"results must be a dict of name -> list of numbers, got {describe(results)}")
+    values = {name: _numbers(f"results[{name!r}]", numbers).reshape(-1) for name, numbers in results.items()}
+    empty = [name for name, numbers in values.items() if not len(numbers)]
+    if empty:
+        raise CourseValueError(f"results[{empty[0]!r}] is empty: give one number per seed")
+    if ax is None:
+        ax = plt.subplots(figsize=(7, 0.32 * len(values) + 1.2))[1]
+    for row, (name, numbers) in enumerate(values.items()):
+        spread = numbers.std(ddof=1) if len(numbers) > 1 else 0.0
+        ax.errorbar(numbers.mean(), row, xerr=spread, fmt="o", color="C0", capsize=3)
+        ax.plot(numbers, np.full(len(numbers), row), "|", color="C1", ms=9)
+    ax.set_yticks(range(len(values)), list(values), fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"{xlabel}: mean ± standard deviation (dot, bar) and each seed (ticks)")
+    ax.grid(alpha=0.3, axis="x")
+    if title:
+        ax.set_title(title)
+    ax.figure.tight_layout()
+    return ax
 
 
 def _curves(name: str, history) -> dict:
