@@ -275,7 +275,7 @@ def activations_and_gradients(model: nn.Module, layer: nn.Module, images: torch.
         saved["out"] = output
 
     classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
-    training = model.training
+    was_training = model.training
     handle = layer.register_forward_hook(keep)
     try:
         model.eval()
@@ -287,7 +287,7 @@ def activations_and_gradients(model: nn.Module, layer: nn.Module, images: torch.
             gradients, = torch.autograd.grad(score, saved["out"])
     finally:
         handle.remove()
-        model.train(training)
+        model.train(was_training)
     return saved["out"].detach(), gradients.detach()
 
 
@@ -296,7 +296,7 @@ def saliency(model: nn.Module, images: torch.Tensor, classes) -> torch.Tensor:
     reacts to each pixel, the largest absolute gradient over the colour channels. images: normalised (N, C, H, W);
     classes: (N,). Returns (N, H, W), detached; the model runs in evaluation mode and is left as it was."""
     classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
-    training = model.training
+    was_training = model.training
     try:
         model.eval()
         with torch.set_grad_enabled(True):
@@ -304,5 +304,5 @@ def saliency(model: nn.Module, images: torch.Tensor, classes) -> torch.Tensor:
             score = model(pixels).gather(1, classes[:, None]).sum()
             gradient, = torch.autograd.grad(score, pixels)
     finally:
-        model.train(training)
+        model.train(was_training)
     return gradient.abs().amax(dim=1)

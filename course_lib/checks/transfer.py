@@ -638,10 +638,10 @@ GRAD_CAM_MISTAKES = (
 def grad_cam_inputs(seed: int, n: int = 3, channels: int = 5, height: int = 4, width: int = 6) -> tuple:
     """Activations (N, C, H, W) as a GELU layer gives them and gradients whose spatial means vary by channel and
     image; the map of each image is positive in some places and clipped in others."""
-    generator = torch.Generator().manual_seed(seed)
-    activations = F.gelu(torch.randn(n, channels, height, width, generator=generator) * 1.5)
-    gradients = (torch.randn(n, channels, 1, 1, generator=generator)
-                 + torch.randn(n, channels, height, width, generator=generator))
+    draws = torch.Generator().manual_seed(seed)
+    activations = F.gelu(torch.randn(n, channels, height, width, generator=draws) * 1.5)
+    gradients = (torch.randn(n, channels, 1, 1, generator=draws)
+                 + torch.randn(n, channels, height, width, generator=draws))
     return activations, gradients
 
 

@@ -503,7 +503,7 @@ def check_zero_one_risk(fn) -> None:
 
 class _PairedCase(NamedTuple):
     """Labels and two models' predictions built from ``kinds``: (both right, only A right, only B right, both wrong
-    alike, both wrong differently), as ``form`` says ("arrays", "lists", "tensors" or "booleans")."""
+    alike, both wrong differently), as ``form`` says ("arrays", "python", "tensors" or "booleans")."""
     setting: str
     y_true: object
     pred_a: object
@@ -526,7 +526,7 @@ def _paired_case(setting: str, kinds, form: str = "arrays", seed: int = 0, class
     b = np.select([np.isin(kind, (0, 2)), kind == 3], [y, wrong], other)
     if form == "booleans":
         y, a, b = y.astype(bool), a.astype(bool), b.astype(bool)
-    elif form == "lists":
+    elif form == "python":
         y, a, b = y.tolist(), a.tolist(), b.tolist()
     elif form == "tensors":
         import torch
@@ -625,7 +625,7 @@ def _paired_cases() -> tuple:
         _paired_case("on 300 labels", (200, 23, 11, 30, 36), seed=1),
         _paired_case("on 40 boolean labels", (29, 5, 0, 6, 0), form="booleans", seed=2, classes=2),
         _paired_case("on 120 labels as tensors", (80, 9, 21, 4, 6), form="tensors", seed=3),
-        _paired_case("on 60 labels as Python lists", (35, 4, 12, 3, 6), form="lists", seed=4),
+        _paired_case("on 60 labels as Python lists", (35, 4, 12, 3, 6), form="python", seed=4),
         _paired_case("with b = c", (50, 6, 6, 5, 3), seed=5),
         _paired_case("when no example is right for only one model", (40, 0, 0, 5, 7), seed=6),
     )
