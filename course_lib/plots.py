@@ -76,13 +76,8 @@ def show_images(images, labels=None, class_names=None, ncols: int = 8, scale: fl
         labels = _labels("labels", labels, len(class_names) if class_names else None)
         if len(labels) != len(images):
             raise CourseValueError(f"{len(images)} images but {len(labels)} labels: give one label per image")
-    n = len(images)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
+    fig, axes = _image_grid(len(images), ncols, scale)
+    for i, ax in enumerate(axes):
         image = images[i][..., 0] if images[i].ndim == 3 and images[i].shape[-1] == 1 else images[i]
         ax.imshow(scaled_for_display(image), cmap="gray" if image.ndim == 2 else None)
         if labels is not None:
@@ -117,13 +112,8 @@ def show_heat_maps(images, maps, titles=None, ncols: int = 6, alpha: float = 0.5
                               size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0].numpy()
     peaks = stretched.max(axis=(1, 2), keepdims=True)
     stretched = np.where(peaks > 0, stretched / np.where(peaks > 0, peaks, 1), 0.0)
-    n, ncols = len(images), min(ncols, len(images))
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
+    fig, axes = _image_grid(len(images), min(ncols, len(images)), scale)
+    for i, ax in enumerate(axes):
         ax.imshow(scaled_for_display(images[i]))
         ax.imshow(stretched[i], cmap="jet", alpha=alpha * stretched[i], vmin=0, vmax=1)
         if titles is not None:
@@ -224,6 +214,15 @@ def compare_histories(histories: dict, keys=("train_loss", "val_acc"), title: st
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _image_grid(n: int, ncols: int, scale: float):
+    """A figure of ceil(n / ncols) rows of ``ncols`` axes, all without ticks; returns it and its first n axes."""
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
 
 
 def _seed_curves(name: str, history) -> dict:
