@@ -15,7 +15,6 @@ dropout of 1.5) raise ``CourseValueError`` or ``CourseTypeError`` naming the arg
 | ``PlainCNN``   | 3, 4 or 5 conv layers, no normalisation                 |     94,538 |
 | ``SimpleCNN``  | two conv layers and a two-layer classifier              |    151,882 |
 | ``DeepCNN``    | six conv layers with batch norm and dropout             |    288,746 |
-| ``ResNetSmall``| residual blocks, global average pooling                 |    175,258 |
 | ``TwoBranchNet``| pooled-input MLP branch + conv branch, logits summed   |     33,140 |
 | ``FastCIFARNet``| airbench-style, ~17.5M multiply-adds per image         |    144,592 |
 """
@@ -30,7 +29,7 @@ from course_lib.errors import CourseValueError
 from course_lib.validation import check_int, check_module, check_number, describe, explain_forward_error
 
 __all__ = [
-    "MLP1", "MLP2", "PlainCNN", "SimpleCNN", "DeepCNN", "ResidualBlock", "ResNetSmall", "TwoBranchNet",
+    "MLP1", "MLP2", "PlainCNN", "SimpleCNN", "DeepCNN", "TwoBranchNet",
     "FastCIFARNet", "count_params", "count_macs",
 ]
 
@@ -206,60 +205,6 @@ class DeepCNN(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
-
-
-class ResidualBlock(nn.Module):
-    """out = ReLU(F(x) + shortcut(x)), F = conv-BN-ReLU-conv-BN.
-
-    Input (N, c_in, H, W), output (N, c_out, H/stride, W/stride). The shortcut is the identity,
-    or a 1x1 conv + BN when the shape changes.
-    """
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1):
-        super().__init__()
-        self.residual = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-        )
-        self.shortcut = nn.Identity()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        return self.relu(self.residual(x) + self.shortcut(x))
-
-
-class ResNetSmall(nn.Module):
-    """A CIFAR ResNet (He et al., 2016): a conv stem, three stages of residual blocks, global average pooling.
-
-    Stages have widths (16, 32, 64) and halve H and W at the start of the 2nd and 3rd:
-    (N, C, 32, 32) -> (N, 16, 32, 32) -> (N, 32, 16, 16) -> (N, 64, 8, 8) -> (N, 64) -> (N, num_classes).
-    ``blocks_per_stage=3`` gives the classic ResNet-20.
-
-    Input (N, C, H, W), output (N, num_classes).
-    Defaults (3x32x32, 2 blocks per stage, 10 classes): 175,258 parameters.
-    """
-
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, widths=(16, 32, 64), blocks_per_stage: int = 2):
-        super().__init__()
-        if not isinstance(widths, (tuple, list)) or not widths:
-            raise CourseValueError(f"ResNetSmall's widths must be a tuple of stage widths, e.g. (16, 32, 64), got "
-                                   f"{describe(widths)}")
-        _sizes(in_channels, num_classes, widths=widths)
-        check_int("blocks_per_stage", blocks_per_stage, low=1, hint="3 gives ResNet-20")
-        self.stem = _conv_bn_relu(in_channels, widths[0])
-        blocks, c_in = [], widths[0]
-        for stage, c_out in enumerate(widths):
-            for i in range(blocks_per_stage):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(ResidualBlock(c_in, c_out, stride))
-                c_in = c_out
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
-
-    def forward(self, x):
-        return self.head(self.blocks(self.stem(x)))
 
 
 class TwoBranchNet(nn.Module):

@@ -573,7 +573,6 @@ def test_checkpoint_optimizers_and_save_arguments(tmp_path):
     (lambda: models.MLP1(image_size=(28,)), ("image_size", "(28,)")),
     (lambda: models.MLP2(hidden=512), ("hidden", "(h1, h2)")),
     (lambda: models.DeepCNN(dropout=1.5), ("dropout", "1.5")),
-    (lambda: models.ResNetSmall(blocks_per_stage=0), ("blocks_per_stage", "got 0")),
     (lambda: models.FastCIFARNet(widths=(16,)), ("widths", "(16,)")),
     (lambda: models.PlainCNN(depth=True), ("depth must be 3, 4 or 5",)),
     (lambda: models.count_params(models.MLP1), ("the class MLP1", "MLP1()")),

@@ -6,7 +6,7 @@ import torch
 
 from course_lib import models
 from course_lib.models import (
-    MLP1, MLP2, DeepCNN, FastCIFARNet, PlainCNN, ResNetSmall, SimpleCNN, TwoBranchNet, count_macs, count_params,
+    MLP1, MLP2, DeepCNN, FastCIFARNet, PlainCNN, SimpleCNN, TwoBranchNet, count_macs, count_params,
 )
 
 # Parameters for the default arguments on 3x32x32 inputs and 10 classes; the docstrings say the same.
@@ -16,7 +16,6 @@ EXPECTED_PARAMS = {
     "PlainCNN": (PlainCNN, 94_538),
     "SimpleCNN": (SimpleCNN, 151_882),
     "DeepCNN": (DeepCNN, 288_746),
-    "ResNetSmall": (ResNetSmall, 175_258),
     "TwoBranchNet": (TwoBranchNet, 33_140),
     "FastCIFARNet": (FastCIFARNet, 144_592),
 }
@@ -58,10 +57,6 @@ def test_plain_cnn_depths(depth, expected):
     assert model(torch.randn(2, 1, 28, 28).repeat(1, 3, 1, 1)).shape == (2, 10)
     with pytest.raises(ValueError, match="depth must be 3, 4 or 5"):
         PlainCNN(depth=6)
-
-
-def test_resnet20_size():
-    assert count_params(ResNetSmall(blocks_per_stage=3)) == 272_474    # He et al. (2016) report 0.27M
 
 
 def test_fast_cifar_net_cost_and_frozen_batch_norm_scales():

@@ -42,7 +42,7 @@ GENERIC = {
     "lr*weight_decay",
     # notebook 03's specification table lists the classifier's layers and says that forward runs
     # self.features, then self.classifier: this code transcribes the table, and the course's other
-    # models (ResNetSmall, SimpleCNN, DeepCNN) are written the same way
+    # models (SimpleCNN, DeepCNN) are written the same way
     "self.features(x)", "self.classifier(self.features(x))", "nn.Linear(c_in,num_classes)",
     "nn.Sequential(nn.AdaptiveAvgPool2d(1),nn.Flatten(),nn.Linear(c_in,num_classes))",
     # the signature of notebook 01's one_hot, which mlp_backward's solution calls

@@ -425,7 +425,7 @@ def test_history_best_is_the_best_value_or_a_clear_error(key, values):
 # models
 # ----------------------------------------------------------------------------------------------
 @hypothesis_settings(max_examples=80)
-@given(kind=st.sampled_from(["MLP1", "MLP2", "PlainCNN", "SimpleCNN", "DeepCNN", "ResNetSmall", "TwoBranchNet",
+@given(kind=st.sampled_from(["MLP1", "MLP2", "PlainCNN", "SimpleCNN", "DeepCNN", "TwoBranchNet",
                              "FastCIFARNet"]),
        in_channels=SMALL, num_classes=SMALL,
        size=st.one_of(st.integers(1, 6), st.tuples(st.integers(1, 6), st.integers(1, 6)),
@@ -446,7 +446,7 @@ def test_models_build_and_give_one_logit_row_per_image_or_refuse(kind, in_channe
         kwargs["depth"] = 7 if extra == "bad depth" else 3
     if kind == "DeepCNN" and extra == "dropout":
         kwargs["dropout"] = 1.5
-    if kind in ("ResNetSmall", "FastCIFARNet"):
+    if kind == "FastCIFARNet":
         kwargs["widths"] = (width, 2) if extra != "tuple" else width
     model, err = outcome(getattr(models, kind), **kwargs)
     if err is not None:
