@@ -32,6 +32,9 @@ GENERIC = {
     # single torch layers named by notebook 03's specification table; notebook 02's demos and the
     # models of course_lib.models use them too: the answer is their arrangement, not any one of them
     "nn.Flatten()", "nn.AdaptiveAvgPool2d(1)", "nn.MaxPool2d(2)", "nn.Sequential(*layers)",
+    # the layers of notebook 07's basic-block table, one at a time (course_lib.models builds its networks from
+    # the same torch layers); the exercise is their arrangement and the shortcut
+    "nn.BatchNorm2d(c_out)", "nn.Conv2d(c_out,c_out,3,padding=1,bias=False)", "nn.Sequential(*blocks)",
     # the Python and torch interfaces an exercise is told to use: nn.Module and Optimizer subclasses
     # start with super().__init__, notebook 03 names model.modules() as the order of the layers,
     # notebook 04 section 6 explains param_groups, group['params'] and self.state[p]
@@ -64,7 +67,7 @@ GENERIC = {
 
 # Open tasks have no single answer to give away: their model answer is one design among many (notebook 03's
 # is the FastCIFARNet recipe its section 7 trains in plain sight), and its tiers are graded on what it reaches.
-OPEN_TASKS = {"my_model", "make_my_optimizer", "my_search", "my_photo_recipe"}
+OPEN_TASKS = {"my_model", "make_my_optimizer", "my_search", "my_photo_recipe", "my_resnet"}
 
 _SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION", re.M | re.S)
 
