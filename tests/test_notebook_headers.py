@@ -53,7 +53,7 @@ def test_header_says_how_to_turn_on_fast_mode(assignment):
 
 def test_the_times_are_read_from_the_table():
     times = measured_times()
-    assert times["03_building_cnns"]["full"] == "660" and times["04_optimizers"]["full"] == "944–958"
+    assert times["03_building_cnns"]["full"] == "660" and times["04_optimizers"]["full"] == "1,339"
 
 
 def test_colab_installs_the_release_the_notebook_came_from():

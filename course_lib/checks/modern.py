@@ -247,7 +247,7 @@ def _eps_outside_root(x, gamma, beta, state, train, momentum, eps):
 
 def _eps_ignored(out, x, gamma, beta, state, train, momentum, eps) -> bool:
     """Whether out is batch norm's with eps 0 or torch's default 1e-5 in place of the argument eps."""
-    stats = _batch_stats(x) if train else (state["running_mean"], state["running_var"])
+    stats = _batch_stats(x) if train else tuple(state[k] for k in ("running_mean", "running_var"))
     return any(close(out, _normalised_by(x, gamma, beta, *stats, other)) for other in (0.0, 1e-5) if other != eps)
 
 
