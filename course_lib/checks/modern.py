@@ -513,8 +513,9 @@ def _bn_layer_step(layer_class, weights, batches, lr, momentum, eps):
     (conv, batch-norm weight and bias, linear), trained with plain SGD on ``batches``: what the layer registered,
     its state when new, the loss of every step, the layer's state at the end and the network's outputs in
     evaluation mode. Runs where the class lives."""
-    import torch
     from torch import nn
+
+    from course_lib.checks.modern import _train_small_network
 
     layer = layer_class(4, momentum=momentum, eps=eps)
     if not isinstance(layer, nn.Module):
@@ -526,6 +527,18 @@ def _bn_layer_step(layer_class, weights, batches, lr, momentum, eps):
     if {n for n, _ in facts["params"]} != {"weight", "bias"} or any(
             shapes.get(key, (4,)) != (4,) for key in ("weight", "bias", "running_mean", "running_var")):
         return facts                       # the check names what is missing or misshapen; training could crash
+    facts["losses"], facts["eval"] = _train_small_network(layer, weights, batches, lr)
+    facts["state"] = {k: v.detach().clone() for k, v in layer.state_dict().items()}
+    return facts
+
+
+def _train_small_network(layer, weights, batches, lr):
+    """A convolution, ``layer`` (a batch norm of 4 channels), ReLU, pooling and a linear layer in float64, from
+    ``weights``, trained with plain SGD on ``batches``: (the loss of every step, the outputs in evaluation mode on
+    the first batch). Runs in the kernel for the student's layer, here for torch's."""
+    import torch
+    from torch import nn
+
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), layer, nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), nn.Linear(4, 3)).double()
     with torch.no_grad():
@@ -545,33 +558,12 @@ def _bn_layer_step(layer_class, weights, batches, lr, momentum, eps):
         losses.append(loss.item())
     model.eval()
     with torch.no_grad():
-        facts["eval"] = model(batches[0][0])
-    facts["losses"] = losses
-    facts["state"] = {k: v.detach().clone() for k, v in layer.state_dict().items()}
-    return facts
+        return losses, model(batches[0][0])
 
 
 def _reference_run(weights, batches, lr, momentum, eps, track=True):
     layer = nn.BatchNorm2d(4, momentum=momentum, eps=eps, track_running_stats=track).double()
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), layer, nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(4, 3)).double()
-    with torch.no_grad():
-        model[0].weight.copy_(weights["conv"])
-        layer.weight.copy_(weights["gamma"])
-        layer.bias.copy_(weights["beta"])
-        model[5].weight.copy_(weights["linear"])
-        model[5].bias.zero_()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    losses = []
-    for x, y in batches:
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    model.eval()
-    with torch.no_grad():
-        out = model(batches[0][0])
+    losses, out = _train_small_network(layer, weights, batches, lr)
     return {"losses": losses, "eval": out, "state": layer.state_dict()}
 
 
