@@ -347,13 +347,15 @@ def check_conv2d_naive(conv2d_naive) -> None:
     passed("conv2d_naive", f"equal to torch's conv2d on {n} cases")
 
 
-def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.5) -> None:
+def check_conv2d_fast(conv2d_fast, max_seconds: float = 0.3) -> None:
     """As :func:`check_conv2d_naive`, then a CIFAR-sized batch that must take under ``max_seconds``."""
     conv2d_fast = numpy_only(conv2d_fast)
     n = _check_conv(conv2d_fast, "conv2d_fast")
     x, w, b = _cifar_batch(seed=3, third=(16,))
     # timed in the kernel, without the grader's round trip: the kernel reports this number (a speed
-    # requirement, not correctness, which is checked here on out)
+    # requirement, not correctness, which is checked here on out). Measured on one core: the solution's
+    # loops 0.74 s, its vectorised version 1-5 ms, so 0.3 s leaves 2.5x below the loops and 60x above
+    # the vectorised one
     out, seconds = _where_it_runs(_clocked, conv2d_fast, x, w, b, stride=1, padding=1)
     expect(seconds <= max_seconds,
            f"conv2d_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed {max_seconds} s): "
@@ -835,12 +837,13 @@ def check_conv2d_backward_naive(conv2d_backward_naive) -> None:
     passed("conv2d_backward_naive", f"dx, dw and db equal to torch's autograd on {n} cases")
 
 
-def check_conv2d_backward_fast(conv2d_backward_fast, max_seconds: float = 1.0) -> None:
+def check_conv2d_backward_fast(conv2d_backward_fast, max_seconds: float = 0.3) -> None:
     """As :func:`check_conv2d_backward_naive`, then a CIFAR-sized batch that must take under ``max_seconds``."""
     conv2d_backward_fast = numpy_only(conv2d_backward_fast)
     n = _check_conv_backward(conv2d_backward_fast, "conv2d_backward_fast")
     x, w, dout = _cifar_batch(seed=7, third=(16, 16, 32, 32))
-    # timed in the kernel, as in check_conv2d_fast: a speed requirement the kernel reports
+    # timed in the kernel, as in check_conv2d_fast: a speed requirement the kernel reports. Measured on one
+    # core: the solution's loops 0.91 s, its vectorised version 5 ms (tens of ms for a loop over kernel offsets)
     result, seconds = _where_it_runs(_clocked, conv2d_backward_fast, dout, (x, w, 1, 1))
     expect(seconds <= max_seconds,
            f"conv2d_backward_fast took {seconds:.2f} s on 16 images 3×32×32 with 16 filters 3×3 (allowed "
