@@ -28,12 +28,14 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import Autograde, BaseConverter
 from nbgrader.preprocessors import Execute
+from sqlalchemy.exc import SAWarning
 from traitlets import import_item
 from traitlets.config import Config
 
@@ -237,11 +239,28 @@ def make_executor(workers: int | None, cluster: str | None):
     return executor, executor.shutdown
 
 
+GRADE_HELP = """\
+mode:       full mode, unless COURSE_FAST=1 is set in this shell (every kernel gets the same); grade a
+            class in full mode, whose thresholds the trained models' tests then use.
+sandbox:    each notebook runs in bubblewrap (bwrap must be installed), on a private copy of that one
+            submission, without network, the gradebook, solutions/ or other students' files.
+database:   nbgrader's gradebook: SQLite in COURSE/gradebook.db, or PostgreSQL when
+            NBGRADER_DB_URL=postgresql://user@host/gradebook is set (nbgrader_config.py reads it).
+cluster:    --cluster tcp://HOST:8786 sends the notebooks to Dask workers (dask worker ADDRESS
+            --nthreads 1) instead of local processes; the gradebook stays on this machine.
+folders:    reads COURSE/submitted/STUDENT/ASSIGNMENT/, writes COURSE/autograded/STUDENT/ASSIGNMENT/
+            (the graded notebook and its *.verdicts.json) and a record per finished student under
+            COURSE/autograded/.course-grade/ (what makes a run resumable).
+afterwards: nbgrader generate_feedback ASSIGNMENT; python -m course_grading report ASSIGNMENT;
+            python -m course_grading export (grades for an LMS)."""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m course_grading grade",
+        prog="python -m course_grading grade", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Autograde every submission of an assignment in parallel, each in a sandbox, "
-                    "through nbgrader's gradebook. Run it again after a crash: finished students are kept.")
+                    "through nbgrader's gradebook.\nRun it again after a crash: finished students are kept.",
+        epilog=GRADE_HELP)
     parser.add_argument("assignment", help="the assignment, e.g. 01_numpy_mlp")
     parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     parser.add_argument("--cluster", metavar="ADDRESS", help="a Dask scheduler, e.g. tcp://10.0.0.5:8786")
@@ -293,6 +312,8 @@ def main(argv=None) -> int:
     if not args.cluster:  # local workers share this machine's cores (a cluster's workers set their own)
         threads = str(max(1, (os.cpu_count() or 1) // (args.workers or os.cpu_count() or 1)))
         environment.update({name: os.environ.get(name, threads) for name in THREAD_VARIABLES})
+    # nbgrader's gradebook makes SQLAlchemy warn about its own session handling; nothing the instructor can act on
+    warnings.filterwarnings("ignore", category=SAWarning, module=r"nbgrader\.")
     executor, close = make_executor(args.workers, args.cluster)
     coursedir = CourseDirectory(config=config)
     grader = ClassAutograde(executor, progress=progress, environment=environment, coursedir=coursedir,

@@ -217,7 +217,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         return outer + args + inner + command
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        kw.setdefault("stdout", subprocess.DEVNULL)  # the banner of a kernel that has no parent to report to
+        # the kernel's own streams (its banner, its warnings, whatever student code writes to file descriptors
+        # 1 and 2) reach nobody: nothing a submission does may write on the grader's screen
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
         return await super()._async_launch_kernel(kernel_cmd, **kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:

@@ -194,6 +194,23 @@ def test_every_submission_gets_the_score_it_deserves(local_class):
     assert second.returncode == 0
 
 
+def test_the_screen_holds_progress_and_the_table_only(local_class):
+    _, _, second, _ = local_class
+    assert "Warning" not in second.stderr and "Traceback" not in second.stderr, second.stderr[-3000:]
+    table = second.stdout.splitlines()
+    assert table[0].split() == ["student", "score", "seconds", "outcome"], second.stdout
+    assert len(table) == len(CASES) + 2 and table[-1].startswith(f"{len(CASES)} graded or kept, 0 failed"), second.stdout
+
+
+def test_help_explains_mode_sandbox_database_cluster_and_folders():
+    done = subprocess.run([sys.executable, "-m", "course_grading", "grade", "--help"], env=environment(),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for needed in ("COURSE_FAST=1", "bubblewrap", "NBGRADER_DB_URL", "--cluster", "submitted/STUDENT/ASSIGNMENT",
+                   "autograded/.course-grade"):
+        assert needed in done.stdout, f"grade --help does not mention {needed}"
+
+
 def test_a_killed_run_resumes_without_grading_anyone_twice(local_class):
     root, before, second, _ = local_class
     for student, (record, mtime) in before.items():
