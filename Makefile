@@ -33,8 +33,10 @@ setup: $(DEPS_STAMP)
 	@test "$$(cat $(VENV)/.course-src 2>/dev/null)" = "$(CURDIR)" || \
 	  { set -o pipefail; $(PY) -m pip install --quiet --no-deps -e . 2>&1 | $(PIP_FILTER) && echo "$(CURDIR)" > $(VENV)/.course-src; }
 
+# Opens work/, copies of the release that Generate and `make release` never touch (scripts/work_copies.py).
 lab: setup
-	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+	$(PY) scripts/work_copies.py
+	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/work $(LAB_ARGS)
 
 # The autograder runs each submission in a bubblewrap sandbox (course_grading); its tests need it.
 sandbox:

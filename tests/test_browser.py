@@ -2,10 +2,11 @@
 
 ``make lab``'s own command (read from ``make -n lab``) serves a copy of this checkout on loopback,
 with a temporary cache, exchange and Jupyter settings. In it: each student notebook runs its setup
-cell and its first exercise's check, before and after running the stub; notebook 02's explorer shows
-an unfinished ``conv2d_fast`` once, then the student's finished one, and follows a slider; Formgrader
-lists every assignment and releases one, which the Assignment List fetches and submits and Formgrader
-collects. Any JavaScript error, console error or broken image fails the test. Screenshots go to
+cell and its first exercise's check, before and after running the stub (in ``work/``, the copies
+``make lab`` makes); notebook 02's explorer shows an unfinished ``conv2d_fast`` once, then the
+student's finished one, and follows a slider; Formgrader's Generate rewrites a release without
+touching an edited work copy; Formgrader lists every assignment and releases one, which the
+Assignment List fetches and submits and Formgrader collects. Any JavaScript error, console error or broken image fails the test. Screenshots go to
 ``COURSE_BROWSER_ARTIFACTS`` (default ``build/browser``).
 
 Needs Chromium (Debian's ``chromium``; ``make test`` installs it when run as root; another binary:
@@ -80,12 +81,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def lab_command(checkout: Path, lab_args: str) -> list[str]:
-    """The command ``make lab`` runs, as ``make -n`` prints it (the set-up steps before it are skipped)."""
+def lab_commands(checkout: Path, lab_args: str) -> tuple[list[str], list[str]]:
+    """The commands ``make lab`` runs, as ``make -n`` prints them (the set-up steps before them are
+    skipped): the one making the work copies, and the server."""
     dry = subprocess.run(["make", "-n", "lab", f"VENV={sys.prefix}", f"LAB_ARGS={lab_args}"], cwd=checkout,
-                         capture_output=True, text=True, check=True).stdout
-    line = [line for line in dry.splitlines() if re.search(r"/jupyter lab\b", line)][-1]
-    return shlex.split(line)
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    copies = [line for line in dry if "scripts/work_copies.py" in line][-1]
+    server = [line for line in dry if re.search(r"/jupyter lab\b", line)][-1]
+    return shlex.split(copies), shlex.split(server)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +99,7 @@ def lab(tmp_path_factory):
     checkout = work / "course"
     shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", "gradebook.db",
-        "exchange", "dl-images", "submitted", "autograded", "feedback", "nbgrader.log"))
+        "exchange", "dl-images", "submitted", "autograded", "feedback", "nbgrader.log", "work"))
     settings = work / "lab-settings"
     for name, values in JUPYTER_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +110,10 @@ def lab(tmp_path_factory):
            "JUPYTERLAB_WORKSPACES_DIR": str(work / "workspaces"), "JUPYTER_DATA_DIR": str(work / "jupyter-data"),
            "JUPYTER_RUNTIME_DIR": str(work / "jupyter-runtime"), "IPYTHONDIR": str(work / "ipython")}
     env.pop("COURSE_RESULTS_DIR", None)
-    command = lab_command(checkout, f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} "
+    copies, command = lab_commands(checkout, f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} "
                                     f"--ServerApp.port_retries=0 --IdentityProvider.token={token}")
+    made = subprocess.run(copies, cwd=checkout, env=env, capture_output=True, text=True, check=True).stdout
+    assert made.count("work copy made: work/") == len(list((checkout / "notebooks").glob("*/*.ipynb"))), made
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / "jupyter-lab.log", "w")
     server = subprocess.Popen(command, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -251,7 +256,7 @@ def student_notebooks() -> list[str]:
 @pytest.mark.parametrize("name", student_notebooks())
 def test_setup_and_first_check_as_a_student(browser, name):
     """The setup cell runs; the first exercise's check says which cell to run, then what to write."""
-    notebook = Notebook(browser, browser.checkout / "notebooks" / name / f"{name}.ipynb")
+    notebook = Notebook(browser, browser.checkout / "work" / name / f"{name}.ipynb")
     setup = notebook.index(lambda c: grade_id(c) == "setup")
     shown = notebook.run(setup, timeout=40)
     assert f"{name} · fast mode" in shown and notebook.errors(setup) == 0, shown
@@ -277,7 +282,7 @@ def test_convolution_explorer_unfinished_then_finished(browser):
     """Notebook 02's explorer says once what to finish, then draws the finished conv2d_fast and
     follows the stride slider."""
     name = "02_convolution"
-    notebook = Notebook(browser, browser.checkout / "notebooks" / name / f"{name}.ipynb")
+    notebook = Notebook(browser, browser.checkout / "work" / name / f"{name}.ipynb")
     explorer = notebook.index(lambda c: c.cell_type == "code" and "conv_explorer(" in c.source)
     stub = notebook.index(lambda c: grade_id(c) == "conv2d_fast")
     for i, cell in enumerate(notebook.nb.cells[:explorer]):
@@ -320,10 +325,40 @@ def test_convolution_explorer_unfinished_then_finished(browser):
     browser.check_page(f"{name} explorer, finished")
 
 
+def test_generate_keeps_the_work_copy_someone_edited(browser):
+    """A notebook edited in work/ (where make lab opens) survives Formgrader's Generate, which rewrites the
+    release in notebooks/; make lab's copying step keeps it too, and says the release is newer."""
+    name = "04_optimizers"
+    work = browser.checkout / "work" / name / f"{name}.ipynb"
+    edited = nbformat.read(work, as_version=4)
+    next(c for c in edited.cells if c.metadata.get("nbgrader", {}).get("solution")).source = "answer = 'my own work'"
+    nbformat.write(edited, work)   # a saved edit
+    release = browser.checkout / "notebooks" / name / f"{name}.ipynb"
+    release_before = release.stat().st_mtime_ns
+
+    browser.open("work")
+    browser.menu("Nbgrader", "Formgrader")
+    formgrader = browser.page.frame_locator("iframe").first
+    formgrader.locator("td.name", has_text=name).wait_for(timeout=60_000)
+    formgrader.locator("#main-table tbody tr, table tbody tr").filter(has_text=name).locator("td.assign a").click()
+    formgrader.get_by_text(f"Successfully created the student version of '{name}'").wait_for(timeout=120_000)
+    browser.screenshot("formgrader-generate")
+    formgrader.locator(".modal-footer button", has_text="OK").click()
+    assert release.stat().st_mtime_ns > release_before, "Generate did not rewrite the release"
+    assert release.read_bytes() == (ROOT / "notebooks" / name / f"{name}.ipynb").read_bytes()
+    assert "my own work" in work.read_text(), "Generate destroyed the edited work copy"
+
+    copies, _ = lab_commands(browser.checkout, "")
+    again = subprocess.run(copies, cwd=browser.checkout, capture_output=True, text=True, check=True).stdout
+    assert "my own work" in work.read_text(), "make lab replaced the edited work copy"
+    assert f"kept your work/{name}/{name}.ipynb; the release in notebooks/ is newer" in again, again
+    browser.check_page("Generate in Formgrader")
+
+
 def test_release_fetch_submit_collect_through_the_menus(browser):
     """Formgrader lists every assignment and releases one; the Assignment List fetches and submits
     it without an error; Formgrader collects it."""
-    browser.open("notebooks")
+    browser.open("work")
     browser.menu("Nbgrader", "Formgrader")
     formgrader = browser.page.frame_locator("iframe").first
     rows = formgrader.locator("#main-table tbody tr, table tbody tr")
@@ -365,3 +400,24 @@ def test_release_fetch_submit_collect_through_the_menus(browser):
     formgrader.get_by_text("Submission ID").wait_for(timeout=60_000)  # the list autograded submissions join
     browser.screenshot("formgrader-manual-grading")
     browser.check_page("Formgrader and the Assignment List")
+
+
+def test_class_report_in_the_browser(browser):
+    """The class report across assignments and one assignment's page, as an instructor opens them from Lab's
+    server: links work, the distribution is drawn, nothing broken (records as test_class_report writes them)."""
+    from test_class_report import write_class
+
+    write_class(browser.checkout / "graded-class", "01_x")
+    subprocess.run([sys.executable, "-m", "course_grading", "report", "--all", str(browser.checkout / "graded-class")],
+                   check=True, capture_output=True)
+    page, reports = browser.page, f"{browser.base}/files/graded-class/reports"
+    page.goto(f"{reports}/index.html?token={browser.token}")
+    link = page.get_by_role("link", name="01_x").get_attribute("href")
+    browser.screenshot("class-report-index")
+    # Jupyter serves files in a sandbox that sends no referer, so following the link is refused: open it
+    page.goto(f"{reports}/{link}?token={browser.token}")
+    page.get_by_role("heading", name="What the class got wrong").wait_for(timeout=30_000)
+    assert page.locator("svg[aria-label='points'] rect").count() == 7   # 0 to 6 points
+    assert page.get_by_role("cell", name="x.b.off_by_one").count() == 1
+    browser.screenshot("class-report")
+    browser.check_page("class report")
