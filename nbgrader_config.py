@@ -38,3 +38,5 @@ c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMe
                                       OverwriteCells, CheckCellMetadata, CellTimeLimits]
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+# Formgrader's grading page shows each written answer's model answer from solutions/ (feedback never does)
+c.HTMLExporter.preprocessors = ["course_grading.formgrade.ModelAnswers"]

@@ -6,7 +6,8 @@ cell and its first exercise's check, before and after running the stub (in ``wor
 ``make lab`` makes); notebook 02's explorer shows an unfinished ``conv2d_fast`` once, then the
 student's finished one, and follows a slider; Formgrader's Generate rewrites a release without
 touching an edited work copy; Formgrader lists every assignment and releases one, which the
-Assignment List fetches and submits and Formgrader collects. Any JavaScript error, console error or broken image fails the test. Screenshots go to
+Assignment List fetches and submits and Formgrader collects; once autograded, its grading page shows
+each written answer's model answer, which its feedback does not; the class report opens. Any JavaScript error, console error or broken image fails the test. Screenshots go to
 ``COURSE_BROWSER_ARTIFACTS`` (default ``build/browser``).
 
 Needs Chromium (Debian's ``chromium``; ``make test`` installs it when run as root; another binary:
@@ -370,6 +371,9 @@ def test_release_fetch_submit_collect_through_the_menus(browser):
     browser.screenshot("formgrader-manage-assignments")
 
     first = assignments[0]
+    rows.filter(has_text=first).locator("td.assign a").click()   # Generate: its cells go into the gradebook
+    formgrader.get_by_text(f"Successfully created the student version of '{first}'").wait_for(timeout=120_000)
+    formgrader.locator(".modal-footer button", has_text="OK").click()
     rows.filter(has_text=first).locator("td.release a").click()
     formgrader.get_by_text(f"Successfully released '{first}'").wait_for(timeout=60_000)
     formgrader.locator(".modal-footer button", has_text="OK").click()
@@ -400,6 +404,36 @@ def test_release_fetch_submit_collect_through_the_menus(browser):
     formgrader.get_by_text("Submission ID").wait_for(timeout=60_000)  # the list autograded submissions join
     browser.screenshot("formgrader-manual-grading")
     browser.check_page("Formgrader and the Assignment List")
+
+    # the instructor autogrades it, then grades its written answers with the model answers beside them
+    env = {**os.environ, "PYTHONPATH": str(browser.checkout), "COURSE_FAST": "1",
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    env.pop("NBGRADER_DB_URL", None)
+    student = submitted[0].parent.parent.name
+    done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "autograde", first],
+                          cwd=browser.checkout, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{browser.checkout / 'gradebook.db'}") as gradebook:
+        submission = gradebook.find_submission_notebook(first, first, student).id
+    browser.page.goto(f"{browser.base}/formgrader/submissions/{submission}?token={browser.token}")
+    solution = nbformat.read(browser.checkout / "solutions" / first / f"{first}.ipynb", as_version=4)
+    written = [c for c in solution.cells if c.cell_type == "markdown" and grade_id(c)
+               and c.metadata["nbgrader"].get("solution")]
+    answers = browser.page.locator("blockquote", has_text="Model answer to")
+    answers.first.wait_for(timeout=60_000)
+    assert answers.count() == len(written) >= 1
+    first_answer = answers.first.inner_text()
+    assert grade_id(written[0]) in first_answer and "Model answer." in first_answer, first_answer
+    answers.first.scroll_into_view_if_needed()
+    browser.screenshot("formgrader-grading-with-model-answer")
+
+    done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "generate_feedback", first],
+                          cwd=browser.checkout, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    feedback = (browser.checkout / "feedback" / student / first / f"{first}.html").read_text()
+    assert "Model answer" not in feedback, "a model answer reached the student's feedback"
 
 
 def test_class_report_in_the_browser(browser):
