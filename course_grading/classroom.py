@@ -39,7 +39,9 @@ from sqlalchemy.exc import SAWarning
 from traitlets import import_item
 from traitlets.config import Config
 
-from course_grading.preprocessors import submission_links
+from course_grading.course import course_config
+from course_grading.preprocessors import REPORT_SUFFIX, VERDICTS_SUFFIX, submission_links
+from course_grading.sandbox import sandbox_problem
 
 RECORDS = ".course-grade"
 # What a worker needs from the instructor's configuration to run a notebook as `nbgrader autograde` would
@@ -53,14 +55,15 @@ def execute_submission(job: dict) -> dict:
     """Run one sanitized submission in the sandbox; runs on a worker. ``job``: student, assignment,
     files ({relative path: bytes}, the notebooks among them), notebooks (their names), config (the
     execution settings and the course folder to hide) and environment (variables for the kernel).
-    Returns the executed notebooks, the integrity reports and the seconds taken."""
+    Returns the executed notebooks, the grader's records of each (integrity report, verdicts) and the seconds
+    taken."""
     import nbformat
 
-    from course_grading.preprocessors import REPORT_SUFFIX, GuardedExecute
+    from course_grading.preprocessors import GuardedExecute
 
     start = time.perf_counter()
     config = Config(job["config"])
-    result = {"notebooks": {}, "reports": {}}
+    result = {"notebooks": {}, "records": {}}
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         workdir = Path(tmp, job["student"], job["assignment"])
         for relative, content in job["files"].items():
@@ -75,9 +78,10 @@ def execute_submission(job: dict) -> dict:
             with utils.setenv(NBGRADER_EXECUTION="autograde", **job["environment"]):
                 nb, _ = GuardedExecute(config=config).preprocess(nb, resources)
             result["notebooks"][name] = nbformat.writes(nb)
-            report = workdir / (Path(name).stem + REPORT_SUFFIX)
-            if report.is_file():
-                result["reports"][report.name] = report.read_text()
+            for suffix in (REPORT_SUFFIX, VERDICTS_SUFFIX):
+                record = workdir / (Path(name).stem + suffix)
+                if record.is_file():
+                    result["records"][record.name] = record.read_text()
     result["seconds"] = time.perf_counter() - start
     return result
 
@@ -161,8 +165,8 @@ class ClassAutograde(Autograde):
     def _finish(self, assignment_id: str, student_id: str, notebooks: list, result: dict) -> None:
         """The executed notebooks back into ``autograded/``, then nbgrader's remaining preprocessors."""
         dest = Path(self._format_dest(assignment_id, student_id))
-        for name, report in result["reports"].items():
-            (dest / name).write_text(report)
+        for name, record in result["records"].items():
+            (dest / name).write_text(record)
         self._sanitizing = False
         self.exporter._preprocessors = []
         for preprocessor in self.autograde_preprocessors:
@@ -178,7 +182,8 @@ class ClassAutograde(Autograde):
         self.run_post_convert_hook()
         record = {"student": student_id, "submitted_at": self._submitted_at(assignment_id, student_id),
                   "seconds": round(result["seconds"], 1), **self._score(assignment_id, student_id),
-                  "outcome": "graded, with integrity findings" if result["reports"] else "graded"}
+                  "outcome": "graded, with integrity findings" if any(name.endswith(REPORT_SUFFIX) for name in
+                                                                      result["records"]) else "graded"}
         path = self._record_path(assignment_id, student_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".tmp").write_text(json.dumps(record))
@@ -286,9 +291,10 @@ def main(argv=None) -> int:
                      "(expected submitted/<student>/<assignment>/)")
     from nbgrader.coursedir import CourseDirectory
     from tqdm.auto import tqdm
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config = course_config(course)
+    problem = sandbox_problem() if config.GuardedExecute.get("sandbox", True) else None
+    if problem:
+        parser.error(f"the sandbox cannot start on this machine: {problem}")
     config.CourseDirectory.root = str(course)
     config.CourseDirectory.assignment_id = args.assignment
     config.CourseDirectory.student_id = args.student
@@ -312,8 +318,6 @@ def main(argv=None) -> int:
     if not args.cluster:  # local workers share this machine's cores (a cluster's workers set their own)
         threads = str(max(1, (os.cpu_count() or 1) // (args.workers or os.cpu_count() or 1)))
         environment.update({name: os.environ.get(name, threads) for name in THREAD_VARIABLES})
-    # nbgrader's gradebook makes SQLAlchemy warn about its own session handling; nothing the instructor can act on
-    warnings.filterwarnings("ignore", category=SAWarning, module=r"nbgrader\.")
     executor, close = make_executor(args.workers, args.cluster)
     coursedir = CourseDirectory(config=config)
     grader = ClassAutograde(executor, progress=progress, environment=environment, coursedir=coursedir,
@@ -321,7 +325,9 @@ def main(argv=None) -> int:
     grader.force = args.force
     start = time.perf_counter()
     try:
-        grader.start()
+        with warnings.catch_warnings():  # nbgrader's gradebook makes SQLAlchemy warn about its own sessions
+            warnings.filterwarnings("ignore", r"Object of type <Submitted\w*> not in session", SAWarning)
+            grader.start()
     finally:
         bar.close()
         close()

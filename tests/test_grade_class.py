@@ -202,6 +202,17 @@ def test_the_screen_holds_progress_and_the_table_only(local_class):
     assert len(table) == len(CASES) + 2 and table[-1].startswith(f"{len(CASES)} graded or kept, 0 failed"), second.stdout
 
 
+def test_the_class_report_reads_what_grade_left(local_class):
+    from course_grading.report import class_summary, verdict_records
+
+    root = local_class[0]
+    summary = class_summary(verdict_records(root, NAME))
+    assert set(summary["students"]) == set(CASES)
+    earned = {student: row["earned"] for student, row in summary["students"].items()}
+    assert earned == {student: sum(s or 0 for s in cells.values())
+                      for student, cells in scores(f"sqlite:///{root}/gradebook.db").items()}
+
+
 def test_help_explains_mode_sandbox_database_cluster_and_folders():
     done = subprocess.run([sys.executable, "-m", "course_grading", "grade", "--help"], env=environment(),
                           capture_output=True, text=True)
