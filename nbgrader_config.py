@@ -1,6 +1,5 @@
 """nbgrader settings for the course: solutions/ is nbgrader's source, notebooks/ its release."""
 import os
-import re
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
@@ -16,8 +15,10 @@ c.Exchange.path_includes_course = True
 os.makedirs(c.Exchange.root, exist_ok=True)  # nbgrader needs it to exist
 # SQLite by default; point NBGRADER_DB_URL at PostgreSQL (postgresql://user@host/gradebook) for a class.
 # (postgresql:// goes through psycopg 3, which the course installs, instead of SQLAlchemy's default psycopg2.)
-c.CourseDirectory.db_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://",
-                                  os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")))
+from course_grading.course import gradebook_url  # noqa: E402
+
+c.CourseDirectory.db_url = gradebook_url(
+    os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")))
 # A cell measured in the solution (solutions/cell_times.json) may take 3 times its time plus a minute
 # (CellTimeLimits); a cell the table does not know, up to the half hour a full-mode training cell may need.
 c.ExecutePreprocessor.timeout = 1800
@@ -34,6 +35,9 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from course_grading.preprocessors import CellTimeLimits, GuardedExecute, RestoreCellMetadata  # noqa: E402
 
 c.OverwriteCells.add_missing_cells = True
+# A submission's own files named like the grader's records are not copied into autograded/ (the report reads those)
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.verdicts.json",
+                            "*.integrity.json"]
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMetadata, OverwriteKernelspec,
                                       OverwriteCells, CheckCellMetadata, CellTimeLimits]
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,

@@ -5,15 +5,36 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
+import statistics
 from pathlib import Path
 
 from course_grading.preprocessors import REPORT_SUFFIX, VERDICTS_SUFFIX
 
 
+def grader_records(course_root, assignment: str, suffix: str) -> list[dict]:
+    """The grader's ``<notebook><suffix>`` files of ``assignment`` in ``autograded/<student>/``, for the
+    assignment's own notebooks only (those of ``solutions/<assignment>/``, when it is there). The student and
+    the notebook are taken from the path, never from the file: a submission's kernel could write one."""
+    root = Path(course_root)
+    notebooks = {path.stem for path in (root / "solutions" / assignment).glob("*.ipynb")}
+    records = []
+    for path in sorted((root / "autograded").glob(f"*/{assignment}/*{suffix}")):
+        notebook = path.name[:-len(suffix)]
+        if notebooks and notebook not in notebooks:
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append({**record, "student": path.parent.parent.name, "notebook": notebook})
+    return records
+
+
 def integrity_reports(course_root, assignment: str) -> list[dict]:
-    """Every ``<notebook>.integrity.json`` that ``nbgrader autograde`` wrote for ``assignment``."""
-    folder = Path(course_root) / "autograded"
-    return [json.loads(path.read_text()) for path in sorted(folder.glob(f"*/{assignment}/*{REPORT_SUFFIX}"))]
+    """Every ``<notebook>.integrity.json`` the autograder wrote for ``assignment``."""
+    return grader_records(course_root, assignment, REPORT_SUFFIX)
 
 
 def integrity_table(course_root, assignment: str) -> str:
@@ -32,10 +53,9 @@ def integrity_table(course_root, assignment: str) -> str:
 # ---------------------------------------------------------------- what the class got wrong
 
 def verdict_records(course_root, assignment: str) -> list[dict]:
-    """Every ``<notebook>.verdicts.json`` that ``nbgrader autograde`` wrote for ``assignment``: one per
-    submission, each graded cell's verdict (None: full marks) and the id of the mistake it was failed on."""
-    folder = Path(course_root) / "autograded"
-    return [json.loads(path.read_text()) for path in sorted(folder.glob(f"*/{assignment}/*{VERDICTS_SUFFIX}"))]
+    """Every ``<notebook>.verdicts.json`` the autograder wrote for ``assignment``: one per submitted notebook,
+    each graded cell's verdict (None: full marks) and the id of the mistake it was failed on."""
+    return grader_records(course_root, assignment, VERDICTS_SUFFIX)
 
 
 # A cell most of the class got right: points lost there say more about the student than about the exercise
@@ -59,14 +79,17 @@ def class_summary(records: list[dict]) -> dict:
                 entry["students"].append(record["student"])
     ranked = sorted(mistakes.items(), key=lambda item: (-len(item[1]["students"]), item[0]))
     easy = {name for name, row in cells.items() if row["full_marks"] >= MOSTLY_RIGHT * row["submissions"]}
-    students = {}
-    for record in records:
-        lost = [cell for cell in record["cells"] if cell["verdict"] is not None]
-        students[record["student"]] = {
-            "earned": sum(cell["points"] for cell in record["cells"] if cell["verdict"] is None),
-            "max": sum(cell["points"] for cell in record["cells"]), "seconds": record.get("seconds", 0.0),
-            "lost_where_class_did_not": sum(cell["points"] for cell in lost if cell["grade_id"] in easy),
-            "cells_lost_where_class_did_not": [cell["grade_id"] for cell in lost if cell["grade_id"] in easy]}
+    students: dict = {}
+    for record in records:   # a student's notebooks add up
+        lost = [cell for cell in record["cells"] if cell["verdict"] is not None and cell["grade_id"] in easy]
+        row = students.setdefault(record["student"], {"earned": 0, "max": 0, "seconds": 0.0,
+                                                      "lost_where_class_did_not": 0,
+                                                      "cells_lost_where_class_did_not": []})
+        row["earned"] += sum(cell["points"] for cell in record["cells"] if cell["verdict"] is None)
+        row["max"] += sum(cell["points"] for cell in record["cells"])
+        row["seconds"] += record.get("seconds", 0.0)
+        row["lost_where_class_did_not"] += sum(cell["points"] for cell in lost)
+        row["cells_lost_where_class_did_not"] += [cell["grade_id"] for cell in lost]
     return {"submissions": len(records), "cells": cells, "students": students,
             "mistakes": [{"cell": cell, "mistake": key, "students": len(entry["students"]),
                           "example": entry["example"]} for (cell, key), entry in ranked],
@@ -100,10 +123,10 @@ def class_report(course_root, assignment: str, out_dir=None) -> str:
                 for student, row in sorted(summary["students"].items())])
     (out / "report.html").write_text(_html(assignment, summary, integrity), encoding="utf-8")
     seconds = summary["seconds"]
-    earned = sorted(row["earned"] for row in summary["students"].values())
+    earned = [row["earned"] for row in summary["students"].values()]
     lines = [f"{assignment}: {summary['submissions']} graded submission(s); autograded points: median "
-             f"{earned[len(earned) // 2]:g} of {max(row['max'] for row in summary['students'].values()):g}; "
-             f"grading took {seconds[len(seconds) // 2]:.0f} s per submission (median), {seconds[-1]:.0f} s at most",
+             f"{statistics.median(earned):g} of {max(row['max'] for row in summary['students'].values()):g}; "
+             f"grading took {statistics.median(seconds):.0f} s per submission (median), {seconds[-1]:.0f} s at most",
              "", "cell                              full marks"]
     lines += [f"  {name:<32}{row['full_marks']:>4} / {row['submissions']}  ({row['points']} points)"
               for name, row in summary["cells"].items()]
@@ -131,11 +154,12 @@ def course_report(course_root, out_dir=None) -> str:
     for assignment in assignments:
         class_report(root, assignment, out / assignment)
         summary = class_summary(verdict_records(root, assignment))
-        earned = sorted(row["earned"] for row in summary["students"].values())
+        earned = [row["earned"] for row in summary["students"].values()]
         top = max(row["max"] for row in summary["students"].values())
-        hardest = min(summary["cells"].items(), key=lambda item: item[1]["full_marks"] / item[1]["submissions"])
+        hardest = min(summary["cells"].items(), key=lambda item: item[1]["full_marks"] / item[1]["submissions"],
+                      default=("-", {"full_marks": 0, "submissions": 0}))
         common = summary["mistakes"][0] if summary["mistakes"] else None
-        rows.append((assignment, summary["submissions"], f"{earned[len(earned) // 2]:g} / {top:g}",
+        rows.append((assignment, summary["submissions"], f"{statistics.median(earned):g} / {top:g}",
                      f"{hardest[0]} ({hardest[1]['full_marks']} / {hardest[1]['submissions']})",
                      f"{common['mistake']} in {common['cell']} ({common['students']})" if common else "-"))
         for student, row in summary["students"].items():
@@ -158,7 +182,12 @@ def _write_csv(path: Path, header: list, rows: list) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows([[_inert(value) for value in row] for row in rows])
+
+
+def _inert(value):
+    """A text a spreadsheet would run as a formula (a message can quote a student's value) gets a leading '."""
+    return f"'{value}" if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 # ---------------------------------------------------------------- the HTML page
@@ -187,8 +216,8 @@ def _bar(fraction: float, width: int = 160) -> Markup:
 
 
 def _histogram(values: list, top: float, label: str) -> str:
-    """Students per point total, one column per whole point from 0 to ``top``."""
-    counts = [sum(1 for v in values if round(v) == points) for points in range(int(top) + 1)]
+    """Students per point total, one column per whole point from 0 to ``top`` (half points count below)."""
+    counts = [sum(1 for v in values if math.floor(v) == points) for points in range(math.floor(top) + 1)]
     column, height = 18, 120
     peak = max(counts) or 1
     bars = "".join(
@@ -219,6 +248,6 @@ def _html(assignment: str, summary: dict, integrity: list) -> str:
             f"<h2>Points lost where at least {MOSTLY_RIGHT:.0%} of the class got full marks</h2>" +
             (_table(("student", "points", "cells"), lost) if lost else "<p>none</p>") +
             "<h2>Integrity findings</h2>" + (_table(("student", "findings"), findings) if findings else "<p>none</p>") +
-            f"<h2>Grading time</h2><p>median {seconds[len(seconds) // 2]:.0f} s, at most {seconds[-1]:.0f} s per "
+            f"<h2>Grading time</h2><p>median {statistics.median(seconds):.0f} s, at most {seconds[-1]:.0f} s per "
             "submission</p>" + _table(("seconds", "student"), [(f"{s:.0f}", student) for s, student in slowest]) +
             "</body></html>")

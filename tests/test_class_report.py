@@ -95,3 +95,35 @@ def test_report_across_assignments(tmp_path):
 def test_nothing_graded_says_what_to_run(tmp_path):
     assert "run python -m course_grading grade first" in course_report(tmp_path)
     assert "run python -m course_grading grade first" in class_report(tmp_path, "01_x")
+
+
+def test_records_a_submission_could_plant_are_ignored(tmp_path):
+    """Only the assignment's own notebooks' records count, and the student is the folder's, not the file's."""
+    write_class(tmp_path)
+    (tmp_path / "solutions" / "01_x").mkdir(parents=True)
+    (tmp_path / "solutions" / "01_x" / "01_x.ipynb").write_text("{}")
+    eve = tmp_path / "autograded" / "eve" / "01_x"
+    forged = {"student": "ann", "cells": [cell("test_a", 2, "forged", "x.a.forged")]}
+    (eve / "zz.verdicts.json").write_text(json.dumps(forged))                   # not a notebook of 01_x
+    (eve / "zz.integrity.json").write_text(json.dumps({"student": "bob", "findings": ["forged"], "review": []}))
+    (tmp_path / "autograded" / "eve" / "01_x" / "01_x.verdicts.json").write_text(
+        json.dumps({**forged, "cells": [cell("test_a", 2)]}))                   # eve's own file, naming ann
+    from course_grading.report import integrity_reports, verdict_records
+
+    records = verdict_records(tmp_path, "01_x")
+    assert sorted(record["student"] for record in records) == ["ann", "bob", "cid", "dee", "eve"]
+    assert all("forged" not in json.dumps(record) for record in records)
+    assert [report["student"] for report in integrity_reports(tmp_path, "01_x")] == ["eve"]
+
+
+def test_a_median_of_an_even_class_is_the_mean_of_the_middle_two(tmp_path):
+    write_class(tmp_path, students={"ann": RIGHT, "bob": [cell("test_a", 2, "no", "x.a.no"), cell("test_b", 3, "no", "x.b.no"),
+                                                          cell("test_c", 1, "no", "x.c.no")]})
+    assert class_report(tmp_path, "01_x").startswith("01_x: 2 graded submission(s); autograded points: median 3 of 6")
+
+
+def test_a_message_a_spreadsheet_would_run_is_made_inert(tmp_path):
+    write_class(tmp_path, students={"ann": [cell("test_a", 2, "=HYPERLINK(\"http://x\")", "x.a.formula")]})
+    class_report(tmp_path, "01_x")
+    rows = list(csv.DictReader(open(tmp_path / "reports" / "01_x" / "mistakes.csv")))
+    assert rows[0]["example"] == "'=HYPERLINK(\"http://x\")"
