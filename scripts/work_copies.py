@@ -3,42 +3,58 @@
 
 ``notebooks/`` is nbgrader's release folder: Formgrader's Generate and ``make release`` delete and rewrite
 it. Work done there would be lost, so ``make lab`` opens ``work/`` instead. A file already in ``work/``
-is never replaced; when the release has changed since it was copied, this says so and leaves both.
-Only the standard library is needed.
+is never replaced. ``work/.release.json`` keeps a digest of each release file as it was copied, so that when
+the release changes later this says so (and still leaves both). Only the standard library is needed.
 """
 from __future__ import annotations
 
-import filecmp
+import hashlib
+import json
 import shutil
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASE, WORK = ROOT / "notebooks", ROOT / "work"
+DIGESTS = ".release.json"
 
 
-def main() -> int:
-    if not RELEASE.is_dir():
-        print(f"no release in {RELEASE}: run `make release` first", file=sys.stderr)
-        return 1
-    copied, differ = [], []
-    for source in sorted(RELEASE.rglob("*")):
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_copies(root: Path = ROOT) -> list[str]:
+    """Copy what ``work/`` lacks; the lines to print."""
+    release, work = root / "notebooks", root / "work"
+    if not release.is_dir():
+        return [f"no release in {release}: run `make release` first"]
+    work.mkdir(exist_ok=True)
+    try:
+        copied_from = json.loads((work / DIGESTS).read_text())
+    except (OSError, ValueError):
+        copied_from = {}
+    lines = []
+    for source in sorted(release.rglob("*")):
         if not source.is_file() or ".ipynb_checkpoints" in source.parts:
             continue
-        target = WORK / source.relative_to(RELEASE)
+        name = source.relative_to(release).as_posix()
+        target = work / name
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                lines.append(f"cannot copy {name}: a file in work/ stands where its folder goes (rename it)")
+                continue
             shutil.copy2(source, target)
-            copied.append(target)
-        elif source.stat().st_mtime > target.stat().st_mtime and not filecmp.cmp(source, target, shallow=False):
-            differ.append(target)
-    for target in copied:
-        print(f"work copy made: {target.relative_to(ROOT)}")
-    for target in differ:
-        print(f"kept your {target.relative_to(ROOT)}; the release in notebooks/ is newer "
-              f"(rename yours and run `make lab` again to get a fresh copy)")
-    return 0
+            copied_from[name] = digest(source)
+            lines.append(f"work copy made: work/{name}")
+        elif copied_from.get(name) not in (None, digest(source)):
+            lines.append(f"kept your work/{name}; the release in notebooks/ has changed since it was copied "
+                         "(rename yours and run `make lab` again to get a fresh copy)")
+    (work / DIGESTS).write_text(json.dumps(copied_from, indent=1, sort_keys=True))
+    return lines
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    printed = make_copies()
+    print("\n".join(printed))
+    sys.exit(1 if printed and printed[0].startswith("no release") else 0)
