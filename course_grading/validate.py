@@ -5,8 +5,8 @@ nbgrader's Validator runs a notebook in a fresh kernel and fails a graded cell o
 to stderr; its button shows nothing for the minutes a notebook can take. This runs the same Validator, with
 the course's cell time limit (``ExecutePreprocessor.timeout`` in ``nbgrader_config.py``) and a progress bar
 per notebook, then prints what failed. The solutions (the default) must pass; ``--release`` validates the
-student versions, whose graded cells fail until a student does the work. The mode is the environment's:
-``COURSE_FAST=1`` for fast mode.
+student versions the other way round (nbgrader's ``invert``): a graded cell that passes before the student
+did anything is the problem there. The mode is the environment's: ``COURSE_FAST=1`` for fast mode.
 """
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, Execute
 from nbgrader.validator import Validator
 from tqdm.auto import tqdm
+from traitlets import Unicode
 from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
+
+from course_grading.course import course_config
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -37,6 +39,8 @@ class QuietKernelManager(AsyncKernelManager):
 
 class ExecuteWithProgress(Execute):
     """nbgrader's Execute, advancing a progress bar as each code cell finishes."""
+
+    notebook_name = Unicode("", help="shown before the bar").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", QuietKernelManager)
@@ -54,16 +58,17 @@ class ExecuteWithProgress(Execute):
         return result
 
 
-def validate(notebook: Path, timeout: int) -> list[str]:
-    """The failed graded cells of ``notebook`` (the first line of each cell and of its error), in the
-    notebook's own folder, as nbgrader's Validator judges them."""
-    config = Config({"ExecutePreprocessor": {"timeout": timeout}})
+def validate(notebook: Path, timeout: int, release: bool = False) -> list[str]:
+    """What nbgrader's Validator finds in ``notebook``, run in its own folder: cells whose type or locked
+    source changed, and the graded cells that fail (or, for a ``release``, that pass); the first line of
+    each cell and the last of its error."""
+    config = Config({"ExecutePreprocessor": {"timeout": timeout}, "Validator": {"invert": release},
+                     "ExecuteWithProgress": {"notebook_name": notebook.stem}})
     validator = Validator(config=config)
-    ExecuteWithProgress.notebook_name = notebook.stem
     validator.preprocessors = [ClearOutput, CheckCellMetadata, ExecuteWithProgress]
     result = validator.validate(str(notebook))
     problems = []
-    for kind in ("type_changed", "changed", "failed"):
+    for kind in ("type_changed", "changed", "failed", "passed"):
         for cell in result.get(kind, []):
             first = (cell.get("source") or "").strip().splitlines()[:1]
             lines = [line for line in ANSI.sub("", cell.get("raw_error") or "").splitlines()
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
     course = Path(args.course).resolve()
     if not (course / "nbgrader_config.py").is_file():
         parser.error(f"no nbgrader_config.py in {course}: run it in the course folder or pass --course")
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config = course_config(course)
     folder = course / ("notebooks" if args.release else "solutions")
     names = args.assignments or sorted(p.parent.name for p in folder.glob("*/*.ipynb") if p.stem == p.parent.name)
     missing = [name for name in names if not (folder / name / f"{name}.ipynb").is_file()]
@@ -91,9 +96,14 @@ def main(argv=None) -> int:
         parser.error(f"no {', '.join(missing) or 'notebooks'} in {folder} (expected {folder.name}/NN_name/NN_name.ipynb)")
     failed = 0
     for name in names:
-        problems = validate(folder / name / f"{name}.ipynb", int(config.ExecutePreprocessor.get("timeout", 1800)))
+        try:
+            problems = validate(folder / name / f"{name}.ipynb", int(config.ExecutePreprocessor.get("timeout", 1800)),
+                                args.release)
+        except Exception as err:  # the kernel died or could not start
+            problems = [f"could not run: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[-1]}"]
         failed += bool(problems)
-        print(f"{name}: " + ("passes" if not problems else f"{len(problems)} problem(s)"))
+        expected = "every graded cell fails before the student's work, as it should" if args.release else "passes"
+        print(f"{name}: " + (expected if not problems else f"{len(problems)} problem(s)"))
         for problem in problems[:20]:
             print(f"  {problem[:200]}")
-    return 1 if failed and not args.release else 0
+    return 1 if failed else 0
