@@ -4,7 +4,8 @@
   decide every test cell's verdict in the grader's process
 - ``verdict``: runs a test cell in the grader against the kernel's answers in plain data
 - ``agent``: the plain-data format, and the small agent the grader sends into the kernel
-- ``source_rules``: what a student's function calls, read from the notebook's source
 - ``sandbox``: the bubblewrap sandbox and its limits; ``classroom``: grading a class in parallel
-- ``report``: the instructor's summary of what the grader found in a class
+- ``report``: the instructor's summary of what the grader found in a class; ``export``: grades for an LMS
+- ``formgrade``: the model answers on Formgrader's grading page; ``validate``: nbgrader's Validator with progress
+- ``course``: the course folder's nbgrader configuration and gradebook URL
 """

@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import itertools
 import json
-import re
 import sys
 from pathlib import Path
+
+from course_grading.course import course_config, gradebook_url
 
 # Headers Canvas reads as student information or as totals, never as an assignment
 CANVAS_STUDENT_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
@@ -72,20 +72,13 @@ def display_name(student) -> str:
     return ", ".join(parts) or student.id
 
 
-def engine_url(db_url: str) -> str:
-    """``postgresql://`` means psycopg2 to SQLAlchemy; use psycopg 3 (what the course installs) without it."""
-    if re.match(r"^postgres(ql)?://", db_url) and importlib.util.find_spec("psycopg2") is None:
-        return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", db_url)
-    return db_url
-
-
 def read_gradebook(db_url: str) -> dict:
     """Students, assignments (name: max score), scores ({(student, assignment): score}) and the
     submissions that still need manual grading, read without writing to the gradebook."""
     import sqlalchemy
     from nbgrader.api import Gradebook
 
-    url = sqlalchemy.engine.make_url(engine_url(db_url))
+    url = sqlalchemy.engine.make_url(gradebook_url(db_url))
     shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
         raise ExportError(f"no gradebook at {url.database}: grade first (nbgrader autograde or "
@@ -223,9 +216,7 @@ def export_grades(db_url: str, out_dir: Path, canvas_columns: dict | None = None
 def course_db_url(course: Path) -> str:
     """The gradebook of the course's nbgrader configuration (``CourseDirectory.db_url``), else nbgrader's
     default, ``gradebook.db`` in the course folder."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config = course_config(course)
     if "db_url" in config.CourseDirectory:
         return config.CourseDirectory.db_url
     return "sqlite:///" + str(course / "gradebook.db")

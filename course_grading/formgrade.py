@@ -14,10 +14,8 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from nbformat.v4 import new_markdown_cell
 from nbgrader.coursedir import CourseDirectory
-from traitlets import Bool
 
 GRADING_TEMPLATE = "formgrade"
-MARKER = "course_model_answer"   # cell metadata of an inserted model answer
 
 
 def written_answers(nb) -> dict:
@@ -30,15 +28,13 @@ def written_answers(nb) -> dict:
 class ModelAnswers(Preprocessor):
     """Insert the model answer after each written answer on Formgrader's grading page (see the module)."""
 
-    enabled = Bool(True).tag(config=True)
-
     def preprocess(self, nb, resources):
-        if getattr(self.parent, "template_name", None) != GRADING_TEMPLATE:
-            return nb, resources
         assignment, notebook = resources.get("assignment_id"), resources.get("notebook_id")
+        if getattr(self.parent, "template_name", None) != GRADING_TEMPLATE or not (assignment and notebook):
+            return nb, resources
         coursedir = CourseDirectory(config=self.config)
         source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment), f"{notebook}.ipynb")
-        if not (assignment and notebook and source.is_file()):
+        if not source.is_file():
             return nb, resources
         answers = written_answers(nbformat.read(source, as_version=4))
         cells = []
@@ -48,7 +44,6 @@ class ModelAnswers(Preprocessor):
             if cell.cell_type == "markdown" and grade_id in answers:
                 cells.append(new_markdown_cell(
                     f"> **Model answer to `{grade_id}`** (for graders: from `solutions/`, never in feedback)\n>\n"
-                    + "\n".join(f"> {line}" for line in answers[grade_id].splitlines()),
-                    metadata={MARKER: True}))
+                    + "\n".join(f"> {line}" for line in answers[grade_id].splitlines())))
         nb.cells = cells
         return nb, resources

@@ -219,6 +219,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         # the kernel's own streams (its banner, its warnings, whatever student code writes to file descriptors
         # 1 and 2) reach nobody: nothing a submission does may write on the grader's screen
+        # (bwrap's own complaints go with them: sandbox_problem() is how a grader learns it cannot start)
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
         return await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -235,6 +236,18 @@ class SandboxedKernelManager(AsyncKernelManager):
 
 
 # ---------------------------------------------------------------- the launcher
+
+def sandbox_problem() -> str | None:
+    """Why a sandbox cannot start on this machine (bwrap missing, or its namespaces refused, as on hosts that
+    forbid unprivileged user namespaces), or None when it can."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    done = subprocess.run([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net",
+                           "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session", "true"],
+                          capture_output=True, text=True)
+    return None if done.returncode == 0 else f"bwrap says: {done.stderr.strip()[:300] or f'exit status {done.returncode}'}"
+
 
 def die_with(parent: int) -> None:
     """Have the kernel SIGKILLed when the grader process ``parent`` ends (Linux's parent-death signal,

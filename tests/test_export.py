@@ -20,6 +20,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from course_grading import export
+from course_grading.course import gradebook_url
 from notebook_cells import ROOT
 
 # nbgrader's add_submission itself makes SQLAlchemy warn, in any gradebook
@@ -64,7 +65,7 @@ def grade(gb, cell, notebook, assignment, student, auto=None, manual=None, extra
 
 def build_class(db_url: str, students: bool = True) -> None:
     """The gradebook of the module's docstring: 01_numpy_mlp (two notebooks, 20 points), 02_backprop (10)."""
-    with Gradebook(export.engine_url(db_url), course_id="dl-images") as gb:
+    with Gradebook(gradebook_url(db_url), course_id="dl-images") as gb:
         # assignments added out of name order, with due dates that sort the other way
         gb.add_assignment("02_backprop", duedate="2030-01-01 00:00:00")
         gb.add_notebook("bp", "02_backprop")
@@ -151,7 +152,7 @@ def test_an_empty_postgres_database_is_refused_and_left_empty(postgres_url, tmp_
 
     with pytest.raises(export.ExportError, match="holds no nbgrader gradebook: check --db"):
         export.export_grades(postgres_url, tmp_path / "grades")
-    engine = sqlalchemy.create_engine(export.engine_url(postgres_url))
+    engine = sqlalchemy.create_engine(gradebook_url(postgres_url))
     try:
         assert sqlalchemy.inspect(engine).get_table_names() == []
     finally:

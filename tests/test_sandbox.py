@@ -75,3 +75,16 @@ def a_dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+def test_a_machine_whose_sandbox_cannot_start_is_told_why(tmp_path, monkeypatch):
+    from course_grading.sandbox import sandbox_problem
+
+    assert sandbox_problem() is None                      # this machine: bwrap works
+    refusing = tmp_path / "bwrap"                         # a host that forbids user namespaces answers like this
+    refusing.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    refusing.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert sandbox_problem() == "bwrap says: bwrap: setting up uid map: Permission denied"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert sandbox_problem().startswith("bubblewrap (bwrap) is not installed")
