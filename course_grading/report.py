@@ -110,9 +110,12 @@ def class_report(course_root, assignment: str, out_dir=None) -> str:
     if not records:
         return (f"{assignment}: no graded submissions in {Path(course_root) / 'autograded'} "
                 "(run python -m course_grading grade first)")
-    summary = class_summary(records)
-    integrity = integrity_reports(course_root, assignment)
     out = Path(out_dir) if out_dir else Path(course_root) / "reports" / assignment
+    return write_class_report(assignment, class_summary(records), integrity_reports(course_root, assignment), out)
+
+
+def write_class_report(assignment: str, summary: dict, integrity: list, out: Path) -> str:
+    """The files of :func:`class_report` from a :func:`class_summary`; returns the printed summary."""
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "cells.csv", ["cell", "points", "submissions", "full_marks"],
                [[name, row["points"], row["submissions"], row["full_marks"]] for name, row in summary["cells"].items()])
@@ -152,8 +155,11 @@ def course_report(course_root, out_dir=None) -> str:
     out = Path(out_dir) if out_dir else root / "reports"
     rows, points = [], {}
     for assignment in assignments:
-        class_report(root, assignment, out / assignment)
-        summary = class_summary(verdict_records(root, assignment))
+        records = verdict_records(root, assignment)
+        if not records:   # only records of notebooks that are not the assignment's
+            continue
+        summary = class_summary(records)
+        write_class_report(assignment, summary, integrity_reports(root, assignment), out / assignment)
         earned = [row["earned"] for row in summary["students"].values()]
         top = max(row["max"] for row in summary["students"].values())
         hardest = min(summary["cells"].items(), key=lambda item: item[1]["full_marks"] / item[1]["submissions"],
@@ -164,6 +170,7 @@ def course_report(course_root, out_dir=None) -> str:
                      f"{common['mistake']} in {common['cell']} ({common['students']})" if common else "-"))
         for student, row in summary["students"].items():
             points.setdefault(student, {})[assignment] = row["earned"]
+    assignments = [row[0] for row in rows]
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "students.csv", ["student", *assignments],
                [[student, *(points[student].get(a, "") for a in assignments)] for student in sorted(points)])
