@@ -32,14 +32,14 @@ from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern, LimitOutput,
     OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from course_grading.preprocessors import CellTimeLimits, GuardedExecute, RestoreCellMetadata  # noqa: E402
+from course_grading.preprocessors import CellTimeLimits, GuardedExecute, RestoreCellMetadata, SkipExperiments  # noqa: E402
 
 c.OverwriteCells.add_missing_cells = True
 # A submission's own files named like the grader's records are not copied into autograded/ (the report reads those)
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.verdicts.json",
                             "*.integrity.json"]
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMetadata, OverwriteKernelspec,
-                                      OverwriteCells, CheckCellMetadata, CellTimeLimits]
+                                      OverwriteCells, CheckCellMetadata, CellTimeLimits, SkipExperiments]
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 # Formgrader's grading page shows each written answer's model answer from solutions/ (feedback never does)

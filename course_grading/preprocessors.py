@@ -12,8 +12,10 @@
   whole cell (hidden tests included) against the kernel's answers in plain data
   (``course_grading.verdict``). Nothing the kernel does to its own libraries can change a verdict.
   A note at the top of the graded notebook (and so of the feedback) and ``<notebook>.integrity.json``
-  beside it list what was found and what the instructor should look at; ``python -m course_lib
+  beside it list what was found and what the instructor should look at; ``python -m course_grading
   integrity NN_name`` gathers them.
+- ``CellTimeLimits`` and ``SkipExperiments`` (sanitizing, last): each cell's time limit from the
+  solution's measured time, and the solution's experiments no graded cell depends on left unrun.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import re
 import time
 from pathlib import Path
 
+import nbformat
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import from_dict
@@ -54,6 +57,11 @@ NOTE_MARKER = "course-integrity-note"
 # In the source directory: {"fast" | "full": {notebook: {cell id: seconds}}}, scripts/measure_cell_times.py
 CELL_TIMES = "cell_times.json"
 TIME_LIMIT = "course_time_limit"
+# A solution's code cell tagged so (an experiment, a summary) has results no graded cell reads: grading skips it
+SKIP_TAG = "skip-when-grading"
+NOT_RERUN = "course_not_rerun"
+NOT_RERUN_NOTE = ("[not run by the autograder: no grade depends on this cell; your own run of it is in your "
+                  "copy of the notebook]\n")
 
 # Calls a course notebook never needs and that reach into the grader; they are listed for review.
 SUSPICIOUS = {
@@ -259,6 +267,9 @@ class GuardedExecute(Execute):
             self._stop(f"the notebook reached its time limit ({self.notebook_timeout} s)", cell, cell_index)
         if self._stopped is not None:  # nothing after this is run; a graded cell scores 0
             return self._not_run(cell)
+        if cell.metadata.get(NOT_RERUN):
+            cell.outputs = [new_output("stream", name="stdout", text=NOT_RERUN_NOTE)]
+            return cell
         graded = utils.is_grade(cell) and not utils.is_solution(cell)
         test_source = cell.source
         if graded:  # the kernel runs the cell as students received it; the hidden tests run only here
@@ -474,6 +485,31 @@ class CellTimeLimits(NbGraderPreprocessor):
         for cell in nb.cells:
             if cell.get("id") in seconds:
                 cell.metadata[TIME_LIMIT] = int(self.floor + self.margin * seconds[cell.id])
+        return nb, resources
+
+
+class SkipExperiments(NbGraderPreprocessor):
+    """Mark the cells grading does not run: each code cell whose text is that of a cell the solution tags
+    ``skip-when-grading`` (an experiment whose results no graded cell reads, such as notebook 07's depth
+    experiment, and the summary that records them). A cell the student changed, and every graded or
+    answer cell, runs."""
+
+    enabled = Bool(True, help="skip the solution's cells tagged 'skip-when-grading'").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        info = resources.get("nbgrader", {})
+        path = Path(self.config.CourseDirectory.get("root") or ".",
+                    self.config.CourseDirectory.get("source_directory") or "source",
+                    info.get("assignment", ""), info.get("notebook", "") + ".ipynb")
+        if not self.enabled or not path.is_file():
+            return nb, resources
+        solution = nbformat.read(path, as_version=4)
+        experiments = {cell.source.strip() for cell in solution.cells
+                       if cell.cell_type == "code" and SKIP_TAG in cell.metadata.get("tags", [])}
+        for cell in nb.cells:
+            if (cell.cell_type == "code" and cell.source.strip() in experiments and not utils.is_grade(cell)
+                    and not utils.is_solution(cell)):
+                cell.metadata[NOT_RERUN] = True
         return nb, resources
 
 

@@ -1,12 +1,15 @@
 """Seconds to autograde a class: serial ``nbgrader autograde`` vs ``python -m course_grading grade``.
 
     python scripts/bench_grading.py [--students 24] [--assignment 01_numpy_mlp] [--workers 2]
+    python scripts/bench_grading.py --students 2 --assignment 07_modern_cnn --only grade   # one notebook's cost
 
 In a temporary course, ``--students`` copies of the solution are graded four ways, each into a fresh
 gradebook (and each run reports how many got full marks, which must be all): nbgrader's own ``autograde`` with the course's configuration, once without the sandbox
 (``GuardedExecute.sandbox = False``) and once with it (their difference is the sandbox's overhead), then
 ``grade --workers 1`` and ``grade --workers N``. It prints the seconds of each, the per-submission
-times and the ratios. Use ``COURSE_FAST=1`` (the default here) for fast-mode notebooks.
+times and the ratios. Use ``COURSE_FAST=1`` (the default here) for fast-mode notebooks and
+``COURSE_FAST=0`` for full mode. ``--only grade`` runs ``grade --workers 1`` alone: the seconds per
+submission of one worker, from which the class-of-300 table in the README is computed.
 """
 from __future__ import annotations
 
@@ -56,17 +59,20 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=24)
     parser.add_argument("--assignment", default="01_numpy_mlp")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--only", choices=["grade"], help="only grade --workers 1 (a notebook's cost per submission)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if k != "NBGRADER_DB_URL"}
     env.setdefault("COURSE_FAST", "1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PATH"] = os.pathsep.join([str(Path(NBGRADER).parent), env["PATH"]])  # nbgrader runs alembic
     autograde = [NBGRADER, "autograde", args.assignment, "--create"]
-    grade = [sys.executable, "-m", "course_lib", "grade", args.assignment]
+    grade = [sys.executable, "-m", "course_grading", "grade", args.assignment]
     runs = {"nbgrader autograde, no sandbox": autograde + ["--GuardedExecute.sandbox=False"],
             "nbgrader autograde, sandboxed": autograde,
             "grade --workers 1": grade + ["--workers", "1"],
             f"grade --workers {args.workers}": grade + ["--workers", str(args.workers)]}
+    if args.only:
+        runs = {"grade --workers 1": runs["grade --workers 1"]}
     seconds = {}
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as folder:
         for number, (name, command) in enumerate(runs.items()):
@@ -75,11 +81,16 @@ def main() -> None:
             seconds[name] = timed(command, root, env)
             print(f"{name:<32} {seconds[name]:7.1f} s  ({seconds[name] / args.students:5.1f} s per submission), "
                   f"{full_marks(root, args.assignment)}/{args.students} full marks", flush=True)
+    mode = "fast" if env["COURSE_FAST"] == "1" else "full"
+    if args.only:
+        print(f"{args.assignment}, {mode} mode, {os.cpu_count()} cores: "
+              f"{seconds['grade --workers 1'] / args.students:.1f} s per submission")
+        return
     plain, sandboxed, serial, parallel = seconds.values()
     print(f"sandbox overhead: {100 * (sandboxed / plain - 1):+.1f}% of a submission's time; "
           f"grade --workers {args.workers} vs serial nbgrader (sandboxed): {sandboxed / parallel:.2f}x; "
           f"vs grade --workers 1: {serial / parallel:.2f}x ({args.students} submissions of {args.assignment}, "
-          f"{'fast' if env['COURSE_FAST'] == '1' else 'full'} mode, {os.cpu_count()} cores)")
+          f"{mode} mode, {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from course_grading.preprocessors import NOT_RERUN_NOTE, SKIP_TAG
 from notebook_cells import ROOT, assignments
 
 pytestmark = pytest.mark.notebook
@@ -93,6 +94,20 @@ def test_solution_scores_full_marks(course):
     written = {k for k, v in result.items() if v[0] == "markdown"}
     assert len(written) >= 2, f"{name} needs at least two written questions, has {sorted(written)}"
     assert all(result[k][3] for k in written), "written answers of the solution must await manual grading"
+
+
+def test_solution_runs_without_errors_and_without_its_experiments(course):
+    """Grading skips the cells the solution tags skip-when-grading, and nothing the graded cells need."""
+    name, root, _ = course
+    graded = nbformat.read(root / "autograded" / "solution" / name / f"{name}.ipynb", as_version=4)
+    failed = [f"cell {i}: {o.ename}: {o.evalue}" for i, cell in enumerate(graded.cells) if cell.cell_type == "code"
+              for o in cell.outputs if o.output_type == "error"]
+    assert not failed, f"cells of the graded solution fail:\n" + "\n".join(failed)
+    solution = nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb", as_version=4)
+    tagged = [cell.source for cell in solution.cells if SKIP_TAG in cell.metadata.get("tags", [])]
+    not_run = [cell.source for cell in graded.cells if cell.cell_type == "code" and
+               [o.get("text") for o in cell.outputs] == [NOT_RERUN_NOTE]]
+    assert not_run == tagged
 
 
 def test_untouched_release_scores_zero(course):
