@@ -78,7 +78,7 @@ def test_graded_numbers_come_from_locked_cells(assignment):
     grade_ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
     test = cells[grade_ids.index("test_accuracy")]
     hidden = test.source.split("### BEGIN HIDDEN TESTS")[1]
-    if assignment != "04_optimizers":  # notebook 04 computes it in its locked cell `best`
+    if assignment != "04_optimizers":  # notebook 04 computes it in its locked cell `final`
         assert "_accuracy" in hidden and "test_accuracy >=" not in hidden
     previous_test = max(i for i, g in enumerate(grade_ids[:grade_ids.index("test_accuracy")])
                         if g and g.startswith("test_") or g in ("q_batching", "q_mlp_vs_cnn", "q_vanishing_gradients"))

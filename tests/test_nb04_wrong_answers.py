@@ -612,6 +612,18 @@ def test_momentum_sgd_training_scores_the_network_not_the_numbers(model, match):
             torch_sgd_val_accuracy=0.4)
 
 
+@pytest.mark.parametrize("final_recipe, match", [
+    ("Adam", r"final_recipe is 'Adam': it must be the name of a recipe, one of the keys of recipes \(SGD 0\.1 constant, "),
+    (3, r"final_recipe is 3: it must be the name of a recipe"),
+    (["Nesterov, one-cycle"], r"final_recipe is \['Nesterov, one-cycle'\]: it must be the name of a recipe"),
+], ids=["unknown_name", "a_number", "a_list"])
+def test_final_training_names_a_wrong_final_recipe(final_recipe, match):
+    """The locked cell that trains the student's pick says what is wrong before it trains anything."""
+    recipes = {"SGD 0.1 constant": None, "Nesterov, one-cycle": None}
+    with pytest.raises(ValueError, match=match):
+        exec(cell_source(NB, "final"), {"final_recipe": final_recipe, "recipes": recipes})
+
+
 def test_accuracy_scores_the_network_not_the_number():
     rejects("test_accuracy", r"test accuracy 10\.0% is below 17%", final_model=zeroed_cnn(), test_accuracy=0.9)
 
