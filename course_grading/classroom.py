@@ -247,8 +247,8 @@ def make_executor(workers: int | None, cluster: str | None):
 GRADE_HELP = """\
 mode:       full mode, unless COURSE_FAST=1 is set in this shell (every kernel gets the same); grade a
             class in full mode, whose thresholds the trained models' tests then use. Experiments whose
-            results no graded cell reads (cells the solution tags 'skip-when-grading') are not run unless
-            --rerun-experiments is given.
+            results no graded cell reads (cells the solution tags 'skip-when-grading') are left unrun
+            unless a student's cell reads what they define, or --run-all-cells is given.
 sandbox:    each notebook runs in bubblewrap (bwrap must be installed), on a private copy of that one
             submission, without network, the gradebook, solutions/ or other students' files.
 database:   nbgrader's gradebook: SQLite in COURSE/gradebook.db, or PostgreSQL when
@@ -278,8 +278,8 @@ def main(argv=None) -> int:
     parser.add_argument("--notebook-timeout", type=int, help="seconds per notebook")
     parser.add_argument("--memory", type=float, help="GiB of data each process of a kernel may hold")
     parser.add_argument("--output-limit", type=float, help="MiB of output a notebook may produce")
-    parser.add_argument("--rerun-experiments", action="store_true",
-                        help="also run the experiments no grade depends on (skipped by default)")
+    parser.add_argument("--run-all-cells", action="store_true",
+                        help="also run the cells tagged skip-when-grading (with --force for students graded before)")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
@@ -309,7 +309,7 @@ def main(argv=None) -> int:
         value = getattr(args, option)
         if value is not None:
             config[section][name] = int(value * scale)
-    if args.rerun_experiments:
+    if args.run_all_cells:
         config.SkipExperiments.enabled = False
     total = len(list(course.glob(f"submitted/{args.student}/{args.assignment}")))
     bar = tqdm(total=total, desc=f"grading {args.assignment}", unit="student")

@@ -43,6 +43,7 @@ from traitlets import Bool, Float, Integer
 
 from course_grading.agent import agent_source
 from course_grading.sandbox import Limits, SandboxedKernelManager
+from course_grading.skips import cells_to_run
 from course_lib.checks.source_rules import notebook_sources
 from course_grading.verdict import Session, grader_namespace, run_verdict
 from course_lib.settings import is_fast
@@ -57,11 +58,12 @@ NOTE_MARKER = "course-integrity-note"
 # In the source directory: {"fast" | "full": {notebook: {cell id: seconds}}}, scripts/measure_cell_times.py
 CELL_TIMES = "cell_times.json"
 TIME_LIMIT = "course_time_limit"
-# A solution's code cell tagged so (an experiment, a summary) has results no graded cell reads: grading skips it
+# A solution's code cell tagged so (an experiment, its plot, a summary) has results no graded cell reads:
+# grading leaves it unrun unless a cell that runs reads a name it defines (course_grading.skips)
 SKIP_TAG = "skip-when-grading"
-NOT_RERUN = "course_not_rerun"
-NOT_RERUN_NOTE = ("[not run by the autograder: no grade depends on this cell; your own run of it is in your "
-                  "copy of the notebook]\n")
+SKIPPED = "course_skipped"
+SKIPPED_NOTE = ("[not run by the autograder: neither the graded cells nor your answers read what this cell "
+                "defines; your own run of it is in your copy of the notebook]\n")
 
 # Calls a course notebook never needs and that reach into the grader; they are listed for review.
 SUSPICIOUS = {
@@ -267,8 +269,8 @@ class GuardedExecute(Execute):
             self._stop(f"the notebook reached its time limit ({self.notebook_timeout} s)", cell, cell_index)
         if self._stopped is not None:  # nothing after this is run; a graded cell scores 0
             return self._not_run(cell)
-        if cell.metadata.get(NOT_RERUN):
-            cell.outputs = [new_output("stream", name="stdout", text=NOT_RERUN_NOTE)]
+        if cell.metadata.get(SKIPPED) and not utils.is_grade(cell) and not utils.is_solution(cell):
+            cell.outputs = [new_output("stream", name="stdout", text=SKIPPED_NOTE)]
             return cell
         graded = utils.is_grade(cell) and not utils.is_solution(cell)
         test_source = cell.source
@@ -467,6 +469,11 @@ class GuardedExecute(Execute):
             self.log.warning("%s/%s: %s", info.get("student"), name, finding)
 
 
+def source_notebook_folder(config) -> Path:
+    """The course's source folder (the solutions), from nbgrader's configuration."""
+    return Path(config.CourseDirectory.get("root") or ".", config.CourseDirectory.get("source_directory") or "source")
+
+
 class CellTimeLimits(NbGraderPreprocessor):
     """Give each cell the solution's measured time in the grader's mode (``CELL_TIMES``) times ``margin``,
     plus ``floor`` seconds, as its time limit; a cell the table does not know keeps the global one."""
@@ -475,9 +482,7 @@ class CellTimeLimits(NbGraderPreprocessor):
     floor = Integer(60, help="seconds added to every measured limit").tag(config=True)
 
     def preprocess(self, nb, resources):
-        folder = Path(self.config.CourseDirectory.get("root") or ".",
-                      self.config.CourseDirectory.get("source_directory") or "source")
-        path = folder / CELL_TIMES
+        path = source_notebook_folder(self.config) / CELL_TIMES
         if not path.is_file():
             return nb, resources
         mode = "fast" if is_fast() else "full"
@@ -489,27 +494,31 @@ class CellTimeLimits(NbGraderPreprocessor):
 
 
 class SkipExperiments(NbGraderPreprocessor):
-    """Mark the cells grading does not run: each code cell whose text is that of a cell the solution tags
+    """Mark the cells grading leaves unrun: a code cell whose text is that of a cell the solution tags
     ``skip-when-grading`` (an experiment whose results no graded cell reads, such as notebook 07's depth
-    experiment, and the summary that records them). A cell the student changed, and every graded or
-    answer cell, runs."""
+    experiment, and the summary that records them), unless a cell that runs reads a name it defines
+    (``course_grading.skips``: an answer may reuse an experiment's result). A graded or answer cell, and a
+    cell the student changed, always runs."""
 
-    enabled = Bool(True, help="skip the solution's cells tagged 'skip-when-grading'").tag(config=True)
+    enabled = Bool(True, help="leave unrun the solution's cells tagged 'skip-when-grading'").tag(config=True)
 
     def preprocess(self, nb, resources):
         info = resources.get("nbgrader", {})
-        path = Path(self.config.CourseDirectory.get("root") or ".",
-                    self.config.CourseDirectory.get("source_directory") or "source",
-                    info.get("assignment", ""), info.get("notebook", "") + ".ipynb")
-        if not self.enabled or not path.is_file():
+        path = source_notebook_folder(self.config) / info.get("assignment", "") / (info.get("notebook", "") + ".ipynb")
+        if not self.enabled:
+            return nb, resources
+        if not path.is_file():
+            self.log.warning("no solution notebook at %s: every cell runs", path)
             return nb, resources
         solution = nbformat.read(path, as_version=4)
-        experiments = {cell.source.strip() for cell in solution.cells
-                       if cell.cell_type == "code" and SKIP_TAG in cell.metadata.get("tags", [])}
-        for cell in nb.cells:
-            if (cell.cell_type == "code" and cell.source.strip() in experiments and not utils.is_grade(cell)
-                    and not utils.is_solution(cell)):
-                cell.metadata[NOT_RERUN] = True
+        tagged_sources = {cell.source.strip() for cell in solution.cells
+                          if cell.cell_type == "code" and SKIP_TAG in cell.metadata.get("tags", [])}
+        code = [cell for cell in nb.cells if cell.cell_type == "code"]
+        tagged = [cell.source.strip() in tagged_sources and not utils.is_grade(cell) and not utils.is_solution(cell)
+                  for cell in code]
+        for cell, flag, runs in zip(code, tagged, cells_to_run([cell.source for cell in code], tagged)):
+            if flag and not runs:
+                cell.metadata[SKIPPED] = True
         return nb, resources
 
 

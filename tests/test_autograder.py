@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from course_grading.preprocessors import NOT_RERUN_NOTE, SKIP_TAG
+from course_grading.preprocessors import SKIP_TAG, SKIPPED_NOTE
 from notebook_cells import ROOT, assignments
 
 pytestmark = pytest.mark.notebook
@@ -96,18 +96,32 @@ def test_solution_scores_full_marks(course):
     assert all(result[k][3] for k in written), "written answers of the solution must await manual grading"
 
 
+def skipped_and_tagged(root: Path, name: str, student: str) -> tuple[list, list]:
+    """The sources of the cells grading left unrun in ``student``'s graded notebook, and of the cells the solution tags."""
+    graded = nbformat.read(root / "autograded" / student / name / f"{name}.ipynb", as_version=4)
+    solution = nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb", as_version=4)
+    tagged = [cell.source for cell in solution.cells
+              if cell.cell_type == "code" and SKIP_TAG in cell.metadata.get("tags", [])]
+    skipped = [cell.source for cell in graded.cells
+               if cell.cell_type == "code" and [o.get("text") for o in cell.outputs] == [SKIPPED_NOTE]]
+    return skipped, tagged
+
+
 def test_solution_runs_without_errors_and_without_its_experiments(course):
-    """Grading skips the cells the solution tags skip-when-grading, and nothing the graded cells need."""
+    """Grading leaves unrun every cell the solution tags skip-when-grading, and nothing the others need."""
     name, root, _ = course
     graded = nbformat.read(root / "autograded" / "solution" / name / f"{name}.ipynb", as_version=4)
     failed = [f"cell {i}: {o.ename}: {o.evalue}" for i, cell in enumerate(graded.cells) if cell.cell_type == "code"
               for o in cell.outputs if o.output_type == "error"]
     assert not failed, f"cells of the graded solution fail:\n" + "\n".join(failed)
-    solution = nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb", as_version=4)
-    tagged = [cell.source for cell in solution.cells if SKIP_TAG in cell.metadata.get("tags", [])]
-    not_run = [cell.source for cell in graded.cells if cell.cell_type == "code" and
-               [o.get("text") for o in cell.outputs] == [NOT_RERUN_NOTE]]
-    assert not_run == tagged
+    skipped, tagged = skipped_and_tagged(root, name, "solution")
+    assert skipped == tagged, "a tagged cell ran: a cell that runs reads a name it defines"
+
+
+def test_untouched_release_skips_the_same_cells(course):
+    name, root, _ = course
+    skipped, tagged = skipped_and_tagged(root, name, "untouched")
+    assert skipped == tagged
 
 
 def test_untouched_release_scores_zero(course):

@@ -19,7 +19,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_output
 from nbgrader.api import Gradebook, MissingEntry
 
-from course_grading.preprocessors import CELL_TIMES
+from course_grading.preprocessors import CELL_TIMES, SKIP_TAG, SKIPPED
 from notebook_cells import ROOT
 from test_autograder import nbgrader
 
@@ -137,6 +137,14 @@ def tagged(nb, tag: str):
     return nb
 
 
+def skips_planted(nb):
+    """Every graded cell tagged for skipping and marked skipped, as the grader marks the cells it leaves unrun."""
+    for cell in tagged(nb, SKIP_TAG).cells:
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            cell.metadata[SKIPPED] = True
+    return nb
+
+
 def with_function(nb, grade_id: str, source: str):
     """``nb`` with the answer cell ``grade_id`` replaced by ``source``."""
     nb.cells[index_of(nb, grade_id)].source = source
@@ -234,6 +242,7 @@ CASES = {
     "torch_reference_patched": (lambda: with_cell(release(), "import torch\ntorch.relu = lambda z: z * 0"), 0, None),
     "sigmoid_through_torch": (lambda: with_function(solution(), "sigmoid", SIGMOID_THROUGH_TORCH), FULL - 1, None),
     "skip_execution_tags": (lambda: tagged(release(), "skip-execution"), 0, None),
+    "skip_marks_planted": (lambda: skips_planted(release()), 0, None),
     "plants_links": (lambda: with_cell(release(), PLANT_LINKS), 0, "a link the kernel left in its folder was removed"),
     "prints_environment": (lambda: with_cell(solution(), PRINT_ENVIRONMENT), FULL, None),
     "twenty_thousand_cells": (lambda: padded(release(), 20_000), 0, "more than the 1000 the grader runs"),

@@ -613,9 +613,9 @@ def test_momentum_sgd_training_scores_the_network_not_the_numbers(model, match):
 
 
 @pytest.mark.parametrize("final_recipe, match", [
-    ("Adam", r"final_recipe is 'Adam': it must be the name of a recipe, one of the keys of recipes \(SGD 0\.1 constant, "),
-    (3, r"final_recipe is 3: it must be the name of a recipe"),
-    (["Nesterov, one-cycle"], r"final_recipe is \['Nesterov, one-cycle'\]: it must be the name of a recipe"),
+    ("Adam", r"final_recipe is 'Adam': it must be the name of one of the recipes raced in section 9: SGD 0\.1 constant, "),
+    (3, r"final_recipe is 3: it must be the name of one of the recipes"),
+    (["Nesterov, one-cycle"], r"final_recipe is \['Nesterov, one-cycle'\]: it must be the name of one of the recipes"),
 ], ids=["unknown_name", "a_number", "a_list"])
 def test_final_training_names_a_wrong_final_recipe(final_recipe, match):
     """The locked cell that trains the student's pick says what is wrong before it trains anything."""
