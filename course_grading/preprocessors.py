@@ -503,10 +503,10 @@ class SkipExperiments(NbGraderPreprocessor):
     enabled = Bool(True, help="leave unrun the solution's cells tagged 'skip-when-grading'").tag(config=True)
 
     def preprocess(self, nb, resources):
-        info = resources.get("nbgrader", {})
-        path = source_notebook_folder(self.config) / info.get("assignment", "") / (info.get("notebook", "") + ".ipynb")
         if not self.enabled:
             return nb, resources
+        info = resources.get("nbgrader", {})
+        path = source_notebook_folder(self.config) / info.get("assignment", "") / (info.get("notebook", "") + ".ipynb")
         if not path.is_file():
             self.log.warning("no solution notebook at %s: every cell runs", path)
             return nb, resources

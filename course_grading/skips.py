@@ -8,9 +8,9 @@ when no cell that runs reads a name it defines:
 - a name a cell reads at the top level (before the cell itself defines it) is served by the last cell
   above that defines it; if that cell is tagged, it runs;
 - a name a function reads from the notebook's globals is read when the function is called, which may
-  be anywhere below: every tagged cell that defines it runs;
-- a cell that reaches names dynamically (``globals()``, ``eval``, ``exec``, ``vars``, ``get_ipython``)
-  could read anything: then every cell runs;
+  be at any running cell below its definition: the last cell above each of those that defines it runs;
+- a cell that reaches names dynamically (``globals()``, ``eval``, ``exec``, ``vars``, ``get_ipython``,
+  ``import *``) could read anything: then every cell runs;
 
 repeated until no more cells are added (a tagged cell that runs reads names too).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 from dataclasses import dataclass, field
 
 DYNAMIC = {"globals", "locals", "vars", "eval", "exec", "get_ipython", "__import__"}
@@ -32,11 +33,16 @@ class CellNames:
     dynamic: bool = False                          # reaches names through globals(), eval, exec ...
 
 
-def python_source(source: str) -> str:
-    """A cell's text as Python: IPython's magics and shell escapes turned into calls."""
+@functools.cache
+def _transformer():
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager().transform_cell(source)
+    return TransformerManager()
+
+
+def python_source(source: str) -> str:
+    """A cell's text as Python: IPython's magics and shell escapes turned into calls."""
+    return _transformer().transform_cell(source)
 
 
 def cell_names(source: str) -> CellNames:
