@@ -39,7 +39,7 @@ from sqlalchemy.exc import SAWarning
 from traitlets import import_item
 from traitlets.config import Config
 
-from course_grading.course import course_config
+from course_grading.course import course_config, course_folder
 from course_grading.preprocessors import REPORT_SUFFIX, VERDICTS_SUFFIX, submission_links
 from course_grading.sandbox import sandbox_problem
 
@@ -287,9 +287,7 @@ def main(argv=None) -> int:
         value = getattr(args, option)
         if value is not None and not value > 0:
             parser.error(f"--{option.replace('_', '-')} must be a positive number, got {value}")
-    course = Path(args.course).resolve()
-    if not (course / "nbgrader_config.py").is_file():
-        parser.error(f"no nbgrader_config.py in {course}: run it in the course folder or pass --course")
+    course = course_folder(parser, args.course)
     if not list(course.glob(f"submitted/*/{args.assignment}")):
         parser.error(f"no submissions of {args.assignment!r} in {course / 'submitted'} "
                      "(expected submitted/<student>/<assignment>/)")

@@ -1,6 +1,7 @@
 """The course folder as the instructor's commands read it: its ``nbgrader_config.py`` and its gradebook."""
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -18,3 +19,11 @@ def course_config(course: Path) -> Config:
     from traitlets.config.loader import PyFileConfigLoader
 
     return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+
+
+def course_folder(parser: argparse.ArgumentParser, folder: str, instead: str = "--course") -> Path:
+    """``--course``'s folder, resolved; the command stops with a message where it has no nbgrader_config.py."""
+    course = Path(folder).resolve()
+    if not (course / "nbgrader_config.py").is_file():
+        parser.error(f"no nbgrader_config.py in {course}: run it in the course folder, or pass {instead}")
+    return course

@@ -46,7 +46,7 @@ import json
 import sys
 from pathlib import Path
 
-from course_grading.course import course_config, gradebook_url
+from course_grading.course import course_config, course_folder, gradebook_url
 
 # Headers Canvas reads as student information or as totals, never as an assignment
 CANVAS_STUDENT_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
@@ -241,8 +241,7 @@ def main(argv=None) -> int:
     course = Path(args.course).resolve()
     db_url = args.db
     if db_url is None:
-        if not (course / "nbgrader_config.py").is_file():
-            parser.error(f"no nbgrader_config.py in {course}: run it in the course folder, or pass --course or --db")
+        course = course_folder(parser, args.course, instead="--course or --db")
         try:
             db_url = course_db_url(course)
         except Exception as err:  # the configuration is the course's own Python

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from traitlets import Unicode
 from traitlets.config import Config
 
-from course_grading.course import course_config
+from course_grading.course import course_config, course_folder
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -85,9 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--release", action="store_true", help="validate notebooks/ instead of solutions/")
     parser.add_argument("--course", default=".", help="the course folder (with nbgrader_config.py)")
     args = parser.parse_args(argv)
-    course = Path(args.course).resolve()
-    if not (course / "nbgrader_config.py").is_file():
-        parser.error(f"no nbgrader_config.py in {course}: run it in the course folder or pass --course")
+    course = course_folder(parser, args.course)
     config = course_config(course)
     folder = course / ("notebooks" if args.release else "solutions")
     names = args.assignments or sorted(p.parent.name for p in folder.glob("*/*.ipynb") if p.stem == p.parent.name)

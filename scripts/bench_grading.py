@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from course_lib.settings import is_fast  # noqa: E402
 NBGRADER = str(Path(sys.executable).with_name("nbgrader"))
 
 
@@ -61,8 +63,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--only", choices=["grade"], help="only grade --workers 1 (a notebook's cost per submission)")
     args = parser.parse_args()
+    os.environ.setdefault("COURSE_FAST", "1")
     env = {k: v for k, v in os.environ.items() if k != "NBGRADER_DB_URL"}
-    env.setdefault("COURSE_FAST", "1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PATH"] = os.pathsep.join([str(Path(NBGRADER).parent), env["PATH"]])  # nbgrader runs alembic
     autograde = [NBGRADER, "autograde", args.assignment, "--create"]
@@ -81,7 +83,7 @@ def main() -> None:
             seconds[name] = timed(command, root, env)
             print(f"{name:<32} {seconds[name]:7.1f} s  ({seconds[name] / args.students:5.1f} s per submission), "
                   f"{full_marks(root, args.assignment)}/{args.students} full marks", flush=True)
-    mode = "fast" if env["COURSE_FAST"] == "1" else "full"
+    mode = "fast" if is_fast() else "full"
     if args.only:
         print(f"{args.assignment}, {mode} mode, {os.cpu_count()} cores: "
               f"{seconds['grade --workers 1'] / args.students:.1f} s per submission")
