@@ -42,5 +42,9 @@ c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMe
                                       OverwriteCells, CheckCellMetadata, CellTimeLimits, SkipExperiments]
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-# Formgrader's grading page shows each written answer's model answer from solutions/ (feedback never does)
-c.HTMLExporter.preprocessors = ["course_grading.formgrade.ModelAnswers"]
+# nbgrader's HTML pages (Formgrader's grading page, the feedback): what the student wrote or printed is shown,
+# never run (course_grading/safe_html.py); the grading page shows each written answer's model answer from
+# solutions/ (feedback never does); formulas are MathML the browser draws, not TeX for MathJax from a CDN.
+c.HTMLExporter.filters = {"markdown2html": "course_grading.safe_html.markdown2html"}
+c.HTMLExporter.preprocessors = ["course_grading.safe_html.SafeOutputs", "course_grading.formgrade.ModelAnswers",
+                                "course_grading.formulas.FormulasAsMathML"]

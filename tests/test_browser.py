@@ -7,7 +7,9 @@ cell and its first exercise's check, before and after running the stub (in ``wor
 student's finished one, and follows a slider; Formgrader's Generate rewrites a release without
 touching an edited work copy; Formgrader lists every assignment and releases one, which the
 Assignment List fetches and submits and Formgrader collects; once autograded, its grading page shows
-each written answer's model answer, which its feedback does not; the class report opens. Any JavaScript error, console error or broken image fails the test. Screenshots go to
+each written answer's model answer, which its feedback does not, and both show their formulas as MathML
+with nothing outside loopback answering (no MathJax from a CDN); the class report opens. Any JavaScript
+error, console error, failed request or broken image fails the test. Screenshots go to
 ``COURSE_BROWSER_ARTIFACTS`` (default ``build/browser``).
 
 Needs Chromium (Debian's ``chromium``; ``make test`` installs it when run as root; another binary:
@@ -52,6 +54,14 @@ FINISHED_CONV = ("import torch.nn.functional as F\n\n"
 BROKEN_IMAGES = """() => Array.from(document.images)
     .filter(i => i.complete && i.naturalWidth === 0 && i.getClientRects().length > 0)
     .map(i => i.outerHTML.slice(0, 160))"""
+# Formulas the page shows as MathML, and markdown cells still showing TeX (a backslash macro between dollars)
+FORMULAS = """() => [document.querySelectorAll("math").length,
+    Array.from(document.querySelectorAll(".text_cell_render"))
+        .filter(cell => /\\$[^$\\s][^$]*\\\\[a-zA-Z]+/.test(cell.innerText))
+        .map(cell => cell.innerText.slice(0, 120))]"""
+# What a planted script would do if it ran, and how a page tells
+PLANTED = "window.studentScriptRan = true"
+SCRIPT_RAN = "() => window.studentScriptRan"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"  # of the notebook in front
 
@@ -148,10 +158,16 @@ class Browser:
         self.errors, self.outside = [], []
         self.browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         self.page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.errors.append(f"JavaScript: {e}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
         self.page.on("dialog", lambda d: d.accept())
         self.page.route(lambda url: not url.startswith(self.base), self._outside)
+
+    def _console(self, message):
+        refused = not message.location.get("url", self.base).startswith(self.base)  # by _outside, below
+        if message.type == "error" and not refused:
+            self.errors.append(f"console: {message.text}")
 
     def _outside(self, route):
         self.outside.append(route.request.url)
@@ -176,6 +192,12 @@ class Browser:
         broken = [image for frame in self.page.frames for image in frame.evaluate(BROKEN_IMAGES)]
         assert not broken, f"{where}: broken images {broken}"
         assert not self.errors, f"{where}: {self.errors}"
+
+    def check_formulas(self, where: str):
+        """The page shows its formulas as MathML, and no markdown cell as raw TeX."""
+        shown, raw = self.page.evaluate(FORMULAS)
+        assert shown > 0 and not raw, f"{where}: {shown} formulas in MathML; cells showing TeX: {raw}"
+        self.page.locator('math[display="block"]').first.scroll_into_view_if_needed()  # for the screenshot
 
     def close(self):
         self.browser.close()
@@ -244,6 +266,18 @@ class Notebook:
         self.page.keyboard.press("Control+A")
         self.page.keyboard.insert_text(source)
         self.page.keyboard.press("Escape")
+
+
+def plant_scripts(submission: Path):
+    """What a student could put in a submission to run script in the instructor's Formgrader: a script and an
+    event handler in a written answer, and HTML and JavaScript displayed by a cell of their own."""
+    notebook = nbformat.read(submission, as_version=4)
+    answer = next(c for c in notebook.cells if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution"))
+    answer.source += f"\n\n<script>{PLANTED}</script> <details open ontoggle=\"{PLANTED}\">x</details>"
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "from IPython.display import HTML, Javascript, display\n"
+        f"display(HTML('<details open ontoggle=\"{PLANTED}\">y</details>'), Javascript('{PLANTED}'))"))
+    nbformat.write(notebook, submission)
 
 
 def grade_id(cell) -> str | None:
@@ -410,6 +444,7 @@ def test_release_fetch_submit_collect_through_the_menus(browser):
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     env.pop("NBGRADER_DB_URL", None)
     student = submitted[0].parent.parent.name
+    plant_scripts(submitted[0])
     done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "autograde", first],
                           cwd=browser.checkout, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -426,6 +461,9 @@ def test_release_fetch_submit_collect_through_the_menus(browser):
     assert answers.count() == len(written) >= 1
     first_answer = answers.first.inner_text()
     assert grade_id(written[0]) in first_answer and "Model answer." in first_answer, first_answer
+    browser.check_formulas("Formgrader's grading page")
+    assert browser.page.evaluate(SCRIPT_RAN) is None, "the student's script ran in Formgrader"
+    browser.screenshot("formgrader-formulas")
     answers.first.scroll_into_view_if_needed()
     browser.screenshot("formgrader-grading-with-model-answer")
 
@@ -434,6 +472,11 @@ def test_release_fetch_submit_collect_through_the_menus(browser):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     feedback = (browser.checkout / "feedback" / student / first / f"{first}.html").read_text()
     assert "Model answer" not in feedback, "a model answer reached the student's feedback"
+    browser.page.goto(f"{browser.base}/files/feedback/{student}/{first}/{first}.html?token={browser.token}")
+    browser.check_formulas("the feedback")
+    assert browser.page.evaluate(SCRIPT_RAN) is None, "the student's script ran in the feedback"
+    browser.screenshot("feedback")
+    browser.check_page("Formgrader's grading page and the feedback")
 
 
 def test_class_report_in_the_browser(browser):
