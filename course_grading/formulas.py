@@ -19,7 +19,7 @@ from nbformat.v4 import new_markdown_cell
 
 GRADING_PAGE, FEEDBACK = "formgrade", "feedback"
 MATHJAX_STAND_IN = """<script>
-if (!window.MathJax) {  // MathJax from the CDN did not load: the formulas are MathML anyway
+if (!(window.MathJax && window.MathJax.Hub)) {  // MathJax did not load (the formulas are MathML anyway)
     window.MathJax = {Hub: {Startup: {signal: {Interest: function (listener) { listener("End"); }}}}};
 }
 </script>"""

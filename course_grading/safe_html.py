@@ -9,15 +9,24 @@ grading page and the feedback files) two things from here:
 - ``markdown2html``, the markdown filter the templates call, which renders as nbconvert does and then
   keeps only an allow-list of tags, attributes, URL schemes and CSS properties (MathML included); the one
   exception is the course's own MathJax stand-in (course_grading/formulas.py), a constant;
-- ``SafeOutputs``, which applies the same allow-list to HTML and markdown outputs and removes the
-  outputs that are code (JavaScript, SVG, widgets and other rich types); text and PNG/JPEG images stay.
+- ``SafeOutputs``, which applies the same allow-list to HTML and markdown outputs, removes the outputs that
+  are code (JavaScript, SVG, widgets and other rich types), and keeps of an output's metadata only an
+  image's width and height, as numbers (the template writes them into the tag unquoted); text and PNG/JPEG
+  images stay.
+
+Found by attacking it (a helper agent, rendering in Chromium): image sizes that close the tag, data-*
+attributes that Bootstrap 3 on the grading page turns into HTML, and a ``files/javascript:`` link that
+nbconvert's ``strip_files_prefix``, applied after this filter, would turn into a script URL.
 """
 from __future__ import annotations
+
+import re
 
 from bleach import Cleaner
 from bleach.css_sanitizer import CSSSanitizer
 from jinja2 import pass_context
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from nbconvert.filters.strings import strip_files_prefix
 from nbconvert.preprocessors.sanitize import SanitizeHTML
 
 from course_grading.formulas import MATHJAX_STAND_IN
@@ -31,15 +40,23 @@ HTML = {"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "a", "em", "strong"
         "div", "span", "details", "summary", "figure", "figcaption", "abbr", "cite", "q"}
 HTML_ATTRIBUTES = {"class", "id", "title", "style", "align", "colspan", "rowspan", "alt", "width", "height",
                    "src", "href", "start"}
+MATHML_ATTRIBUTES = {"xmlns", "display", "mathvariant", "displaystyle", "scriptlevel", "mathcolor", "mathbackground",
+                     "mathsize", "lspace", "rspace", "stretchy", "symmetric", "largeop", "movablelimits", "accent",
+                     "accentunder", "fence", "separator", "form", "minsize", "maxsize", "linethickness",
+                     "columnalign", "rowalign", "columnspacing", "rowspacing", "columnlines", "rowlines", "frame",
+                     "width", "height", "depth", "voffset", "notation", "encoding", "class", "id", "style"}
+# nbconvert's strip_files_prefix, which the templates apply after this filter, removes these from URLs
+FILES_PREFIX = re.compile(r"^\s*/?files/", re.I)
+IMAGES = ("image/png", "image/jpeg")
 CSS = ["text-align", "vertical-align", "color", "background-color", "font-weight", "font-style", "width",
        "height", "max-width", "margin", "padding", "border", "border-collapse", "white-space"]
 
 
 def allowed_attribute(tag: str, name: str, value: str) -> bool:
-    """MathML's presentation attributes, and a short list for HTML; never an event handler or a link in MathML."""
-    if name.startswith("on") or name in ("href", "xlink:href", "src") and tag in MATHML:
+    """A short list of HTML's attributes and of MathML's presentation attributes; no URL nbconvert rewrites later."""
+    if name in ("href", "src") and FILES_PREFIX.match(value):
         return False
-    return tag in MATHML or name in HTML_ATTRIBUTES
+    return name in (MATHML_ATTRIBUTES if tag in MATHML else HTML_ATTRIBUTES)
 
 
 CLEANER = Cleaner(tags=HTML | MATHML, attributes=allowed_attribute, protocols=["http", "https", "mailto", "data"],
@@ -59,7 +76,19 @@ def markdown2html(context, source: str) -> str:
     cell = context.get("cell", {})
     path = context.get("resources", {}).get("metadata", {}).get("path", "")
     renderer = IPythonRenderer(escape=False, attachments=cell.get("attachments", {}), path=path)
-    return safe_html(MarkdownWithMath(renderer=renderer).render(source))
+    html = MarkdownWithMath(renderer=renderer).render(source)
+    while (stripped := strip_files_prefix(html)) != html:  # as the template will, so that it finds nothing left
+        html = stripped
+    return safe_html(html)
+
+
+def image_sizes(metadata: dict) -> dict:
+    """Of an output's metadata, only the width and height of its images (top level or per type), as integers."""
+    def sizes(entry) -> dict:
+        return {k: int(v) for k, v in entry.items() if k in ("width", "height") and re.fullmatch(r"\d{1,5}", str(v))}
+
+    kept = {kind: sizes(entry) for kind, entry in metadata.items() if kind in IMAGES and isinstance(entry, dict)}
+    return {**sizes(metadata), **{kind: entry for kind, entry in kept.items() if entry}}
 
 
 class SafeOutputs(SanitizeHTML):
@@ -68,6 +97,9 @@ class SafeOutputs(SanitizeHTML):
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code":
             cell.outputs = self.sanitize_code_outputs(cell.outputs)
+            for output in cell.outputs:
+                if "metadata" in output:
+                    output.metadata = image_sizes(output.metadata)
         return cell, resources
 
     def sanitize_html_tags(self, html_str):
