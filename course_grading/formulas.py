@@ -17,7 +17,9 @@ from latex2mathml.converter import convert
 from nbconvert.preprocessors import Preprocessor
 from nbformat.v4 import new_markdown_cell
 
-GRADING_PAGE, FEEDBACK = "formgrade", "feedback"
+from course_grading.formgrade import GRADING_TEMPLATE
+
+FEEDBACK = "feedback"
 MATHJAX_STAND_IN = """<script>
 if (!(window.MathJax && window.MathJax.Hub)) {  // MathJax did not load (the formulas are MathML anyway)
     window.MathJax = {Hub: {Startup: {signal: {Interest: function (listener) { listener("End"); }}}}};
@@ -57,11 +59,11 @@ class FormulasAsMathML(Preprocessor):
 
     def preprocess(self, nb, resources):
         template = getattr(self.parent, "template_name", None)
-        if template not in (GRADING_PAGE, FEEDBACK):
+        if template not in (GRADING_TEMPLATE, FEEDBACK):
             return nb, resources
         for cell in nb.cells:
             if cell.cell_type == "markdown":
                 cell.source = formulas_as_mathml(cell.source)
-        if template == GRADING_PAGE:
+        if template == GRADING_TEMPLATE:
             nb.cells.insert(0, new_markdown_cell(MATHJAX_STAND_IN))
         return nb, resources
