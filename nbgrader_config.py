@@ -19,9 +19,14 @@ from course_grading.course import gradebook_url  # noqa: E402
 
 c.CourseDirectory.db_url = gradebook_url(
     os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")))
-# A cell measured in the solution (solutions/cell_times.json) may take 3 times its time plus a minute
-# (CellTimeLimits); a cell the table does not know, up to the half hour a full-mode training cell may need.
+# A cell measured in the solution (solutions/cell_times.json) may take 3 times its time plus a minute, in
+# autograde (CellTimeLimits) as in the Validator (the Validate button, `python -m course_grading validate`);
+# a cell the table does not know, up to the half hour a full-mode training cell may need.
+from course_grading.preprocessors import ValidatorTimeLimits  # noqa: E402
+
 c.ExecutePreprocessor.timeout = 1800
+c.Execute.timeout_func = ValidatorTimeLimits(os.path.join(c.CourseDirectory.root, c.CourseDirectory.source_directory),
+                                             default=c.ExecutePreprocessor.timeout)
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 

@@ -39,7 +39,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
-from traitlets import Bool, Float, Integer
+from traitlets import Any, Bool, Float, Integer
 
 from course_grading.agent import agent_source
 from course_grading.sandbox import Limits, SandboxedKernelManager
@@ -58,6 +58,7 @@ NOTE_MARKER = "course-integrity-note"
 # In the source directory: {"fast" | "full": {notebook: {cell id: seconds}}}, scripts/measure_cell_times.py
 CELL_TIMES = "cell_times.json"
 TIME_LIMIT = "course_time_limit"
+TIME_MARGIN, TIME_FLOOR = 3.0, 60   # a measured cell may take TIME_MARGIN times its time plus TIME_FLOOR seconds
 # A solution's code cell tagged so (an experiment, its plot, a summary) has results no graded cell reads:
 # grading leaves it unrun unless a cell that runs reads a name it defines (course_grading.skips)
 SKIP_TAG = "skip-when-grading"
@@ -181,6 +182,8 @@ class GuardedExecute(Execute):
     cell_limit = Integer(1000, help="cells a submission may have; one with more is not run").tag(config=True)
     disk_limit = Integer(2 * 1024 ** 3, help="bytes the kernel may leave in the submission's folder; the cells "
                                              "after the one that passes it are not run").tag(config=True)
+    # each cell's limit is its metadata's (CellTimeLimits) or `timeout`: the Validator's timeout_func is not used
+    timeout_func = Any(None, allow_none=True)
 
     def preprocess(self, nb, resources, km=None):
         self._findings = list(nb.metadata.pop("course_integrity", {}).get("cells", []))
@@ -474,23 +477,42 @@ def source_notebook_folder(config) -> Path:
     return Path(config.CourseDirectory.get("root") or ".", config.CourseDirectory.get("source_directory") or "source")
 
 
+def measured_seconds(folder: Path, notebook: str) -> dict[str, float]:
+    """The solution's measured seconds per cell id of ``notebook`` in the environment's mode, from
+    ``folder/CELL_TIMES`` (empty where the table or the notebook is missing)."""
+    path = folder / CELL_TIMES
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text()).get("fast" if is_fast() else "full", {}).get(notebook, {})
+
+
 class CellTimeLimits(NbGraderPreprocessor):
     """Give each cell the solution's measured time in the grader's mode (``CELL_TIMES``) times ``margin``,
     plus ``floor`` seconds, as its time limit; a cell the table does not know keeps the global one."""
 
-    margin = Float(3.0, help="times the solution's measured time a cell may take").tag(config=True)
-    floor = Integer(60, help="seconds added to every measured limit").tag(config=True)
+    margin = Float(TIME_MARGIN, help="times the solution's measured time a cell may take").tag(config=True)
+    floor = Integer(TIME_FLOOR, help="seconds added to every measured limit").tag(config=True)
 
     def preprocess(self, nb, resources):
-        path = source_notebook_folder(self.config) / CELL_TIMES
-        if not path.is_file():
-            return nb, resources
-        mode = "fast" if is_fast() else "full"
-        seconds = json.loads(path.read_text()).get(mode, {}).get(resources["nbgrader"]["notebook"], {})
+        seconds = measured_seconds(source_notebook_folder(self.config), resources["nbgrader"]["notebook"])
         for cell in nb.cells:
             if cell.get("id") in seconds:
                 cell.metadata[TIME_LIMIT] = int(self.floor + self.margin * seconds[cell.id])
         return nb, resources
+
+
+class ValidatorTimeLimits:
+    """nbclient's ``timeout_func`` for nbgrader's Validator (the *Validate* button, ``course_grading
+    validate``): a cell of a notebook the solution's measured times know gets the limit autograde gives it
+    (``CellTimeLimits``); any other cell ``default`` seconds. The Validator runs a notebook in its own
+    folder, and a course notebook's folder has its name (``NN_name/NN_name.ipynb``): that names the table."""
+
+    def __init__(self, source_folder: str | Path, default: int, margin: float = TIME_MARGIN, floor: int = TIME_FLOOR):
+        self.source_folder, self.default, self.margin, self.floor = Path(source_folder), default, margin, floor
+
+    def __call__(self, cell) -> int:
+        seconds = measured_seconds(self.source_folder, Path.cwd().name).get(cell.get("id"))
+        return self.default if seconds is None else int(self.floor + self.margin * seconds)
 
 
 class SkipExperiments(NbGraderPreprocessor):

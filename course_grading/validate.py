@@ -3,14 +3,16 @@
 
 nbgrader's Validator runs a notebook in a fresh kernel and fails a graded cell on any error or any output
 to stderr; its button shows nothing for the minutes a notebook can take. This runs the same Validator, with
-the course's cell time limit (``ExecutePreprocessor.timeout`` in ``nbgrader_config.py``) and a progress bar
-per notebook, then prints what failed. The solutions (the default) must pass; ``--release`` validates the
-student versions the other way round (nbgrader's ``invert``): a graded cell that passes before the student
-did anything is the problem there. The mode is the environment's: ``COURSE_FAST=1`` for fast mode.
+the course's configuration (``nbgrader_config.py``, as the button has it: each cell's time limit from the
+solution's measured time) and a progress bar per notebook, then prints what failed. The solutions (the
+default) must pass; ``--release`` validates the student versions the other way round (nbgrader's
+``invert``): a graded cell that passes before the student did anything is the problem there. The mode is
+the environment's: ``COURSE_FAST=1`` for fast mode.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import subprocess
 import sys
@@ -58,12 +60,12 @@ class ExecuteWithProgress(Execute):
         return result
 
 
-def validate(notebook: Path, timeout: int, release: bool = False) -> list[str]:
-    """What nbgrader's Validator finds in ``notebook``, run in its own folder: cells whose type or locked
-    source changed, and the graded cells that fail (or, for a ``release``, that pass); the first line of
-    each cell and the last of its error."""
-    config = Config({"ExecutePreprocessor": {"timeout": timeout}, "Validator": {"invert": release},
-                     "ExecuteWithProgress": {"notebook_name": notebook.stem}})
+def validate(notebook: Path, course_config: Config, release: bool = False) -> list[str]:
+    """What nbgrader's Validator, configured by ``course_config``, finds in ``notebook``, run in its own
+    folder: cells whose type or locked source changed, and the graded cells that fail (or, for a
+    ``release``, that pass); the first line of each cell and the last of its error."""
+    config = copy.deepcopy(course_config)
+    config.merge(Config({"Validator": {"invert": release}, "ExecuteWithProgress": {"notebook_name": notebook.stem}}))
     validator = Validator(config=config)
     validator.preprocessors = [ClearOutput, CheckCellMetadata, ExecuteWithProgress]
     result = validator.validate(str(notebook))
@@ -95,8 +97,7 @@ def main(argv=None) -> int:
     failed = 0
     for name in names:
         try:
-            problems = validate(folder / name / f"{name}.ipynb", int(config.ExecutePreprocessor.get("timeout", 1800)),
-                                args.release)
+            problems = validate(folder / name / f"{name}.ipynb", config, args.release)
         except Exception as err:  # the kernel died or could not start
             problems = [f"could not run: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[-1]}"]
         failed += bool(problems)

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.notebook
 @pytest.mark.parametrize("name", assignments())
 def test_solution_passes_nbgraders_validator(name, monkeypatch):
     from nbgrader.validator import Validator
-    from traitlets.config import Config
+
+    from course_grading.course import course_config
 
     threads = "1" if assignments().index(name) % 2 == 0 else "2"
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -28,9 +29,9 @@ def test_solution_passes_nbgraders_validator(name, monkeypatch):
         if not backbone_path().exists():
             train_backbone()
     monkeypatch.chdir(ROOT / "solutions" / name)
-    # the course's cell time limit (nbgrader_config.py); nbgrader's own default of 30 s stops a training cell
-    config = Config({"ExecutePreprocessor": {"timeout": 1800}})
-    result = Validator(config=config).validate(str(ROOT / "solutions" / name / f"{name}.ipynb"))
+    # the course's configuration, as the Validate button loads it: each cell's time limit from the solution's
+    # measured time (nbgrader's own default of 30 s stops a training cell)
+    result = Validator(config=course_config(ROOT)).validate(str(ROOT / "solutions" / name / f"{name}.ipynb"))
     failed = [f"{cell['source'].splitlines()[0]}: {cell['error'][:500]}" for cell in result.get("failed", [])]
     assert not failed, f"{name} with {threads} thread(s): nbgrader's Validator fails\n" + "\n".join(failed)
     assert os.environ["OMP_NUM_THREADS"] == threads
