@@ -22,7 +22,8 @@ c.CourseDirectory.db_url = gradebook_url(
 # A cell measured in the solution (solutions/cell_times.json) may take 3 times its time plus a minute, in
 # autograde (CellTimeLimits) as in the Validator (the Validate button, `python -m course_grading validate`);
 # a cell the table does not know, up to the half hour a full-mode training cell may need.
-from course_grading.preprocessors import ValidatorTimeLimits  # noqa: E402
+from course_grading.preprocessors import (  # noqa: E402
+    CellTimeLimits, GuardedExecute, RestoreCellMetadata, SkipExperiments, ValidatorTimeLimits)
 
 c.ExecutePreprocessor.timeout = 1800
 c.Execute.timeout_func = ValidatorTimeLimits(os.path.join(c.CourseDirectory.root, c.CourseDirectory.source_directory),
@@ -37,7 +38,6 @@ from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern, LimitOutput,
     OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from course_grading.preprocessors import CellTimeLimits, GuardedExecute, RestoreCellMetadata, SkipExperiments  # noqa: E402
 
 c.OverwriteCells.add_missing_cells = True
 # A submission's own files named like the grader's records are not copied into autograded/ (the report reads those)

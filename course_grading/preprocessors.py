@@ -39,7 +39,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
-from traitlets import Any, Bool, Float, Integer
+from traitlets import Bool, Float, Integer
 
 from course_grading.agent import agent_source
 from course_grading.sandbox import Limits, SandboxedKernelManager
@@ -182,8 +182,10 @@ class GuardedExecute(Execute):
     cell_limit = Integer(1000, help="cells a submission may have; one with more is not run").tag(config=True)
     disk_limit = Integer(2 * 1024 ** 3, help="bytes the kernel may leave in the submission's folder; the cells "
                                              "after the one that passes it are not run").tag(config=True)
-    # each cell's limit is its metadata's (CellTimeLimits) or `timeout`: the Validator's timeout_func is not used
-    timeout_func = Any(None, allow_none=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.timeout_func = None  # each cell's limit is its metadata's (CellTimeLimits): not the Validator's
 
     def preprocess(self, nb, resources, km=None):
         self._findings = list(nb.metadata.pop("course_integrity", {}).get("cells", []))

@@ -3,8 +3,9 @@
 Each notebook runs in a fresh kernel with its test cells as students received them (the hidden tests
 run in the grader, not the kernel); every code cell's wall time is stored by cell id in
 ``solutions/cell_times.json`` under the mode (``fast`` with COURSE_FAST=1, else ``full``). The
-autograder gives each cell of a submission ``GuardedExecute.time_margin`` times that, plus
-``time_floor`` seconds (``CellTimeLimits``); cells the table does not know keep the global limit.
+autograder gives each cell of a submission ``CellTimeLimits.margin`` times that, plus ``floor``
+seconds, and so does the Validator (``ValidatorTimeLimits``); cells the table does not know keep the
+global limit.
 
     COURSE_FAST=1 python scripts/measure_cell_times.py [NN_name ...]   # every notebook by default
 """
