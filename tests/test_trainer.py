@@ -297,6 +297,24 @@ def test_bf16_autocast_runs_on_cpu_when_asked():
     assert dtypes == {torch.bfloat16}
 
 
+@pytest.mark.parametrize("instructions, expected", [((True, False), torch.bfloat16), ((False, True), torch.bfloat16),
+                                                     ((False, False), None)])
+def test_native_autocast_on_a_cpu_follows_its_bf16_instructions(monkeypatch, instructions, expected):
+    """"native": bfloat16 where the CPU has AVX512-BF16 or AMX, full precision where bf16 would be emulated."""
+    for probe, present in zip(("_is_avx512_bf16_supported", "_is_amx_tile_supported"), instructions):
+        monkeypatch.setattr(torch.cpu, probe, lambda present=present: present, raising=False)
+    assert _amp_dtype("native", torch.device("cpu")) is expected
+    assert _amp_dtype("auto", torch.device("cpu")) is None              # "auto" stays full precision on a CPU
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert _amp_dtype("native", torch.device("cpu")) is None            # a torch without the probes: no autocast
+
+
+def test_native_autocast_on_cuda_is_auto(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert _amp_dtype("native", torch.device("cuda")) is torch.bfloat16
+
+
 def test_fp16_with_a_grad_scaler_on_cpu():
     seed_everything(0)
     train, val = digits()

@@ -14,7 +14,9 @@ What ``fit`` does for you, and the rules it follows:
   (CUDA > MPS > CPU, or ``COURSE_DEVICE``) otherwise. The model (and any optimizer state) is moved
   to that device in place, and the progress header says so; every batch is copied there too.
 - Mixed precision: ``amp="auto"`` turns autocast on for CUDA only (bfloat16 from compute capability
-  8.0 on, as on an A100 or H100; float16 with a ``GradScaler`` below, as on Colab's T4); ``amp=True`` also turns it on for CPU (bfloat16) and MPS.
+  8.0 on, as on an A100 or H100; float16 with a ``GradScaler`` below, as on Colab's T4); ``amp="native"``
+  also on CPUs with bfloat16 instructions (AVX512-BF16 or AMX: about twice as fast for convolutions);
+  ``amp=True`` on any CPU (bfloat16) and MPS.
 - No host synchronisation per step: loss and correct counts are summed on the device and read
   once per epoch, or when the progress bar refreshes (at most twice a second).
 - Schedulers: OneCycleLR and CyclicLR are stepped after every batch, every other scheduler once
