@@ -293,18 +293,18 @@ def _has_channels_last_weights(model) -> bool:
 
 def autocast_dtype(amp, device: torch.device) -> torch.dtype | None:
     """The autocast dtype that ``amp`` asks for on ``device``, or None for full precision."""
+    if amp == "native":   # "auto", and bfloat16 on a CPU that computes it natively
+        amp = "bf16" if device.type == "cpu" and cpu_computes_bf16() else "auto"
     if amp in ("bf16", torch.bfloat16):
         return torch.bfloat16
     if amp in ("fp16", torch.float16):
         return torch.float16
-    if amp == "native" and device.type == "cpu":
-        return torch.bfloat16 if cpu_computes_bf16() else None
-    if amp is True or (amp in ("auto", "native") and device.type == "cuda"):
+    if amp is True or (amp == "auto" and device.type == "cuda"):
         if device.type == "cuda":
             # Not is_bf16_supported(): it is also true where bf16 is emulated (a T4), and slower than fp16 there.
             return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
         return torch.float16 if device.type == "mps" else torch.bfloat16
-    if amp is False or amp is None or amp in ("auto", "native"):
+    if amp is False or amp is None or amp == "auto":
         return None
     raise CourseValueError(f"amp must be 'auto', 'native', True, False, 'bf16' or 'fp16', got {amp!r}")
 
